@@ -1,0 +1,62 @@
+//! The demo data set behind `palisade serve --demo`: a small, realistic organisation
+//! (teams and one user of every role) to explore the dashboard with. Loading is idempotent.
+
+use crate::accounts::{self, NewAccount};
+use crate::passwords::Passwords;
+use crate::{Db, Role, StoreError, teams};
+
+/// What was loaded, so the caller can print how to log in.
+#[derive(Clone, Debug)]
+pub struct DemoData {
+    /// `(email, role)` of each demo user.
+    pub users: Vec<(String, Role)>,
+    /// The one password all demo users share; `None` when the data was already there.
+    pub password: Option<String>,
+}
+
+const TEAMS: [&str; 4] = ["Payments", "Identity", "Mobile Banking", "Data Platform"];
+
+const USERS: [(&str, &str, Role, &[&str]); 6] = [
+    ("ciso@demo.palisade.local", "Grace Okafor", Role::Security, &[]),
+    ("analyst@demo.palisade.local", "Tomás Lindqvist", Role::Security, &[]),
+    ("payments-dev@demo.palisade.local", "Priya Raman", Role::Developer, &["Payments"]),
+    ("identity-dev@demo.palisade.local", "Jonas Weber", Role::Developer, &["Identity", "Mobile Banking"]),
+    ("data-dev@demo.palisade.local", "Amara Nwosu", Role::Developer, &["Data Platform"]),
+    ("auditor@demo.palisade.local", "Helen Brandt", Role::Auditor, &[]),
+];
+
+/// Loads the demo organisation unless it is already there.
+pub async fn load(db: &Db, passwords: &Passwords) -> Result<DemoData, StoreError> {
+    let users = USERS.iter().map(|(email, _, role, _)| ((*email).to_owned(), *role)).collect();
+    if accounts::find_account_by_email(db, USERS[0].0).await.is_ok() {
+        return Ok(DemoData { users, password: None });
+    }
+    for name in TEAMS {
+        match teams::create_team(db, name).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let all_teams = teams::list_teams(db).await?;
+    let password = crate::tokens::generate_secret("demo-")[..21].to_owned();
+    let hash = passwords.hash(&password).await?;
+    for (email, name, role, team_names) in USERS {
+        let team_ids = all_teams
+            .iter()
+            .filter(|team| team_names.contains(&team.name.as_str()))
+            .map(|team| team.id)
+            .collect();
+        let new = NewAccount {
+            email: email.to_owned(),
+            display_name: name.to_owned(),
+            role,
+            team_ids,
+            password_hash: Some(hash.clone()),
+        };
+        match accounts::create_account(db, new).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(DemoData { users, password: Some(password) })
+}

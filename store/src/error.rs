@@ -1,0 +1,45 @@
+//! The data layer's one error type: what callers can act on (not found, conflict, invalid
+//! input) kept apart from what they can only log (database and migration failures).
+
+/// A failed data-layer call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique key was violated: `field` names what the user should change.
+    #[error("{field} is already taken")]
+    Conflict { field: &'static str },
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("unsupported database URL: {0}")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl StoreError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        StoreError::Invalid { field, message: message.into() }
+    }
+}
+
+/// Turns a unique-key violation into a [`StoreError::Conflict`] on the field the user
+/// typed, and leaves every other error as it is.
+pub(crate) trait ResultExt<T> {
+    fn on_unique(self, field: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn on_unique(self, field: &'static str) -> Result<T, StoreError> {
+        self.map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict { field }
+            }
+            _ => StoreError::Database(error),
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! Palisade's domain types and, behind the `db` feature, its data layer over SQLite or
+//! PostgreSQL (chosen at run time by the database URL).
+
+pub mod model;
+
+#[cfg(feature = "db")]
+pub mod accounts;
+#[cfg(feature = "db")]
+mod db;
+#[cfg(feature = "db")]
+pub mod demo;
+#[cfg(feature = "db")]
+mod error;
+#[cfg(feature = "db")]
+pub mod login_throttle;
+#[cfg(feature = "db")]
+pub mod passwords;
+#[cfg(feature = "db")]
+pub mod sessions;
+#[cfg(feature = "db")]
+pub mod teams;
+#[cfg(feature = "db")]
+pub mod tokens;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[cfg(feature = "db")]
+pub use db::{Backend, Db, now_millis};
+#[cfg(feature = "db")]
+pub use error::StoreError;
+pub use model::*;

@@ -1,0 +1,232 @@
+//! Domain types shared by the server and the dashboard (built for wasm too): ids, roles,
+//! accounts, teams, tokens, and the principal that every permission check is asked of.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Primary key of an `account`.
+    AccountId
+);
+id_type!(
+    /// Primary key of a `team`.
+    TeamId
+);
+id_type!(
+    /// Primary key of an `api_token`.
+    ApiTokenId
+);
+
+/// What a dashboard user or API token may do. One role per account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including user administration.
+    Admin,
+    /// CISO and analysts: every API, policy publishing, risk.
+    Security,
+    /// Registers APIs and edits only those owned by their teams.
+    Developer,
+    /// Read-only everywhere, including the audit trail.
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Security, Role::Developer, Role::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Security => "security",
+            Role::Developer => "developer",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// The name shown in the dashboard.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Admin => "Administrator",
+            Role::Security => "Security",
+            Role::Developer => "Developer",
+            Role::Auditor => "Auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not one of the four role names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}: expected admin, security, developer or auditor")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == text)
+            .ok_or_else(|| UnknownRole(text.to_owned()))
+    }
+}
+
+/// A team, as other records refer to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamRef {
+    pub id: TeamId,
+    pub name: String,
+}
+
+/// A team with the size of its membership, for listings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    pub id: TeamId,
+    pub name: String,
+    pub member_count: i64,
+    pub created_at: i64,
+}
+
+/// An account as administrators see it. Never carries a password hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub teams: Vec<TeamRef>,
+    /// False for an invited user who has not set a password yet.
+    pub has_password: bool,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl Account {
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+}
+
+/// A personal API token's metadata; the secret itself is shown once at creation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: ApiTokenId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiToken {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// Who is calling: a signed-in user or the owner of an API token. Every route and server
+/// function asks one of these what it may do, so the rules live in one place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub account_id: AccountId,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub teams: Vec<TeamRef>,
+}
+
+impl Principal {
+    /// Create, change, disable accounts and teams; reset passwords.
+    pub fn can_administer_users(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// See every account and team (auditors read everything).
+    pub fn can_read_users(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Auditor)
+    }
+
+    /// Manage (list, revoke) API tokens that belong to someone else.
+    pub fn can_manage_others_tokens(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whether this principal belongs to the team (developers may edit only what their
+    /// teams own).
+    pub fn is_member_of(&self, team: TeamId) -> bool {
+        self.teams.iter().any(|t| t.id == team)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{role}\""));
+        }
+        assert_eq!("root".parse::<Role>(), Err(UnknownRole("root".into())));
+        assert!("Admin".parse::<Role>().is_err(), "role names are case-sensitive");
+    }
+
+    #[test]
+    fn only_admins_administer_users() {
+        let principal = |role| Principal {
+            account_id: AccountId(1),
+            email: "a@example.com".into(),
+            display_name: "A".into(),
+            role,
+            teams: vec![],
+        };
+        let admins: Vec<Role> =
+            Role::ALL.into_iter().filter(|r| principal(*r).can_administer_users()).collect();
+        assert_eq!(admins, vec![Role::Admin]);
+        let readers: Vec<Role> =
+            Role::ALL.into_iter().filter(|r| principal(*r).can_read_users()).collect();
+        assert_eq!(readers, vec![Role::Admin, Role::Auditor]);
+    }
+
+    #[test]
+    fn token_activity_follows_revocation_and_expiry() {
+        let token = ApiToken {
+            id: ApiTokenId(1),
+            account_id: AccountId(1),
+            name: "ci".into(),
+            prefix: "pal_abcd".into(),
+            created_at: 0,
+            expires_at: Some(100),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        assert!(token.is_active(99));
+        assert!(!token.is_active(100));
+        assert!(!ApiToken { revoked_at: Some(5), ..token.clone() }.is_active(0));
+        assert!(ApiToken { expires_at: None, ..token }.is_active(i64::MAX));
+    }
+}

@@ -1,0 +1,140 @@
+//! Per-test databases: a fresh SQLite file or a fresh PostgreSQL database for each test,
+//! migrated and removed afterwards, so the same test runs against both backends.
+//!
+//! PostgreSQL tests never skip silently: when the server is unreachable they fail and say
+//! how to point them elsewhere (`PALISADE_TEST_POSTGRES_URL`).
+
+use crate::{Backend, Db};
+use std::path::PathBuf;
+
+/// The server that hosts per-test PostgreSQL databases (a maintenance database URL).
+pub fn postgres_admin_url() -> String {
+    std::env::var("PALISADE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    SqliteDir(PathBuf),
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let (url, cleanup) = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("palisade-test-{unique}"));
+                let url = format!("sqlite://{}/palisade.db", dir.display());
+                (url, Cleanup::SqliteDir(dir))
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("palisade_test_{unique}");
+                let admin = Db::connect_without_migrating(&admin_url).await.unwrap_or_else(|error| {
+                    panic!(
+                        "PostgreSQL tests need a server at {admin_url} ({error}); start it \
+                         (pg_ctlcluster 15 main start) or set PALISADE_TEST_POSTGRES_URL"
+                    )
+                });
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(admin.pool())
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let url = replace_database(&admin_url, &name);
+                (url, Cleanup::PostgresDatabase { admin_url, name })
+            }
+        };
+        let db = Db::connect(&url).await.expect("connect and migrate the test database");
+        TestDb { db, url, cleanup }
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = match base.rfind('/') {
+        Some(slash) if slash > "postgres://".len() => &base[..slash],
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::SqliteDir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::PostgresDatabase { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop runs outside any async context we could await in: use a thread
+                // with its own small runtime. FORCE ends the pool's open connections.
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    if let Ok(runtime) = runtime {
+                        runtime.block_on(async {
+                            if let Ok(admin) = Db::connect_without_migrating(&admin_url).await {
+                                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                    .execute(admin.pool())
+                                    .await;
+                                admin.close().await;
+                            }
+                        });
+                    }
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// Runs an async test body once on SQLite and once on PostgreSQL:
+/// `both_backends!(name, |db: Db| async move { … })` makes `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let test_db = $crate::testing::TestDb::new($crate::Backend::Sqlite).await;
+                ($body)(test_db.db.clone()).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let test_db = $crate::testing::TestDb::new($crate::Backend::Postgres).await;
+                ($body)(test_db.db.clone()).await;
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            super::replace_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            super::replace_database("postgres://u@h/db?sslmode=disable", "t1"),
+            "postgres://u@h/t1?sslmode=disable"
+        );
+        assert_eq!(super::replace_database("postgres://u@h", "t1"), "postgres://u@h/t1");
+    }
+}
