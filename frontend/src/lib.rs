@@ -1,1 +1,7 @@
-//! frontend
+//! The wasm entry point: hydrates the server-rendered dashboard in the browser.
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,12 @@
+//! Server functions: the browser's only way to read and change data. Each one opens with
+//! its permission check (stated in its doc comment), then validates, then calls the data
+//! layer. All live under `/rpc/` with fixed names, so client and server always agree.
+
+pub mod account;
+pub mod admin;
+pub mod setup;
+
+/// Empty form fields mean "not given".
+pub(crate) fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}

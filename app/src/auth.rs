@@ -1,0 +1,141 @@
+//! Who is signed in: the principal the server resolved for this request, shared with the
+//! browser at hydration; and, on the server, the session rules (start, resolve, end) and
+//! the permission checks every server function opens with.
+
+use leptos::prelude::*;
+use store::Principal;
+
+/// The signed-in principal, provided as context to every page (`None`: signed out).
+#[derive(Clone, Debug)]
+pub struct Me(pub Option<Principal>);
+
+/// The principal from context, if anyone is signed in.
+pub fn use_me() -> Option<Principal> {
+    use_context::<Me>().and_then(|me| me.0)
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use crate::error::AppError;
+    use crate::state::AppState;
+    use leptos::prelude::*;
+    use store::{AccountId, Principal, accounts, now_millis, sessions::ACCOUNT_KEY};
+    use tower_sessions::Session;
+
+    /// The session key for the account's session generation at sign-in.
+    const GENERATION_KEY: &str = "generation";
+    /// The session key for the sign-in time (Unix ms), for the absolute timeout.
+    const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+
+    /// What the server resolved about the caller, put in the request's extensions by the
+    /// server's authentication middleware.
+    #[derive(Clone, Debug, Default)]
+    pub struct CurrentPrincipal(pub Option<Principal>);
+
+    /// Starts a signed-in session under a new id, so an id fixed before sign-in is useless.
+    pub async fn start_session(
+        session: &Session,
+        account_id: AccountId,
+        generation: i64,
+    ) -> Result<(), tower_sessions::session::Error> {
+        session.cycle_id().await?;
+        session.insert(ACCOUNT_KEY, account_id.0).await?;
+        session.insert(GENERATION_KEY, generation).await?;
+        session.insert(SIGNED_IN_AT_KEY, now_millis()).await?;
+        Ok(())
+    }
+
+    /// The principal behind a session, enforcing the absolute timeout and ending sessions
+    /// whose account was disabled or whose sessions were ended since.
+    pub async fn resolve_session(
+        state: &AppState,
+        session: &Session,
+    ) -> Result<Option<Principal>, AppError> {
+        let read = async {
+            let account: Option<i64> = session.get(ACCOUNT_KEY).await?;
+            let generation: Option<i64> = session.get(GENERATION_KEY).await?;
+            let signed_in_at: Option<i64> = session.get(SIGNED_IN_AT_KEY).await?;
+            Ok::<_, tower_sessions::session::Error>((account, generation, signed_in_at))
+        };
+        let (account, generation, signed_in_at) = read.await.map_err(session_error)?;
+        let (Some(account), Some(generation), Some(signed_in_at)) = (account, generation, signed_in_at)
+        else {
+            return Ok(None);
+        };
+        let absolute = state.auth.absolute_timeout.as_millis() as i64;
+        let principal = if now_millis() - signed_in_at > absolute {
+            None
+        } else {
+            accounts::find_session_principal(&state.db, AccountId(account), generation).await?
+        };
+        if principal.is_none() {
+            session.flush().await.map_err(session_error)?;
+        }
+        Ok(principal)
+    }
+
+    pub fn session_error(error: tower_sessions::session::Error) -> AppError {
+        tracing::error!(%error, "session store failed");
+        AppError::Internal
+    }
+
+    /// The application state provided to server functions.
+    pub fn state() -> Result<AppState, AppError> {
+        use_context::<AppState>().ok_or_else(|| {
+            tracing::error!("AppState missing from server function context");
+            AppError::Internal
+        })
+    }
+
+    fn request_parts() -> Option<http::request::Parts> {
+        use_context::<http::request::Parts>()
+    }
+
+    /// The caller of the current server function or page render.
+    pub fn current_principal() -> Option<Principal> {
+        request_parts()?.extensions.get::<CurrentPrincipal>()?.0.clone()
+    }
+
+    /// Sets the response status for a failed server function, except for a plain form
+    /// post (no JavaScript): that one is answered with a redirect back to the form, which
+    /// carries the error, and a status would stop the browser from following it.
+    pub fn fail(error: AppError) -> AppError {
+        let plain_form = request_parts()
+            .and_then(|parts| parts.headers.get(http::header::ACCEPT).cloned())
+            .and_then(|accept| accept.to_str().ok().map(|v| v.contains("text/html")))
+            .unwrap_or(false);
+        if !plain_form {
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                if let Ok(status) = http::StatusCode::from_u16(error.status()) {
+                    response.set_status(status);
+                }
+            }
+        }
+        error
+    }
+
+    /// The signed-in principal, or 401.
+    pub fn require_signed_in() -> Result<Principal, AppError> {
+        current_principal().ok_or_else(|| fail(AppError::Unauthenticated))
+    }
+
+    /// The signed-in principal if `allowed` says yes, or 401/403.
+    pub fn require(allowed: impl Fn(&Principal) -> bool) -> Result<Principal, AppError> {
+        let principal = require_signed_in()?;
+        if allowed(&principal) { Ok(principal) } else { Err(fail(AppError::Forbidden)) }
+    }
+
+    /// Maps a data-layer error to what the browser may see, with its status.
+    pub fn store_error(error: store::StoreError) -> AppError {
+        fail(AppError::from(error))
+    }
+
+    /// Sets a page's response status (e.g. 403 for a refused page) during server rendering.
+    pub fn set_page_status(status: u16) {
+        if let (Some(response), Ok(status)) =
+            (use_context::<leptos_axum::ResponseOptions>(), http::StatusCode::from_u16(status))
+        {
+            response.set_status(status);
+        }
+    }
+}

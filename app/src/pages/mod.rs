@@ -1,0 +1,21 @@
+//! One module per page of the dashboard.
+
+mod login;
+mod not_found;
+mod overview;
+mod sections;
+mod settings;
+mod setup_password;
+mod teams;
+mod tokens;
+mod users;
+
+pub use login::LoginPage;
+pub use not_found::NotFoundPage;
+pub use overview::OverviewPage;
+pub use sections::{AgentsPage, ApisPage, AuditPage, ConsentPage, PoliciesPage, RiskPage};
+pub use settings::{ProfilePage, SettingsNav};
+pub use setup_password::SetupPasswordPage;
+pub use teams::TeamsPage;
+pub use tokens::TokensPage;
+pub use users::{UserPage, UsersPage};

@@ -1,0 +1,98 @@
+//! Sections whose features arrive with later work. Each says plainly what will appear, and
+//! shows no figures until there are real ones.
+
+use crate::components::EmptyState;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn ApisPage() -> impl IntoView {
+    view! {
+        <Title text="APIs"/>
+        <h1>"APIs"</h1>
+        <EmptyState title="No APIs registered yet">
+            <p>
+                "The API inventory will list every API in the organisation with its owning team, "
+                "environments, operations, the data classes each operation exposes, how callers "
+                "authenticate, its authorization levels (L1 network, L2 requestor and device, L3 data, "
+                "L4 consent), rate limits, and posture findings."
+            </p>
+            <p>"Developers will register APIs here and from CI by importing their OpenAPI documents."</p>
+        </EmptyState>
+    }
+}
+
+#[component]
+pub fn AgentsPage() -> impl IntoView {
+    view! {
+        <Title text="Agents"/>
+        <h1>"Agents"</h1>
+        <EmptyState title="No enforcement agents enrolled yet">
+            <p>
+                "Enforcement agents sit in front of every API instance. Here you will see each agent "
+                "with its labels, version, last contact, the policy revision it enforces, its health, "
+                "and any drift from the revision meant for it."
+            </p>
+        </EmptyState>
+    }
+}
+
+#[component]
+pub fn PoliciesPage() -> impl IntoView {
+    view! {
+        <Title text="Policies"/>
+        <h1>"Policies"</h1>
+        <EmptyState title="No policy revisions yet">
+            <p>
+                "Security leads will compile the inventory's settings into signed policy bundles here: "
+                "preview with diagnostics, a diff against the active revision, publishing to all agents "
+                "or a canary group, rollback, and a decision explorer to test requests before publishing."
+            </p>
+        </EmptyState>
+    }
+}
+
+#[component]
+pub fn ConsentPage() -> impl IntoView {
+    view! {
+        <Title text="Consent"/>
+        <h1>"Consent"</h1>
+        <EmptyState title="No consent records yet">
+            <p>
+                "Level-4 authorization depends on the end user's consent. This section will show the "
+                "consent each subject granted, for which scopes and purposes, and its revocations; every "
+                "decision that relied on consent will cite its record."
+            </p>
+        </EmptyState>
+    }
+}
+
+#[component]
+pub fn RiskPage() -> impl IntoView {
+    view! {
+        <Title text="Risk"/>
+        <h1>"Risk"</h1>
+        <EmptyState title="No decisions reported yet">
+            <p>
+                "Risk analytics are computed from the decision logs that agents report: denied and "
+                "anomalous requests, callers with rising risk scores, shadow APIs that no registration "
+                "declares. Nothing has been reported, so there is no risk to show."
+            </p>
+        </EmptyState>
+    }
+}
+
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    view! {
+        <Title text="Audit"/>
+        <h1>"Audit"</h1>
+        <EmptyState title="The audit trail is not recorded yet">
+            <p>
+                "Every change in Palisade will be appended to a tamper-evident, signed hash chain: who "
+                "did what, when, from where, and why. This view will show that timeline with filters, "
+                "each entry's detail, the chain's verification status and export."
+            </p>
+        </EmptyState>
+    }
+}

@@ -1,0 +1,93 @@
+//! Personal API tokens: create (the secret is shown once), list, revoke.
+
+use crate::api::account::{CreateMyToken, RevokeMyToken, TokenList, list_my_tokens};
+use crate::components::{ErrorMessage, FlashMessage, format_optional_time, format_time};
+use crate::pages::SettingsNav;
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn TokensPage() -> impl IntoView {
+    let create = ServerAction::<CreateMyToken>::new();
+    let revoke = ServerAction::<RevokeMyToken>::new();
+    let tokens = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| list_my_tokens(),
+    );
+    view! {
+        <Title text="API tokens"/>
+        <h1>"Settings"</h1>
+        <SettingsNav/>
+        <FlashMessage/>
+        <section class="card">
+            <h2>"New API token"</h2>
+            <p>"Tokens let scripts and CI call the REST API as you, with your role. Send one as "
+               <code>"Authorization: Bearer …"</code> "."</p>
+            <ActionForm action=create>
+                <label>"Name" <input type="text" name="name" required maxlength="64" placeholder="ci-deploy"/></label>
+                <label>"Expires"
+                    <select name="expires_in_days">
+                        <option value="30">"in 30 days"</option>
+                        <option value="90" selected>"in 90 days"</option>
+                        <option value="365">"in a year"</option>
+                        <option value="">"never"</option>
+                    </select>
+                </label>
+                <button type="submit">"Create token"</button>
+            </ActionForm>
+            {move || match create.value().get() {
+                Some(Ok(created)) => view! {
+                    <div class="flash" role="status">
+                        <p>"Token “" {created.token.name} "” created. Copy it now: it will not be shown again."</p>
+                        <code class="secret" data-testid="secret">{created.secret}</code>
+                    </div>
+                }.into_any(),
+                Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
+                None => ().into_any(),
+            }}
+        </section>
+        <section class="card">
+            <h2>"Your tokens"</h2>
+            {move || revoke.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match tokens.await {
+                        Err(error) => view! { <ErrorMessage error/> }.into_any(),
+                        Ok(list) if list.tokens.is_empty() => view! { <p>"You have no API tokens."</p> }.into_any(),
+                        Ok(TokenList { now, tokens: list }) => view! {
+                            <table>
+                                <thead><tr><th>"Name"</th><th>"Token"</th><th>"Created"</th><th>"Expires"</th><th>"Last used"</th><th>"Status"</th><th></th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|token| {
+                                        let status = if token.revoked_at.is_some() { "revoked" }
+                                            else if token.expires_at.is_some_and(|at| at <= now) { "expired" }
+                                            else { "active" };
+                                        view! {
+                                            <tr>
+                                                <td>{token.name.clone()}</td>
+                                                <td><code>{token.prefix.clone()} "…"</code></td>
+                                                <td>{format_time(token.created_at)}</td>
+                                                <td>{format_optional_time(token.expires_at, "never")}</td>
+                                                <td>{format_optional_time(token.last_used_at, "never")}</td>
+                                                <td>{status}</td>
+                                                <td>
+                                                    {(status == "active").then(|| view! {
+                                                        <ActionForm action=revoke>
+                                                            <input type="hidden" name="token_id" value=token.id.0/>
+                                                            <button type="submit" class="danger">"Revoke"</button>
+                                                        </ActionForm>
+                                                    })}
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}

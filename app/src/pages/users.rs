@@ -1,0 +1,228 @@
+//! User administration: the list with a creation form, and one user's page (role, teams,
+//! disable, password reset). Admins change; auditors read.
+
+use crate::api::admin::{
+    CreateUser, ResetUserPassword, SetUserDisabled, SetUserTeam, UpdateUser, get_user, list_teams,
+    list_users,
+};
+use crate::auth::use_me;
+use crate::components::{ActionOutcome, ErrorMessage, FlashMessage, Forbidden, format_time};
+use crate::pages::SettingsNav;
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+use store::{Account, Role};
+
+fn status_of(account: &Account) -> &'static str {
+    if account.is_disabled() {
+        "disabled"
+    } else if !account.has_password {
+        "invited"
+    } else {
+        "active"
+    }
+}
+
+fn role_options(selected: Option<Role>) -> impl IntoView {
+    Role::ALL
+        .into_iter()
+        .map(|role| view! { <option value=role.as_str() selected=selected == Some(role)>{role.label()}</option> })
+        .collect_view()
+}
+
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    let Some(me) = use_me().filter(|me| me.can_read_users()) else {
+        return view! { <Title text="Users"/><h1>"Settings"</h1><SettingsNav/><Forbidden/> }.into_any();
+    };
+    let can_edit = me.can_administer_users();
+    let create = ServerAction::<CreateUser>::new();
+    let users = Resource::new(move || create.version().get(), |_| list_users());
+    let teams = Resource::new(|| (), |_| list_teams());
+    view! {
+        <Title text="Users"/>
+        <h1>"Settings"</h1>
+        <SettingsNav/>
+        <FlashMessage/>
+        {can_edit.then(|| view! {
+            <section class="card">
+                <h2>"New user"</h2>
+                <ActionForm action=create>
+                    <label>"Email" <input type="email" name="email" required/></label>
+                    <label>"Name" <input type="text" name="display_name" maxlength="100"/></label>
+                    <label>"Role" <select name="role">{role_options(Some(Role::Developer))}</select></label>
+                    <label>"Team"
+                        <select name="team_id">
+                            <option value="">"no team"</option>
+                            <Suspense>
+                                {move || Suspend::new(async move {
+                                    teams.await.unwrap_or_default().into_iter().map(|team| view! {
+                                        <option value=team.id.0>{team.name}</option>
+                                    }).collect_view()
+                                })}
+                            </Suspense>
+                        </select>
+                    </label>
+                    <label>"Initial password (leave empty to create an invitation link)"
+                        <input type="password" name="password" autocomplete="new-password" maxlength="128"/>
+                    </label>
+                    <button type="submit">"Create user"</button>
+                </ActionForm>
+                {move || match create.value().get() {
+                    Some(Ok(created)) => view! {
+                        <div class="flash" role="status">
+                            <p>{created.account.email.clone()} " created."
+                               {created.setup_link.is_some().then_some(" Send them this one-time link to set their password; it is shown only now.")}</p>
+                            {created.setup_link.map(|link| view! { <code class="secret" data-testid="secret">{link}</code> })}
+                        </div>
+                    }.into_any(),
+                    Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
+                    None => ().into_any(),
+                }}
+            </section>
+        })}
+        <section class="card">
+            <h2>"Users"</h2>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match users.await {
+                        Err(error) => view! { <ErrorMessage error/> }.into_any(),
+                        Ok(list) => view! {
+                            <table data-testid="users">
+                                <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Teams"</th><th>"Status"</th><th>"Created"</th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|account| {
+                                        let teams = account.teams.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
+                                        view! {
+                                            <tr>
+                                                <td><a href=format!("/settings/users/{}", account.id)>{account.email.clone()}</a></td>
+                                                <td>{account.display_name.clone()}</td>
+                                                <td>{account.role.label()}</td>
+                                                <td>{teams}</td>
+                                                <td>{status_of(&account)}</td>
+                                                <td>{format_time(account.created_at)}</td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+    .into_any()
+}
+
+#[component]
+pub fn UserPage() -> impl IntoView {
+    let Some(me) = use_me().filter(|me| me.can_read_users()) else {
+        return view! { <Title text="User"/><h1>"Settings"</h1><SettingsNav/><Forbidden/> }.into_any();
+    };
+    let can_edit = me.can_administer_users();
+    let params = use_params_map();
+    let account_id = move || params.read().get("id").and_then(|id| id.parse::<i64>().ok()).unwrap_or(-1);
+    let update = ServerAction::<UpdateUser>::new();
+    let set_team = ServerAction::<SetUserTeam>::new();
+    let disable = ServerAction::<SetUserDisabled>::new();
+    let reset = ServerAction::<ResetUserPassword>::new();
+    let user = Resource::new(
+        move || (account_id(), update.version().get(), set_team.version().get(), disable.version().get(), reset.version().get()),
+        |(id, ..)| get_user(id),
+    );
+    let teams = Resource::new(|| (), |_| list_teams());
+    view! {
+        <Title text="User"/>
+        <h1>"Settings"</h1>
+        <SettingsNav/>
+        <FlashMessage/>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                let account = match user.await {
+                    Ok(account) => account,
+                    Err(error) => return view! { <ErrorMessage error/> }.into_any(),
+                };
+                let all_teams = teams.await.unwrap_or_default();
+                let id = account.id.0;
+                let member_of = account.teams.clone();
+                let (name, role, disabled) = (account.display_name.clone(), account.role, account.is_disabled());
+                view! {
+                    <section class="card">
+                        <h2>{account.email.clone()}</h2>
+                        <dl>
+                            <dt>"Name"</dt><dd>{account.display_name.clone()}</dd>
+                            <dt>"Role"</dt><dd>{account.role.label()}</dd>
+                            <dt>"Status"</dt><dd data-testid="status">{status_of(&account)}</dd>
+                            <dt>"Created"</dt><dd>{format_time(account.created_at)}</dd>
+                        </dl>
+                    </section>
+                    {can_edit.then(|| view! {
+                        <section class="card">
+                            <h2>"Name and role"</h2>
+                            <ActionForm action=update>
+                                <input type="hidden" name="account_id" value=id/>
+                                <label>"Name" <input type="text" name="display_name" value=name maxlength="100"/></label>
+                                <label>"Role" <select name="role">{role_options(Some(role))}</select></label>
+                                <button type="submit">"Save"</button>
+                            </ActionForm>
+                            <ActionOutcome value=update.value() success="Saved."/>
+                        </section>
+                        <section class="card">
+                            <h2>"Teams"</h2>
+                            <ul class="plain">
+                                {all_teams.into_iter().map(|team| {
+                                    let member = member_of.iter().any(|t| t.id == team.id);
+                                    view! {
+                                        <li>
+                                            <ActionForm action=set_team>
+                                                <input type="hidden" name="account_id" value=id/>
+                                                <input type="hidden" name="team_id" value=team.id.0/>
+                                                <input type="hidden" name="member" value=(!member).to_string()/>
+                                                {team.name.clone()} {if member { " (member) " } else { " " }}
+                                                <button type="submit" class="small">{if member { "Remove" } else { "Add" }}</button>
+                                            </ActionForm>
+                                        </li>
+                                    }
+                                }).collect_view()}
+                            </ul>
+                            <ActionOutcome value=set_team.value() success="Teams updated."/>
+                        </section>
+                        <section class="card">
+                            <h2>"Access"</h2>
+                            <ActionForm action=disable>
+                                <input type="hidden" name="account_id" value=id/>
+                                <input type="hidden" name="disabled" value=(!disabled).to_string()/>
+                                <button type="submit" class="danger">
+                                    {if disabled { "Enable account" } else { "Disable account" }}
+                                </button>
+                            </ActionForm>
+                            <ActionOutcome value=disable.value() success="Access updated."/>
+                            <h3>"Reset password"</h3>
+                            <ActionForm action=reset>
+                                <input type="hidden" name="account_id" value=id/>
+                                <label>"New password (leave empty to create a one-time reset link)"
+                                    <input type="password" name="password" autocomplete="new-password" maxlength="128"/>
+                                </label>
+                                <button type="submit">"Reset password"</button>
+                            </ActionForm>
+                            {move || match reset.value().get() {
+                                Some(Ok(done)) => view! {
+                                    <div class="flash" role="status">
+                                        <p>"Password reset; their sessions have ended."</p>
+                                        {done.setup_link.map(|link| view! { <code class="secret" data-testid="secret">{link}</code> })}
+                                    </div>
+                                }.into_any(),
+                                Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
+                                None => ().into_any(),
+                            }}
+                        </section>
+                    })}
+                }
+                .into_any()
+            })}
+        </Suspense>
+    }
+    .into_any()
+}

@@ -1,0 +1,72 @@
+//! `ApiError`: every REST error as JSON `{code, message}`, with generic text for server
+//! faults (logged, never shown) and `WWW-Authenticate` on 401.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `unauthorized`, `forbidden`, `not_found`, `invalid`, `conflict`, `internal`.
+    pub code: &'static str,
+    /// For humans; never contains internals.
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    Forbidden,
+    NotFound(String),
+    Invalid(String),
+    Conflict(String),
+    Internal,
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(error: store::StoreError) -> Self {
+        use store::StoreError;
+        match error {
+            StoreError::NotFound(what) => ApiError::NotFound(what.to_owned()),
+            StoreError::Conflict { field } => ApiError::Conflict(format!("{field} is already taken")),
+            StoreError::Invalid { field, message } => ApiError::Invalid(format!("{field}: {message}")),
+            internal => {
+                tracing::error!(error = %internal, "REST request failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid API token is required: Authorization: Bearer <token>".to_owned(),
+            ),
+            ApiError::Forbidden => {
+                (StatusCode::FORBIDDEN, "forbidden", "your role does not allow this".to_owned())
+            }
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            ApiError::Invalid(message) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; it has been logged".to_owned(),
+            ),
+        };
+        let mut response = (status, Json(ErrorBody { code, message })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static(r#"Bearer realm="palisade""#));
+        }
+        response
+    }
+}

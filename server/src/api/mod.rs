@@ -1,0 +1,79 @@
+//! The REST API under `/api/v1`, authenticated by personal API tokens. Routes are declared
+//! through utoipa so that the OpenAPI document and the router come from the same source;
+//! each operation's security requirement lists the roles it admits, and the authorization
+//! test reads them from the document.
+
+mod caller;
+mod error;
+mod me;
+mod users;
+
+pub use caller::Caller;
+pub use error::{ApiError, ErrorBody};
+
+use app::state::AppState;
+use axum::Router;
+use axum::routing::any;
+use std::sync::OnceLock;
+use utoipa::openapi::OpenApi as OpenApiDocument;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Palisade API",
+        version = "1",
+        description = "Palisade's REST API. Authenticate with `Authorization: Bearer <token>` \
+                       using a personal API token. Each operation's security requirement lists \
+                       the roles allowed to call it. Errors are JSON `{code, message}`."
+    ),
+    modifiers(&BearerScheme),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut OpenApiDocument) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(openapi_json))
+        .routes(routes!(me::me))
+        .routes(routes!(users::list_users))
+        .routes(routes!(users::list_teams))
+}
+
+/// The OpenAPI document of every `/api/v1` route.
+pub fn openapi() -> &'static OpenApiDocument {
+    static DOCUMENT: OnceLock<OpenApiDocument> = OnceLock::new();
+    DOCUMENT.get_or_init(|| routes().split_for_parts().1)
+}
+
+pub fn router() -> Router<AppState> {
+    let (router, _) = routes().split_for_parts();
+    router.route("/api/v1/{*rest}", any(|| async { ApiError::NotFound("route".into()) }))
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+async fn openapi_json() -> axum::Json<&'static OpenApiDocument> {
+    axum::Json(openapi())
+}

@@ -1,0 +1,132 @@
+//! The command line: `palisade serve` (the default) and `palisade admin …`.
+
+use crate::config::{DataArgs, ServeArgs};
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+use store::accounts::{self, NewAccount};
+use store::passwords::Passwords;
+use store::{Db, Role, teams, tokens};
+
+#[derive(Parser, Debug)]
+#[command(name = "palisade", version, about = "Palisade API-security control plane")]
+pub struct Cli {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane: dashboard, REST API (the default command).
+    Serve(ServeArgs),
+    /// Administer accounts and tokens directly in the database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create a user; the password is read from the first line of standard input.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// admin, security, developer or auditor.
+        #[arg(long)]
+        role: Role,
+        /// Name of a team to put the user in (created if it does not exist).
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Create a personal API token for a user and print it (it is shown only once).
+    CreateToken {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Days until the token expires; it never expires when not given.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=3650))]
+        expires_days: Option<u16>,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        None => {
+            // `palisade` alone serves with defaults, as `palisade serve` would.
+            let serve = Cli::parse_from(["palisade", "serve"]);
+            let Some(Command::Serve(args)) = serve.command else { unreachable!("parsed serve") };
+            crate::startup::serve(cli.data, args).await
+        }
+        Some(Command::Serve(args)) => crate::startup::serve(cli.data, args).await,
+        Some(Command::Admin(command)) => admin(cli.data, command).await,
+    }
+}
+
+async fn admin(data: DataArgs, command: AdminCommand) -> Result<(), String> {
+    let db = Db::connect(&data.database_url()).await.map_err(|e| e.to_string())?;
+    let result = match command {
+        AdminCommand::CreateUser { email, role, team, name } => {
+            let password = read_password()?;
+            create_user(&db, &email, role, team.as_deref(), &name, &password).await
+        }
+        AdminCommand::CreateToken { email, name, expires_days } => {
+            let account = accounts::find_account_by_email(&db, &email)
+                .await
+                .map_err(|e| format!("{email}: {e}"))?;
+            let expires_at = expires_days.map(|days| store::now_millis() + i64::from(days) * 86_400_000);
+            let (_, secret) = tokens::create_token(&db, account.id, &name, expires_at)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{secret}");
+            Ok(())
+        }
+    };
+    db.close().await;
+    result
+}
+
+fn read_password() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("reading the password: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err("give the password on standard input, e.g. `echo \"$PASSWORD\" | palisade admin create-user …`".into());
+    }
+    Ok(password)
+}
+
+async fn create_user(
+    db: &Db,
+    email: &str,
+    role: Role,
+    team: Option<&str>,
+    name: &str,
+    password: &str,
+) -> Result<(), String> {
+    let passwords = Passwords::new().map_err(|e| e.to_string())?;
+    let hash = passwords.hash(password).await.map_err(|e| e.to_string())?;
+    let team_ids = match team {
+        None => Vec::new(),
+        Some(team) => {
+            let found = match teams::find_team_by_name(db, team).await {
+                Ok(found) => found,
+                Err(store::StoreError::NotFound(_)) => teams::create_team(db, team).await.map_err(|e| e.to_string())?,
+                Err(error) => return Err(error.to_string()),
+            };
+            vec![found.id]
+        }
+    };
+    let new = NewAccount {
+        email: email.to_owned(),
+        display_name: name.to_owned(),
+        role,
+        team_ids,
+        password_hash: Some(hash),
+    };
+    let account = accounts::create_account(db, new).await.map_err(|e| e.to_string())?;
+    println!("created {} ({}) with id {}", account.email, account.role, account.id);
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Run-time configuration from flags and `PALISADE_*` environment variables.
+
+use app::state::AuthSettings;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the data lives; shared by every subcommand.
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Folder for the SQLite database and other local state.
+    #[arg(long, env = "PALISADE_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`. Defaults to SQLite in the data dir.
+    #[arg(long, env = "PALISADE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+impl DataArgs {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("palisade.db").display()))
+    }
+}
+
+/// `palisade serve` options.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Load the demo organisation (teams and a user of every role).
+    #[arg(long)]
+    pub demo: bool,
+    /// Folder with the built dashboard assets (`pkg/`), as cargo-leptos writes it.
+    #[arg(long, env = "PALISADE_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+    /// The origin users reach Palisade at, when behind a proxy (https://palisade.example.com).
+    #[arg(long, env = "PALISADE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Email of the admin account created on first start.
+    #[arg(long, env = "PALISADE_ADMIN_EMAIL", default_value = "admin@localhost")]
+    pub admin_email: String,
+    /// Password of that admin account; generated and printed once when not given.
+    #[arg(long, env = "PALISADE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Minutes of inactivity after which a dashboard session ends.
+    #[arg(long, env = "PALISADE_SESSION_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub session_idle_minutes: u64,
+    /// Hours after sign-in at which a dashboard session ends, active or not.
+    #[arg(long, env = "PALISADE_SESSION_ABSOLUTE_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=720))]
+    pub session_absolute_hours: u64,
+}
+
+impl ServeArgs {
+    pub fn auth_settings(&self) -> Result<AuthSettings, String> {
+        let public_origin = match &self.public_url {
+            None => None,
+            Some(url) => Some(origin_of(url).ok_or_else(|| {
+                format!("PALISADE_PUBLIC_URL {url:?} must look like https://host[:port]")
+            })?),
+        };
+        Ok(AuthSettings {
+            idle_timeout: Duration::from_secs(self.session_idle_minutes * 60),
+            absolute_timeout: Duration::from_secs(self.session_absolute_hours * 3600),
+            public_origin,
+            ..AuthSettings::default()
+        })
+    }
+}
+
+/// `scheme://host[:port]` of a URL, without path; `None` if it is not http(s).
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split('/').next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins_are_scheme_and_authority() {
+        assert_eq!(origin_of("https://p.example.com/x/y").as_deref(), Some("https://p.example.com"));
+        assert_eq!(origin_of("http://127.0.0.1:3000").as_deref(), Some("http://127.0.0.1:3000"));
+        assert_eq!(origin_of("ftp://x"), None);
+        assert_eq!(origin_of("https://"), None);
+        assert_eq!(origin_of("https://user@host"), None);
+        assert_eq!(origin_of("nonsense"), None);
+    }
+}

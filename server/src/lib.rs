@@ -1,0 +1,13 @@
+//! Palisade's control-plane server: configuration, startup, the axum router (dashboard,
+//! REST API), sign-in and sessions, and the admin command line.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod router;
+pub mod security;
+pub mod startup;
+
+pub use router::router;

@@ -1,0 +1,148 @@
+//! `palisade serve`: connect and migrate, make sure an admin exists, optionally load the
+//! demo, start background upkeep, and serve until asked to stop.
+
+use crate::config::{DataArgs, ServeArgs};
+use app::state::AppState;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+use std::time::Duration;
+use store::accounts::{self, NewAccount};
+use store::passwords::Passwords;
+use store::sessions::DbSessionStore;
+use store::{Db, Role, demo, login_throttle};
+use tower_sessions::ExpiredDeletion;
+use tracing_subscriber::EnvFilter;
+
+pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let auth = args.auth_settings()?;
+    let url = data.database_url();
+    let db = Db::connect(&url).await.map_err(|e| format!("database {}: {e}", redact(&url)))?;
+    tracing::info!(database = %redact(&url), backend = ?db.backend(), "database ready");
+    let passwords = Passwords::new().map_err(|e| e.to_string())?;
+
+    bootstrap_admin(&db, &passwords, &args).await?;
+    if args.demo {
+        let loaded = demo::load(&db, &passwords).await.map_err(|e| format!("demo data: {e}"))?;
+        match loaded.password {
+            Some(password) => {
+                println!("Demo data loaded. Every demo user's password is: {password}");
+                for (email, role) in loaded.users {
+                    println!("  {email} ({role})");
+                }
+            }
+            None => println!("Demo data already present."),
+        }
+    }
+
+    let leptos_options = LeptosOptions::builder()
+        .output_name("palisade")
+        .site_root(args.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(args.listen)
+        .build();
+    let state = AppState { db: db.clone(), passwords, leptos_options, auth: Arc::new(auth) };
+    spawn_upkeep(db.clone());
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    println!("Palisade is listening on http://{}", args.listen);
+    let app = crate::router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    db.close().await;
+    Ok(())
+}
+
+/// On first start (no accounts at all) creates the admin account.
+async fn bootstrap_admin(db: &Db, passwords: &Passwords, args: &ServeArgs) -> Result<(), String> {
+    if accounts::count_accounts(db).await.map_err(|e| e.to_string())? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match &args.admin_password {
+        Some(password) => (password.clone(), false),
+        None => (store::tokens::generate_secret("")[..24].to_owned(), true),
+    };
+    let hash = passwords.hash(&password).await.map_err(|e| format!("PALISADE_ADMIN_PASSWORD: {e}"))?;
+    let new = NewAccount {
+        email: args.admin_email.clone(),
+        display_name: "Administrator".into(),
+        role: Role::Admin,
+        team_ids: Vec::new(),
+        password_hash: Some(hash),
+    };
+    let admin = accounts::create_account(db, new).await.map_err(|e| format!("PALISADE_ADMIN_EMAIL: {e}"))?;
+    if generated {
+        // Printed once, to the terminal only: it is never logged or stored in clear.
+        println!("Created the admin account {} with the password: {password}", admin.email);
+        println!("Change it under Settings after signing in.");
+    } else {
+        println!("Created the admin account {} with the password from PALISADE_ADMIN_PASSWORD.", admin.email);
+    }
+    Ok(())
+}
+
+/// Removes expired sessions and old login failures every few minutes.
+fn spawn_upkeep(db: Db) {
+    tokio::spawn(async move {
+        let sessions = DbSessionStore::new(db.clone());
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(error) = sessions.delete_expired().await {
+                tracing::warn!(%error, "could not delete expired sessions");
+            }
+            if let Err(error) = login_throttle::prune(&db, store::now_millis()).await {
+                tracing::warn!(%error, "could not prune login failures");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = interrupt => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite://data/p.db"), "sqlite://data/p.db");
+    }
+}

@@ -1,0 +1,282 @@
+//! Every route and server function, for an anonymous caller, each role, and a developer of
+//! another team: any allow that the table does not expect fails the test, and so does any
+//! route or server function the table does not know (new ones must be added here).
+
+mod common;
+
+use common::*;
+use http::{Method, StatusCode};
+use std::collections::{BTreeMap, BTreeSet};
+use store::{Role, teams};
+
+/// Who calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Caller {
+    Anonymous,
+    Admin,
+    Security,
+    Developer,
+    /// A developer whose teams own nothing the other developer's do.
+    OtherTeamDeveloper,
+    Auditor,
+}
+
+const CALLERS: [Caller; 6] = [
+    Caller::Anonymous,
+    Caller::Admin,
+    Caller::Security,
+    Caller::Developer,
+    Caller::OtherTeamDeveloper,
+    Caller::Auditor,
+];
+
+/// Who may: the roles a route admits.
+#[derive(Clone, Copy, Debug)]
+enum Allowed {
+    Anyone,
+    SignedIn,
+    Roles(&'static [Role]),
+}
+
+impl Allowed {
+    fn admits(self, caller: Caller) -> bool {
+        match (self, role_of(caller)) {
+            (Allowed::Anyone, _) => true,
+            (_, None) => false,
+            (Allowed::SignedIn, Some(_)) => true,
+            (Allowed::Roles(roles), Some(role)) => roles.contains(&role),
+        }
+    }
+}
+
+fn role_of(caller: Caller) -> Option<Role> {
+    match caller {
+        Caller::Anonymous => None,
+        Caller::Admin => Some(Role::Admin),
+        Caller::Security => Some(Role::Security),
+        Caller::Developer | Caller::OtherTeamDeveloper => Some(Role::Developer),
+        Caller::Auditor => Some(Role::Auditor),
+    }
+}
+
+const READERS: &[Role] = &[Role::Admin, Role::Auditor];
+const ADMINS: &[Role] = &[Role::Admin];
+
+struct World {
+    app: TestApp,
+    sessions: BTreeMap<Caller, Option<String>>,
+    tokens: BTreeMap<Caller, Option<String>>,
+    target_id: i64,
+    team_id: i64,
+    /// A live invitation, so the set-up page has something to show.
+    setup_token: String,
+}
+
+async fn world(app: TestApp) -> World {
+    let payments = teams::create_team(&app.db, "Payments").await.unwrap();
+    let identity = teams::create_team(&app.db, "Identity").await.unwrap();
+    let mut sessions = BTreeMap::new();
+    let mut tokens = BTreeMap::new();
+    for caller in CALLERS {
+        let Some(role) = role_of(caller) else {
+            sessions.insert(caller, None);
+            tokens.insert(caller, None);
+            continue;
+        };
+        let team = if caller == Caller::OtherTeamDeveloper { identity.id } else { payments.id };
+        let email = format!("{caller:?}@example.com").to_lowercase();
+        let account = app.create_user(&email, role, &[team]).await;
+        tokens.insert(caller, Some(app.token_for(&account).await));
+        sessions.insert(caller, Some(app.session_for(&email).await));
+    }
+    let target = app.create_user("target@example.com", Role::Developer, &[payments.id]).await;
+    let setup_token = store::accounts::create_password_setup(&app.db, target.id, 3_600_000).await.unwrap();
+    World { app, sessions, tokens, target_id: target.id.0, team_id: payments.id.0, setup_token }
+}
+
+fn check(route: &str, caller: Caller, allowed: Allowed, status: StatusCode, detail: &str) {
+    if allowed.admits(caller) {
+        assert!(
+            status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN && !status.is_server_error(),
+            "{route} should admit {caller:?}, got {status}: {detail}"
+        );
+    } else {
+        let expected = if caller == Caller::Anonymous { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+        assert_eq!(status, expected, "{route} must refuse {caller:?}: {detail}");
+    }
+}
+
+/// Every server function: who may call it, and arguments that reach its body.
+fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed, String)> {
+    let (target, team) = (world.target_id, world.team_id);
+    let unique = format!("{caller:?}").to_lowercase();
+    vec![
+        ("whoami", Allowed::Anyone, String::new()),
+        ("check_setup_link", Allowed::Anyone, "token=pps_nothing".into()),
+        ("complete_setup", Allowed::Anyone, "token=pps_nothing&password=a+long+enough+one&password_again=a+long+enough+one".into()),
+        ("take_flash", Allowed::SignedIn, String::new()),
+        ("change_password", Allowed::SignedIn, "current_password=wrong+password+here&new_password=another+long+password".into()),
+        ("list_my_tokens", Allowed::SignedIn, String::new()),
+        ("create_my_token", Allowed::SignedIn, format!("name=matrix-{unique}&expires_in_days=30")),
+        ("revoke_my_token", Allowed::SignedIn, "token_id=999999".into()),
+        ("list_teams", Allowed::SignedIn, String::new()),
+        ("list_users", Allowed::Roles(READERS), String::new()),
+        ("get_user", Allowed::Roles(READERS), format!("account_id={target}")),
+        ("create_user", Allowed::Roles(ADMINS), format!("email={unique}.new%40example.com&display_name=&role=developer&team_id={team}&password=")),
+        ("update_user", Allowed::Roles(ADMINS), format!("account_id={target}&display_name=Target&role=developer")),
+        ("set_user_team", Allowed::Roles(ADMINS), format!("account_id={target}&team_id={team}&member=true")),
+        ("set_user_disabled", Allowed::Roles(ADMINS), format!("account_id={target}&disabled=false")),
+        ("reset_user_password", Allowed::Roles(ADMINS), format!("account_id={target}&password=")),
+        ("create_team", Allowed::Roles(ADMINS), format!("name=team-{unique}")),
+    ]
+}
+
+app_test!(server_functions_admit_only_their_roles, |app: TestApp| async move {
+    let world = world(app).await;
+    let registered: BTreeSet<String> = leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, _)| path.trim_start_matches("/rpc/").to_owned())
+        .collect();
+    let tabled: BTreeSet<String> =
+        server_functions(&world, Caller::Admin).iter().map(|(name, ..)| (*name).to_owned()).collect();
+    assert_eq!(registered, tabled, "every server function must be in this table, and only those");
+    for caller in CALLERS {
+        for (name, allowed, body) in server_functions(&world, caller) {
+            let response = world.app.send(rpc(name, &body, world.sessions[&caller].as_deref())).await;
+            let status = response.status();
+            let detail = body_text(response).await;
+            check(&format!("/rpc/{name}"), caller, allowed, status, &detail);
+        }
+    }
+});
+
+/// Every dashboard page: who may see it. Pages refuse with 403; anonymous visitors of a
+/// signed-in page are redirected to sign in.
+fn pages(world: &World) -> Vec<(String, Allowed)> {
+    vec![
+        ("/login".into(), Allowed::Anyone),
+        ("/setup-password".into(), Allowed::Anyone),
+        ("/".into(), Allowed::SignedIn),
+        ("/apis".into(), Allowed::SignedIn),
+        ("/agents".into(), Allowed::SignedIn),
+        ("/policies".into(), Allowed::SignedIn),
+        ("/consent".into(), Allowed::SignedIn),
+        ("/risk".into(), Allowed::SignedIn),
+        ("/audit".into(), Allowed::SignedIn),
+        ("/settings".into(), Allowed::SignedIn),
+        ("/settings/tokens".into(), Allowed::SignedIn),
+        ("/settings/users".into(), Allowed::Roles(READERS)),
+        (format!("/settings/users/{}", world.target_id), Allowed::Roles(READERS)),
+        ("/settings/teams".into(), Allowed::Roles(READERS)),
+    ]
+}
+
+app_test!(pages_admit_only_their_roles, |app: TestApp| async move {
+    let world = world(app).await;
+    let listed: BTreeSet<String> = leptos_axum::generate_route_list(app::App)
+        .iter()
+        .map(|route| route.path().replace("{id}", &world.target_id.to_string()))
+        .collect();
+    let tabled: BTreeSet<String> = pages(&world).into_iter().map(|(path, _)| path).collect();
+    assert_eq!(listed, tabled, "every page must be in this table, and only those");
+    for caller in CALLERS {
+        for (path, allowed) in pages(&world) {
+            let url = if path == "/setup-password" { format!("{path}?token={}", world.setup_token) } else { path.clone() };
+            let response = world.app.send(get(&url, world.sessions[&caller].as_deref())).await;
+            let status = response.status();
+            if caller == Caller::Anonymous && !allowed.admits(caller) {
+                assert_eq!(status, StatusCode::SEE_OTHER, "{path} must send anonymous visitors to sign in");
+                assert!(location(&response).starts_with("/login?next="), "{path}");
+                continue;
+            }
+            let html = body_text(response).await;
+            if allowed.admits(caller) {
+                assert_eq!(status, StatusCode::OK, "{path} should show for {caller:?}");
+                assert!(!html.contains("Not allowed"), "{path} for {caller:?}");
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{path} must refuse {caller:?}");
+                assert!(html.contains("Not allowed"), "{path} explains the refusal");
+                assert!(!html.contains("target@example.com"), "{path} leaks no data to {caller:?}");
+            }
+        }
+    }
+});
+
+/// The roles an OpenAPI operation admits, from its security requirement.
+fn documented_access(operation: &serde_json::Value) -> Allowed {
+    let requirements = operation["security"].as_array().expect("every operation declares security");
+    if requirements.iter().any(|r| r.as_object().is_some_and(|o| o.is_empty())) {
+        return Allowed::Anyone;
+    }
+    let roles: Vec<Role> = requirements[0]["bearer"]
+        .as_array()
+        .expect("bearer roles")
+        .iter()
+        .map(|role| role.as_str().unwrap().parse().expect("a role name"))
+        .collect();
+    Allowed::Roles(Box::leak(roles.into_boxed_slice()))
+}
+
+app_test!(rest_routes_admit_only_documented_roles, |app: TestApp| async move {
+    let world = world(app).await;
+    let document = serde_json::to_value(server::api::openapi()).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 4, "{paths:?}");
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            assert_eq!(method, "get", "add a body to this test for {method} {path}");
+            let allowed = documented_access(operation);
+            for caller in CALLERS {
+                let response = world.app.send(bearer_get(path, world.tokens[&caller].as_deref())).await;
+                let status = response.status();
+                if status == StatusCode::UNAUTHORIZED {
+                    assert!(response.headers().contains_key(http::header::WWW_AUTHENTICATE));
+                }
+                let detail = body_text(response).await;
+                check(&format!("GET {path}"), caller, allowed, status, &detail);
+                if allowed.admits(caller) {
+                    assert_eq!(status, StatusCode::OK, "GET {path} for {caller:?}: {detail}");
+                } else {
+                    let error: serde_json::Value = serde_json::from_str(&detail).unwrap();
+                    assert!(error["code"].is_string() && error["message"].is_string(), "{detail}");
+                }
+            }
+        }
+    }
+    // A session cookie is not an API credential.
+    let with_cookie = world
+        .app
+        .send(get("/api/v1/me", world.sessions[&Caller::Admin].as_deref()))
+        .await;
+    assert_eq!(with_cookie.status(), StatusCode::UNAUTHORIZED);
+});
+
+app_test!(openapi_document_and_router_agree, |app: TestApp| async move {
+    let admin = app.create_user("admin@example.com", Role::Admin, &[]).await;
+    let token = app.token_for(&admin).await;
+    let document = serde_json::to_value(server::api::openapi()).unwrap();
+    let served = body_json(app.send(bearer_get("/api/v1/openapi.json", None)).await).await;
+    assert_eq!(served, document, "the served document is the router's");
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        assert!(path.starts_with("/api/v1/"), "{path}");
+        for method in operations.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let request = http::Request::builder()
+                .method(method.clone())
+                .uri(path.as_str())
+                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = app.send(request).await;
+            assert_ne!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is documented but not routed");
+            let body = body_text(response).await;
+            assert!(!body.contains("route not found"), "{method} {path} is documented but not routed");
+        }
+    }
+    let unknown = app.send(bearer_get("/api/v1/nothing-here", Some(&token))).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body_json(unknown).await["code"], "not_found");
+    let me = body_json(app.send(bearer_get("/api/v1/me", Some(&token))).await).await;
+    assert_eq!(me["email"], "admin@example.com");
+    assert_eq!(me["roles"], serde_json::json!(["admin"]));
+    let _ = Method::GET;
+});
