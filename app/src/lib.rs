@@ -58,6 +58,12 @@ pub fn App() -> impl IntoView {
         }
     });
     provide_context(Me(me.into_inner()));
+    // Effects run only in the browser, once hydrated: tests and scripts wait for this mark.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
 
     view! {
         <Stylesheet id="leptos" href="/pkg/palisade.css"/>

@@ -1,0 +1,46 @@
+// Browser tests: Playwright drives Debian's Chromium against a real `palisade serve` with a
+// fresh SQLite database. scripts/test builds the binary and the site before this runs.
+import { defineConfig } from '@playwright/test';
+import * as path from 'node:path';
+
+const port = Number(process.env.PALISADE_E2E_PORT ?? 3107);
+const repo = path.resolve(__dirname, '..');
+const binary = process.env.PALISADE_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(repo, 'target'), 'debug', 'palisade');
+const dataDir = path.join(__dirname, '.data');
+
+export const ADMIN_EMAIL = 'admin@localhost';
+export const ADMIN_PASSWORD = 'e2e admin password 1';
+
+export default defineConfig({
+  testDir: './tests',
+  // One server, shared accounts and login throttling: run the files one after another.
+  workers: 1,
+  fullyParallel: false,
+  timeout: 60_000,
+  expect: { timeout: 10_000 },
+  reporter: [['list']],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    browserName: 'chromium',
+    launchOptions: {
+      executablePath: '/usr/bin/chromium',
+      // This machine has no network: keep Chromium from trying to reach Google.
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    },
+  },
+  webServer: {
+    command: `rm -rf "${dataDir}" && exec "${binary}" serve --listen 127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}/readyz`,
+    reuseExistingServer: false,
+    timeout: 120_000,
+    stdout: 'pipe',
+    env: {
+      PALISADE_DATA_DIR: dataDir,
+      PALISADE_SITE_ROOT: path.join(repo, 'target', 'site'),
+      PALISADE_ADMIN_EMAIL: ADMIN_EMAIL,
+      PALISADE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      RUST_LOG: 'warn',
+    },
+  },
+});

@@ -1,0 +1,39 @@
+// Shared steps: signing in and out through the real form, and watching for CSP violations.
+import { expect, Page } from '@playwright/test';
+
+export const ADMIN_EMAIL = 'admin@localhost';
+export const ADMIN_PASSWORD = 'e2e admin password 1';
+
+export async function signIn(page: Page, email: string, password: string) {
+  await page.goto('/login');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+export async function signInAsAdmin(page: Page) {
+  await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+}
+
+export async function signOut(page: Page) {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page).toHaveURL(/\/login\?notice=signed-out/);
+}
+
+/** Fails the test on any Content-Security-Policy violation or page error. */
+export function watchForViolations(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content.Security.Policy|Refused to/i.test(message.text())) {
+      problems.push(message.text());
+    }
+  });
+  page.on('pageerror', (error) => problems.push(String(error)));
+  return problems;
+}
+
+/** Waits until the wasm has hydrated the page (client-side navigation then works). */
+export async function waitForHydration(page: Page) {
+  await page.locator('body[data-hydrated="true"]').waitFor({ state: 'attached' });
+}

@@ -1,0 +1,57 @@
+# Shared by scripts/run and scripts/test: installs only what is missing, and builds.
+# Sourced, not run.
+
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+# Builds live outside the clone so a fresh clone (and CI after a session) is incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/palisade/target}"
+# cargo-leptos sets this when it builds the server; setting it for plain cargo too lets
+# `cargo nextest` reuse that build instead of recompiling leptos.
+export LEPTOS_OUTPUT_NAME=palisade
+export PATH="$HOME/.cargo/bin:$PATH"
+
+CARGO_LEPTOS_VERSION=0.3.8
+# wasm-bindgen's CLI must be exactly the version in Cargo.lock.
+WASM_BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_rust_tools() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if ! cargo leptos --version 2>/dev/null | grep -q " $CARGO_LEPTOS_VERSION"; then
+    say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 20 minutes on two cores, once)"
+    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
+  fi
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION"; then
+    say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked
+  fi
+}
+
+ensure_browser_tools() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian's chromium"
+    as_root apt-get update
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y chromium
+  fi
+  if [ ! -d e2e/node_modules/@playwright/test ]; then
+    say "installing the browser-test packages"
+    # Playwright drives /usr/bin/chromium; it must not try to download a browser.
+    (cd e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  fi
+}
+
+build_site() {
+  say "building the server and the dashboard (cargo leptos build)"
+  cargo leptos build
+}
