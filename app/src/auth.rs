@@ -26,6 +26,10 @@ pub mod ssr {
     const GENERATION_KEY: &str = "generation";
     /// The session key for the sign-in time (Unix ms), for the absolute timeout.
     const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+    /// The session key for the last time activity extended the session (Unix ms).
+    const SEEN_AT_KEY: &str = "seen_at";
+    /// Activity extends a session at most this often: a write per request would be waste.
+    const MAX_REFRESH_MILLIS: i64 = 60_000;
 
     /// What the server resolved about the caller, put in the request's extensions by the
     /// server's authentication middleware.
@@ -42,6 +46,7 @@ pub mod ssr {
         session.insert(ACCOUNT_KEY, account_id.0).await?;
         session.insert(GENERATION_KEY, generation).await?;
         session.insert(SIGNED_IN_AT_KEY, now_millis()).await?;
+        session.insert(SEEN_AT_KEY, now_millis()).await?;
         Ok(())
     }
 
@@ -70,6 +75,14 @@ pub mod ssr {
         };
         if principal.is_none() {
             session.flush().await.map_err(session_error)?;
+            return Ok(None);
+        }
+        // The store's expiry moves only when the session is saved: mark it modified now
+        // and then so that activity keeps it alive (idle timeout), within a small margin.
+        let refresh_every = (state.auth.idle_timeout.as_millis() as i64 / 4).min(MAX_REFRESH_MILLIS);
+        let seen_at: i64 = session.get(SEEN_AT_KEY).await.map_err(session_error)?.unwrap_or(0);
+        if now_millis() - seen_at >= refresh_every {
+            session.insert(SEEN_AT_KEY, now_millis()).await.map_err(session_error)?;
         }
         Ok(principal)
     }

@@ -46,13 +46,16 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
     let state = AppState { db: db.clone(), passwords, leptos_options, auth: Arc::new(auth) };
     spawn_upkeep(db.clone());
 
+    // Listen for stop signals before announcing readiness, so none is missed.
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    println!("Palisade is listening on http://{}", args.listen);
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("Palisade is listening on http://{address}");
     let app = crate::router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| e.to_string())?;
     db.close().await;
@@ -104,23 +107,26 @@ fn spawn_upkeep(db: Db) {
     });
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the SIGINT and SIGTERM handlers now, and resolves when one arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let interrupt = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = interrupt => {}, _ = terminate => {} }
-    tracing::info!("shutting down");
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! { _ = interrupt => {}, _ = terminate => {} }
+        tracing::info!("shutting down");
+    }
 }
 
 /// A database URL without its password, for logs.

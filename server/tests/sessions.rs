@@ -215,3 +215,54 @@ app_test!(no_javascript_forms_redirect_back_with_errors_and_flash, |app: TestApp
     let page = body_text(app.send(get(path, Some(&session))).await).await;
     assert!(page.contains("team name: is required"), "the error shows next to the form");
 });
+
+async fn with_timeouts(backend: store::Backend, idle: std::time::Duration, absolute: std::time::Duration) -> TestApp {
+    let settings = app::state::AuthSettings { idle_timeout: idle, absolute_timeout: absolute, ..Default::default() };
+    TestApp::with_settings(backend, settings).await
+}
+
+async fn idle_sessions_expire(backend: store::Backend) {
+    let app = with_timeouts(backend, std::time::Duration::from_secs(2), std::time::Duration::from_secs(3600)).await;
+    app.create_user("dev@example.com", Role::Developer, &[]).await;
+    let session = app.session_for("dev@example.com").await;
+    for _ in 0..3 {
+        // Activity keeps the session alive past the idle timeout…
+        tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+        assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::OK);
+    }
+    // …inactivity ends it.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_on_sqlite() {
+    idle_sessions_expire(store::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_on_postgres() {
+    idle_sessions_expire(store::Backend::Postgres).await;
+}
+
+async fn sessions_end_at_the_absolute_timeout(backend: store::Backend) {
+    let app = with_timeouts(backend, std::time::Duration::from_secs(3600), std::time::Duration::from_secs(2)).await;
+    let dev = app.create_user("dev@example.com", Role::Developer, &[]).await;
+    let session = app.session_for("dev@example.com").await;
+    assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::SEE_OTHER, "active or not");
+    assert_eq!(sessions::count_sessions_of(&app.db, dev.id).await.unwrap(), 0, "and it is deleted");
+}
+
+#[tokio::test]
+async fn sessions_end_at_the_absolute_timeout_on_sqlite() {
+    sessions_end_at_the_absolute_timeout(store::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sessions_end_at_the_absolute_timeout_on_postgres() {
+    sessions_end_at_the_absolute_timeout(store::Backend::Postgres).await;
+}

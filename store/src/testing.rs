@@ -26,7 +26,15 @@ enum Cleanup {
 }
 
 impl TestDb {
+    /// A migrated database.
     pub async fn new(backend: Backend) -> TestDb {
+        let test_db = TestDb::empty(backend).await;
+        test_db.db.migrate().await.expect("migrate the test database");
+        test_db
+    }
+
+    /// A database with nothing in it, not even the schema (for first-start tests).
+    pub async fn empty(backend: Backend) -> TestDb {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let (url, cleanup) = match backend {
             Backend::Sqlite => {
@@ -52,7 +60,7 @@ impl TestDb {
                 (url, Cleanup::PostgresDatabase { admin_url, name })
             }
         };
-        let db = Db::connect(&url).await.expect("connect and migrate the test database");
+        let db = Db::connect_without_migrating(&url).await.expect("connect to the test database");
         TestDb { db, url, cleanup }
     }
 }

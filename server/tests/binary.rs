@@ -1,0 +1,183 @@
+//! The `palisade` binary itself: first start on an empty database (schema, admin account,
+//! printed password), `--demo`, the admin CLI, and a clean stop — on SQLite and PostgreSQL.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use store::testing::TestDb;
+use store::{Backend, Role, accounts, tokens};
+
+fn palisade(url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PALISADE_DATABASE_URL", url)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Starts `palisade serve` on a free port; returns the child, its base URL and what it
+/// printed up to "listening".
+fn serve(url: &str, extra: &[&str]) -> (Child, String, Vec<String>) {
+    let mut child = palisade(url)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(base) = line.strip_prefix("Palisade is listening on ") {
+            let base = base.to_owned();
+            lines.push(line);
+            return (child, base, lines);
+        }
+        lines.push(line);
+    }
+    panic!("palisade exited before listening: {lines:?}");
+}
+
+fn stop(mut child: Child) {
+    // SIGTERM: a graceful stop that exits 0.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0: {status}");
+}
+
+async fn http_get(base: &str, path: &str) -> (u16, String) {
+    let address = base.trim_start_matches("http://").to_owned();
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, response)
+    })
+    .await
+    .unwrap()
+}
+
+async fn first_start_creates_schema_and_admin(backend: Backend) {
+    let database = TestDb::empty(backend).await;
+    let (child, base, printed) = serve(&database.url, &[]);
+    let announced = printed.iter().find(|l| l.starts_with("Created the admin account")).expect("admin announced");
+    let password = announced.rsplit(": ").next().unwrap().to_owned();
+    assert!(password.len() >= 12, "{announced}");
+    assert_eq!(http_get(&base, "/readyz").await.0, 200);
+    assert_eq!(http_get(&base, "/healthz").await.0, 200);
+    stop(child);
+
+    database.db.migrate().await.unwrap();
+    let admin = accounts::find_account_by_email(&database.db, "admin@localhost").await.unwrap();
+    assert_eq!(admin.role, Role::Admin);
+    let login = accounts::find_login(&database.db, "admin@localhost").await.unwrap().unwrap();
+    let passwords = store::passwords::Passwords::new().unwrap();
+    assert!(passwords.verify(&password, login.password_hash.as_deref()).await.unwrap(), "the printed password works");
+
+    // A second start neither creates another admin nor prints a password.
+    let (child, _, printed) = serve(&database.url, &["--demo"]);
+    assert!(!printed.iter().any(|l| l.contains("Created the admin account")), "{printed:?}");
+    assert!(printed.iter().any(|l| l.starts_with("Demo data loaded")), "{printed:?}");
+    stop(child);
+    let all = accounts::list_accounts(&database.db).await.unwrap();
+    assert_eq!(all.iter().filter(|a| a.role == Role::Admin).count(), 1);
+    for role in Role::ALL {
+        assert!(all.iter().any(|a| a.role == role), "demo has a {role}");
+    }
+    let (child, _, printed) = serve(&database.url, &["--demo"]);
+    assert!(printed.iter().any(|l| l == "Demo data already present."), "{printed:?}");
+    stop(child);
+}
+
+#[tokio::test]
+async fn first_start_creates_schema_and_admin_on_sqlite() {
+    first_start_creates_schema_and_admin(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn first_start_creates_schema_and_admin_on_postgres() {
+    first_start_creates_schema_and_admin(Backend::Postgres).await;
+}
+
+fn run_admin(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = palisade(url)
+        .arg("admin")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+async fn admin_cli_creates_users_and_tokens(backend: Backend) {
+    let database = TestDb::new(backend).await;
+    let url = database.url.as_str();
+    let created = run_admin(url, &["create-user", "--email", "Dev@Example.com", "--role", "developer", "--team", "Payments"], "a long enough password\n");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let dev = accounts::find_account_by_email(&database.db, "dev@example.com").await.unwrap();
+    assert_eq!(dev.role, Role::Developer);
+    assert_eq!(dev.teams.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["Payments"]);
+
+    let token = run_admin(url, &["create-token", "--email", "dev@example.com", "--name", "ci"], "");
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let secret = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let principal = tokens::authenticate_token(&database.db, &secret).await.unwrap().expect("the printed token works");
+    assert_eq!(principal.account_id, dev.id);
+
+    // Bad input: a clear message, a failing exit, and nothing changed.
+    let cases: [(&[&str], &str, &str); 5] = [
+        (&["create-user", "--email", "x@example.com", "--role", "developer"], "", "standard input"),
+        (&["create-user", "--email", "x@example.com", "--role", "developer"], "short\n", "at least 12"),
+        (&["create-user", "--email", "x@example.com", "--role", "root"], "a long enough password\n", "root"),
+        (&["create-user", "--email", "dev@example.com", "--role", "auditor"], "a long enough password\n", "already taken"),
+        (&["create-token", "--email", "ghost@example.com", "--name", "ci"], "", "not found"),
+    ];
+    for (args, stdin, expected) in cases {
+        let output = run_admin(url, args, stdin);
+        assert!(!output.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(accounts::find_account_by_email(&database.db, "x@example.com").await.is_err());
+    assert_eq!(accounts::count_accounts(&database.db).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn admin_cli_creates_users_and_tokens_on_sqlite() {
+    admin_cli_creates_users_and_tokens(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn admin_cli_creates_users_and_tokens_on_postgres() {
+    admin_cli_creates_users_and_tokens(Backend::Postgres).await;
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [&["--help"][..], &["serve", "--help"], &["admin", "--help"], &["admin", "create-user", "--help"], &["admin", "create-token", "--help"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_palisade")).args(["serve", "--listen", "nowhere"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--listen"));
+    let bad_url = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["admin", "create-token", "--email", "a@b.c", "--name", "x"])
+        .env("PALISADE_DATABASE_URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert!(!bad_url.status.success());
+    assert!(String::from_utf8_lossy(&bad_url.stderr).contains("unsupported database URL"));
+}
