@@ -113,18 +113,19 @@ pub mod ssr {
     /// post (no JavaScript): that one is answered with a redirect back to the form, which
     /// carries the error, and a status would stop the browser from following it.
     pub fn fail(error: AppError) -> AppError {
-        let plain_form = request_parts()
-            .and_then(|parts| parts.headers.get(http::header::ACCEPT).cloned())
-            .and_then(|accept| accept.to_str().ok().map(|v| v.contains("text/html")))
-            .unwrap_or(false);
-        if !plain_form {
-            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                if let Ok(status) = http::StatusCode::from_u16(error.status()) {
-                    response.set_status(status);
-                }
-            }
+        if !is_plain_form() {
+            set_page_status(error.status());
         }
         error
+    }
+
+    /// Whether the current request is a browser's own form post (JavaScript off), which
+    /// leptos answers with a redirect back to the form rather than with data.
+    pub fn is_plain_form() -> bool {
+        request_parts()
+            .and_then(|parts| parts.headers.get(http::header::ACCEPT).cloned())
+            .and_then(|accept| accept.to_str().ok().map(|v| v.contains("text/html")))
+            .unwrap_or(false)
     }
 
     /// The signed-in principal, or 401.
@@ -143,7 +144,7 @@ pub mod ssr {
         fail(AppError::from(error))
     }
 
-    /// Sets a page's response status (e.g. 403 for a refused page) during server rendering.
+    /// Sets the response status of the current page render or server function.
     pub fn set_page_status(status: u16) {
         if let (Some(response), Ok(status)) =
             (use_context::<leptos_axum::ResponseOptions>(), http::StatusCode::from_u16(status))

@@ -61,6 +61,32 @@ pub fn EmptyState(title: &'static str, children: Children) -> impl IntoView {
     }
 }
 
+/// Renders what a server function loaded, with a loading line meanwhile and the error in
+/// its place when the call failed.
+#[component]
+pub fn Loaded<T, V>(
+    resource: Resource<Result<T, AppError>>,
+    render: impl Fn(T) -> V + Clone + Send + Sync + 'static,
+) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                let render = render.clone();
+                Suspend::new(async move {
+                    match resource.await {
+                        Ok(value) => render(value).into_any(),
+                        Err(error) => view! { <ErrorMessage error/> }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
 /// The page shown when the signed-in user's role does not allow a page.
 #[component]
 pub fn Forbidden() -> impl IntoView {

@@ -20,11 +20,7 @@ const FLASH_KEY: &str = "flash";
 /// JavaScript caller gets the value in the response instead.
 #[cfg(feature = "ssr")]
 pub async fn keep_for_plain_form(flash: Flash) -> Result<(), AppError> {
-    let plain_form = use_context::<http::request::Parts>()
-        .and_then(|parts| parts.headers.get(http::header::ACCEPT).cloned())
-        .and_then(|accept| accept.to_str().ok().map(|v| v.contains("text/html")))
-        .unwrap_or(false);
-    if plain_form {
+    if crate::auth::ssr::is_plain_form() {
         let session: tower_sessions::Session =
             leptos_axum::extract().await.map_err(|_| AppError::Internal)?;
         session.insert(FLASH_KEY, flash).await.map_err(crate::auth::ssr::session_error)?;

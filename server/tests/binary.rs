@@ -38,6 +38,8 @@ fn serve(url: &str, extra: &[&str]) -> (Child, String, Vec<String>) {
         }
         lines.push(line);
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("palisade exited before listening: {lines:?}");
 }
 

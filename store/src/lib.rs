@@ -20,6 +20,8 @@ pub mod sessions;
 #[cfg(feature = "db")]
 pub mod teams;
 #[cfg(feature = "db")]
+mod text;
+#[cfg(feature = "db")]
 pub mod tokens;
 
 #[cfg(feature = "testing")]

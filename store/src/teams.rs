@@ -7,17 +7,7 @@ use sqlx::Row;
 const MAX_TEAM_NAME_CHARS: usize = 64;
 
 fn validate_name(name: &str) -> Result<String, StoreError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(StoreError::invalid("team name", "is required"));
-    }
-    if name.chars().count() > MAX_TEAM_NAME_CHARS {
-        return Err(StoreError::invalid("team name", "is too long"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(StoreError::invalid("team name", "must not contain control characters"));
-    }
-    Ok(name.to_owned())
+    crate::text::clean_name("team name", name, MAX_TEAM_NAME_CHARS)
 }
 
 pub async fn create_team(db: &Db, name: &str) -> Result<Team, StoreError> {

@@ -30,17 +30,7 @@ pub fn digest(secret: &str) -> String {
 }
 
 fn validate_name(name: &str) -> Result<String, StoreError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(StoreError::invalid("name", "is required"));
-    }
-    if name.chars().count() > MAX_TOKEN_NAME_CHARS {
-        return Err(StoreError::invalid("name", "is too long"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(StoreError::invalid("name", "must not contain control characters"));
-    }
-    Ok(name.to_owned())
+    crate::text::clean_name("name", name, MAX_TOKEN_NAME_CHARS)
 }
 
 fn token_from_row(row: &AnyRow) -> Result<ApiToken, StoreError> {

@@ -2,7 +2,9 @@
 
 use crate::error::AppError;
 use leptos::prelude::*;
-use store::{ApiToken, ApiTokenId, Principal};
+use store::{ApiToken, Principal};
+#[cfg(feature = "ssr")]
+use store::ApiTokenId;
 
 #[cfg(feature = "ssr")]
 use crate::auth::ssr::{fail, require_signed_in, session_error, start_session, state, store_error};

@@ -2,12 +2,12 @@
 
 use crate::error::AppError;
 use leptos::prelude::*;
-use store::{Account, Role, Team};
+use store::{Account, Team};
 
 #[cfg(feature = "ssr")]
 use crate::auth::ssr::{fail, require, state, store_error};
 #[cfg(feature = "ssr")]
-use store::{AccountId, Principal, TeamId, accounts};
+use store::{AccountId, Principal, Role, TeamId, accounts};
 
 /// A user just created or reset, with the one-time link to set a password, if one was made.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

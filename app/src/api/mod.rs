@@ -7,6 +7,7 @@ pub mod admin;
 pub mod setup;
 
 /// Empty form fields mean "not given".
+#[cfg(feature = "ssr")]
 pub(crate) fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }

@@ -2,7 +2,8 @@
 
 use crate::api::admin::{CreateTeam, list_teams};
 use crate::auth::use_me;
-use crate::components::{ActionOutcome, ErrorMessage, Forbidden, format_time};
+use crate::components::{ActionOutcome, Forbidden, Loaded, format_time};
+use store::Team;
 use crate::pages::SettingsNav;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -31,25 +32,24 @@ pub fn TeamsPage() -> impl IntoView {
         })}
         <section class="card">
             <h2>"Teams"</h2>
-            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match teams.await {
-                        Err(error) => view! { <ErrorMessage error/> }.into_any(),
-                        Ok(list) if list.is_empty() => view! { <p>"There are no teams yet."</p> }.into_any(),
-                        Ok(list) => view! {
-                            <table>
-                                <thead><tr><th>"Team"</th><th>"Members"</th><th>"Created"</th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|team| view! {
-                                        <tr><td>{team.name}</td><td>{team.member_count}</td><td>{format_time(team.created_at)}</td></tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        }.into_any(),
-                    }
-                })}
-            </Suspense>
+            <Loaded resource=teams render=teams_table/>
         </section>
     }
     .into_any()
+}
+
+fn teams_table(list: Vec<Team>) -> AnyView {
+    if list.is_empty() {
+        return view! { <p>"There are no teams yet."</p> }.into_any();
+    }
+    view! {
+        <table>
+            <thead><tr><th>"Team"</th><th>"Members"</th><th>"Created"</th></tr></thead>
+            <tbody>
+                {list.into_iter().map(|team| view! {
+                    <tr><td>{team.name}</td><td>{team.member_count}</td><td>{format_time(team.created_at)}</td></tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }.into_any()
 }

@@ -6,7 +6,7 @@ use crate::api::admin::{
     list_users,
 };
 use crate::auth::use_me;
-use crate::components::{ActionOutcome, ErrorMessage, FlashMessage, Forbidden, format_time};
+use crate::components::{ActionOutcome, ErrorMessage, FlashMessage, Forbidden, Loaded, format_time};
 use crate::pages::SettingsNav;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -84,33 +84,7 @@ pub fn UsersPage() -> impl IntoView {
         })}
         <section class="card">
             <h2>"Users"</h2>
-            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match users.await {
-                        Err(error) => view! { <ErrorMessage error/> }.into_any(),
-                        Ok(list) => view! {
-                            <table data-testid="users">
-                                <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Teams"</th><th>"Status"</th><th>"Created"</th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|account| {
-                                        let teams = account.teams.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
-                                        view! {
-                                            <tr>
-                                                <td><a href=format!("/settings/users/{}", account.id)>{account.email.clone()}</a></td>
-                                                <td>{account.display_name.clone()}</td>
-                                                <td>{account.role.label()}</td>
-                                                <td>{teams}</td>
-                                                <td>{status_of(&account)}</td>
-                                                <td>{format_time(account.created_at)}</td>
-                                            </tr>
-                                        }
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        }.into_any(),
-                    }
-                })}
-            </Suspense>
+            <Loaded resource=users render=users_table/>
         </section>
     }
     .into_any()
@@ -225,4 +199,27 @@ pub fn UserPage() -> impl IntoView {
         </Suspense>
     }
     .into_any()
+}
+
+fn users_table(list: Vec<Account>) -> impl IntoView {
+    view! {
+        <table data-testid="users">
+            <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Teams"</th><th>"Status"</th><th>"Created"</th></tr></thead>
+            <tbody>
+                {list.into_iter().map(|account| {
+                    let teams = account.teams.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
+                    view! {
+                        <tr>
+                            <td><a href=format!("/settings/users/{}", account.id)>{account.email.clone()}</a></td>
+                            <td>{account.display_name.clone()}</td>
+                            <td>{account.role.label()}</td>
+                            <td>{teams}</td>
+                            <td>{status_of(&account)}</td>
+                            <td>{format_time(account.created_at)}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
 }
