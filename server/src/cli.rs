@@ -50,6 +50,18 @@ pub enum AdminCommand {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=3650))]
         expires_days: Option<u16>,
     },
+    /// List a user's API tokens (never their secrets).
+    ListTokens {
+        #[arg(long)]
+        email: String,
+    },
+    /// Revoke a user's API token by name.
+    RevokeToken {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> Result<(), String> {
@@ -83,6 +95,8 @@ async fn admin(data: DataArgs, command: AdminCommand) -> Result<(), String> {
             println!("{secret}");
             Ok(())
         }
+        AdminCommand::ListTokens { email } => list_tokens(&db, &email).await,
+        AdminCommand::RevokeToken { email, name } => revoke_token(&db, &email, &name).await,
     };
     db.close().await;
     result
@@ -128,5 +142,34 @@ async fn create_user(
     };
     let account = accounts::create_account(db, new).await.map_err(|e| e.to_string())?;
     println!("created {} ({}) with id {}", account.email, account.role, account.id);
+    Ok(())
+}
+
+async fn list_tokens(db: &Db, email: &str) -> Result<(), String> {
+    let account = accounts::find_account_by_email(db, email).await.map_err(|e| format!("{email}: {e}"))?;
+    let now = store::now_millis();
+    for token in tokens::list_tokens(db, account.id).await.map_err(|e| e.to_string())? {
+        let state = if token.revoked_at.is_some() {
+            "revoked"
+        } else if token.is_active(now) {
+            "active"
+        } else {
+            "expired"
+        };
+        println!("{}\t{}…\t{state}", token.name, token.prefix);
+    }
+    Ok(())
+}
+
+async fn revoke_token(db: &Db, email: &str, name: &str) -> Result<(), String> {
+    let account = accounts::find_account_by_email(db, email).await.map_err(|e| format!("{email}: {e}"))?;
+    let token = tokens::list_tokens(db, account.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|token| token.name == name.trim() && token.revoked_at.is_none())
+        .ok_or_else(|| format!("{email} has no active token named {name:?}"))?;
+    tokens::revoke_token(db, token.id, Some(account.id)).await.map_err(|e| e.to_string())?;
+    println!("revoked {name:?} of {email}");
     Ok(())
 }

@@ -136,6 +136,15 @@ async fn admin_cli_creates_users_and_tokens(backend: Backend) {
     let secret = String::from_utf8(token.stdout).unwrap().trim().to_owned();
     let principal = tokens::authenticate_token(&database.db, &secret).await.unwrap().expect("the printed token works");
     assert_eq!(principal.account_id, dev.id);
+    let listed = run_admin(url, &["list-tokens", "--email", "dev@example.com"], "");
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.starts_with("ci\tpal_") && listed.contains("active"), "{listed}");
+    assert!(!listed.contains(&secret), "secrets are never listed");
+    let revoked = run_admin(url, &["revoke-token", "--email", "dev@example.com", "--name", "ci"], "");
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(tokens::authenticate_token(&database.db, &secret).await.unwrap().is_none(), "revoked by the CLI");
+    let again = run_admin(url, &["revoke-token", "--email", "dev@example.com", "--name", "ci"], "");
+    assert!(!again.status.success());
 
     // Bad input: a clear message, a failing exit, and nothing changed.
     let cases: [(&[&str], &str, &str); 5] = [
@@ -167,7 +176,7 @@ async fn admin_cli_creates_users_and_tokens_on_postgres() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [&["--help"][..], &["serve", "--help"], &["admin", "--help"], &["admin", "create-user", "--help"], &["admin", "create-token", "--help"]] {
+    for args in [&["--help"][..], &["serve", "--help"], &["admin", "--help"], &["admin", "create-user", "--help"], &["admin", "create-token", "--help"], &["admin", "list-tokens", "--help"], &["admin", "revoke-token", "--help"]] {
         let output = Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
