@@ -6,6 +6,8 @@ pub mod model;
 #[cfg(feature = "db")]
 pub mod accounts;
 #[cfg(feature = "db")]
+pub mod audit;
+#[cfg(feature = "db")]
 mod db;
 #[cfg(feature = "db")]
 pub mod demo;
