@@ -19,6 +19,7 @@ pub mod ssr {
     use crate::error::AppError;
     use crate::state::AppState;
     use leptos::prelude::*;
+    use store::audit::{Actor, AuditContext};
     use store::{AccountId, Principal, accounts, now_millis, sessions::ACCOUNT_KEY};
     use tower_sessions::Session;
 
@@ -90,6 +91,44 @@ pub mod ssr {
     pub fn session_error(error: tower_sessions::session::Error) -> AppError {
         tracing::error!(%error, "session store failed");
         AppError::Internal
+    }
+
+    /// The peer's address: the socket's, not a header anyone could set.
+    pub fn client_address(extensions: &http::Extensions) -> String {
+        extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string())
+    }
+
+    /// The audit context of a request made by `actor`: where from, with what, which request.
+    pub fn audit_context_for(
+        headers: &http::HeaderMap,
+        extensions: &http::Extensions,
+        actor: Actor,
+    ) -> AuditContext {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        AuditContext {
+            actor,
+            source: client_address(extensions),
+            user_agent: header("user-agent"),
+            request_id: header("x-request-id"),
+        }
+    }
+
+    /// The audit context of the current server function, acting as `principal`.
+    pub fn audit_context(principal: &Principal) -> AuditContext {
+        match request_parts() {
+            Some(parts) => audit_context_for(&parts.headers, &parts.extensions, Actor::user(principal)),
+            None => AuditContext { actor: Actor::user(principal), ..AuditContext::system("") },
+        }
+    }
+
+    /// The audit context of the current server function for a caller not signed in.
+    pub fn anonymous_audit_context() -> AuditContext {
+        match request_parts() {
+            Some(parts) => audit_context_for(&parts.headers, &parts.extensions, Actor::anonymous("")),
+            None => AuditContext::system("anonymous"),
+        }
     }
 
     /// The application state provided to server functions.

@@ -1,15 +1,15 @@
 //! Sign-in and sign-out for the dashboard (plain form posts, so they work without
 //! JavaScript), and the middleware that resolves each browser request's principal.
 
-use app::auth::ssr::{CurrentPrincipal, resolve_session, start_session};
+use app::auth::ssr::{CurrentPrincipal, audit_context_for, client_address, resolve_session, start_session};
 use app::state::AppState;
-use axum::extract::{ConnectInfo, Form, Request, State};
+use axum::extract::{Form, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use store::login_throttle::{self, Verdict};
+use store::audit::{self, Actor, Change};
 use store::{accounts, now_millis};
 use tower_sessions::Session;
 
@@ -31,13 +31,6 @@ fn safe_next(next: &str) -> &str {
     if local && !next.starts_with("/auth/") && !next.starts_with("/login") { next } else { "/" }
 }
 
-/// The peer's address (the socket's, not a header anyone could set).
-pub fn client_address(request_extensions: &http::Extensions) -> String {
-    request_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(address)| address.ip().to_string())
-}
-
 fn login_failed(error: &str) -> Response {
     Redirect::to(&format!("/login?error={error}")).into_response()
 }
@@ -50,6 +43,7 @@ pub async fn login(
     request: Request,
 ) -> Response {
     let source = client_address(request.extensions());
+    let (headers, extensions) = (request.headers().clone(), request.extensions().clone());
     let form = match Form::<LoginForm>::from_request(request, &state).await {
         Ok(Form(form)) => form,
         Err(_) => LoginForm::default(),
@@ -82,13 +76,20 @@ pub async fn login(
     let account = record.filter(|r| password_ok && !r.disabled);
     let Some(account) = account else {
         metrics::counter!("palisade_logins_total", "outcome" => "failed").increment(1);
-        if let Err(error) = login_throttle::record_failure(&state.db, &email_key, &source, now).await {
+        let context = audit_context_for(&headers, &extensions, Actor::anonymous(&email_key));
+        if let Err(error) = login_throttle::record_failure(&state.db, &email_key, &source, now, &context).await {
             return internal(error);
         }
         tracing::info!(%source, "sign-in failed");
         return login_failed("invalid");
     };
     if let Err(error) = login_throttle::clear_account(&state.db, &email_key).await {
+        return internal(error);
+    }
+    let actor = Actor { kind: "user", id: Some(account.account_id.0), label: email_key.clone() };
+    let context = audit_context_for(&headers, &extensions, actor);
+    let change = Change::success("session.login", "account", account.account_id);
+    if let Err(error) = audit::record(&state.db, &context, change).await {
         return internal(error);
     }
     if let Err(error) = start_session(&session, account.account_id, account.session_generation).await {
@@ -101,7 +102,15 @@ pub async fn login(
 }
 
 /// `POST /auth/logout`: deletes the session server-side, so its cookie is worthless.
-pub async fn logout(session: Session) -> Response {
+pub async fn logout(State(state): State<AppState>, session: Session, request: Request) -> Response {
+    let principal = request.extensions().get::<CurrentPrincipal>().and_then(|current| current.0.clone());
+    if let Some(principal) = principal {
+        let context = audit_context_for(request.headers(), request.extensions(), Actor::user(&principal));
+        let change = Change::success("session.logout", "account", principal.account_id);
+        if let Err(error) = audit::record(&state.db, &context, change).await {
+            return internal(error);
+        }
+    }
     if let Err(error) = session.flush().await {
         tracing::error!(%error, "could not end a session");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use store::accounts::{self, NewAccount};
 use store::passwords::Passwords;
+use store::audit::AuditContext;
 use store::{Db, Role, teams, tokens};
 
 #[derive(Parser, Debug)]
@@ -89,7 +90,7 @@ async fn admin(data: DataArgs, command: AdminCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("{email}: {e}"))?;
             let expires_at = expires_days.map(|days| store::now_millis() + i64::from(days) * 86_400_000);
-            let (_, secret) = tokens::create_token(&db, account.id, &name, expires_at)
+            let (_, secret) = tokens::create_token(&db, account.id, &name, expires_at, &cli_context())
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{secret}");
@@ -127,7 +128,7 @@ async fn create_user(
         Some(team) => {
             let found = match teams::find_team_by_name(db, team).await {
                 Ok(found) => found,
-                Err(store::StoreError::NotFound(_)) => teams::create_team(db, team).await.map_err(|e| e.to_string())?,
+                Err(store::StoreError::NotFound(_)) => teams::create_team(db, team, &cli_context()).await.map_err(|e| e.to_string())?,
                 Err(error) => return Err(error.to_string()),
             };
             vec![found.id]
@@ -140,7 +141,7 @@ async fn create_user(
         team_ids,
         password_hash: Some(hash),
     };
-    let account = accounts::create_account(db, new).await.map_err(|e| e.to_string())?;
+    let account = accounts::create_account(db, new, &cli_context()).await.map_err(|e| e.to_string())?;
     println!("created {} ({}) with id {}", account.email, account.role, account.id);
     Ok(())
 }
@@ -169,7 +170,13 @@ async fn revoke_token(db: &Db, email: &str, name: &str) -> Result<(), String> {
         .into_iter()
         .find(|token| token.name == name.trim() && token.revoked_at.is_none())
         .ok_or_else(|| format!("{email} has no active token named {name:?}"))?;
-    tokens::revoke_token(db, token.id, Some(account.id)).await.map_err(|e| e.to_string())?;
+    tokens::revoke_token(db, token.id, Some(account.id), &cli_context()).await.map_err(|e| e.to_string())?;
     println!("revoked {name:?} of {email}");
     Ok(())
+}
+
+/// Changes made from the command line are attributed to the operator's OS user.
+fn cli_context() -> AuditContext {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    AuditContext::system(&format!("cli ({user})"))
 }

@@ -79,7 +79,7 @@ async fn bootstrap_admin(db: &Db, passwords: &Passwords, args: &ServeArgs) -> Re
         team_ids: Vec::new(),
         password_hash: Some(hash),
     };
-    let admin = accounts::create_account(db, new).await.map_err(|e| format!("PALISADE_ADMIN_EMAIL: {e}"))?;
+    let admin = accounts::create_account(db, new, &store::audit::AuditContext::system("bootstrap")).await.map_err(|e| format!("PALISADE_ADMIN_EMAIL: {e}"))?;
     if generated {
         // Printed once, to the terminal only: it is never logged or stored in clear.
         println!("Created the admin account {} with the password: {password}", admin.email);

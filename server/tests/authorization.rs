@@ -73,8 +73,8 @@ struct World {
 }
 
 async fn world(app: TestApp) -> World {
-    let payments = teams::create_team(&app.db, "Payments").await.unwrap();
-    let identity = teams::create_team(&app.db, "Identity").await.unwrap();
+    let payments = teams::create_team(&app.db, "Payments", &store::audit::AuditContext::system("test")).await.unwrap();
+    let identity = teams::create_team(&app.db, "Identity", &store::audit::AuditContext::system("test")).await.unwrap();
     let mut sessions = BTreeMap::new();
     let mut tokens = BTreeMap::new();
     for caller in CALLERS {
@@ -90,7 +90,7 @@ async fn world(app: TestApp) -> World {
         sessions.insert(caller, Some(app.session_for(&email).await));
     }
     let target = app.create_user("target@example.com", Role::Developer, &[payments.id]).await;
-    let setup_token = store::accounts::create_password_setup(&app.db, target.id, 3_600_000).await.unwrap();
+    let setup_token = store::accounts::create_password_setup(&app.db, target.id, 3_600_000, &store::audit::AuditContext::system("test")).await.unwrap();
     World { app, sessions, tokens, target_id: target.id.0, team_id: payments.id.0, setup_token }
 }
 

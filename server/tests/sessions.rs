@@ -42,7 +42,7 @@ app_test!(disabled_accounts_cannot_sign_in, |app: TestApp| async move {
     let admin = app.create_user("admin@example.com", Role::Admin, &[]).await;
     let dev = app.create_user("dev@example.com", Role::Developer, &[]).await;
     let session = app.session_for("dev@example.com").await;
-    accounts::set_disabled(&app.db, dev.id, true).await.unwrap();
+    accounts::set_disabled(&app.db, dev.id, true, &store::audit::AuditContext::system("test")).await.unwrap();
     assert_eq!(location(&app.login("dev@example.com", PASSWORD).await), "/login?error=invalid");
     let page = app.send(get("/settings", Some(&session))).await;
     assert_eq!(page.status(), StatusCode::SEE_OTHER, "the live session ended with the account");

@@ -1,9 +1,11 @@
 //! Accounts: creation, lookup for login and for permission checks, role and team changes,
 //! disabling, passwords and one-time password set-up links (invitations and resets).
 
+use crate::audit::{self, AuditContext, Change};
 use crate::error::ResultExt;
 use crate::{Account, AccountId, Db, Principal, Role, StoreError, TeamId, TeamRef, now_millis};
 use crate::{sessions, tokens};
+use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
@@ -70,10 +72,11 @@ pub fn normalize_display_name(name: &str, email: &str) -> Result<String, StoreEr
     Ok(name.to_owned())
 }
 
-pub async fn create_account(db: &Db, new: NewAccount) -> Result<Account, StoreError> {
+pub async fn create_account(db: &Db, new: NewAccount, context: &AuditContext) -> Result<Account, StoreError> {
     let email = normalize_email(&new.email)?;
     let display_name = normalize_display_name(&new.display_name, &email)?;
     let now = now_millis();
+    let invited = new.password_hash.is_none();
     let mut tx = db.pool().begin().await?;
     let account_id: i64 = sqlx::query_scalar(
         "INSERT INTO account (email, display_name, role, password_hash, created_at, updated_at) \
@@ -88,6 +91,9 @@ pub async fn create_account(db: &Db, new: NewAccount) -> Result<Account, StoreEr
     .await
     .on_unique("email")?;
     insert_memberships(&mut tx, AccountId(account_id), &new.team_ids).await?;
+    let details = json!({"after": {"email": email, "display_name": display_name, "role": new.role,
+        "team_ids": new.team_ids, "invited": invited}});
+    audit::append(&mut tx, context, Change::success("account.create", "account", account_id).with_details(details)).await?;
     tx.commit().await?;
     find_account(db, AccountId(account_id)).await
 }
@@ -284,6 +290,7 @@ pub async fn update_account(
     display_name: &str,
     role: Role,
     team_ids: &[TeamId],
+    context: &AuditContext,
 ) -> Result<Account, StoreError> {
     let current = find_account(db, account_id).await?;
     let display_name = normalize_display_name(display_name, &current.email)?;
@@ -305,6 +312,12 @@ pub async fn update_account(
         .execute(&mut *tx)
         .await?;
     insert_memberships(&mut tx, account_id, team_ids).await?;
+    let before_teams: Vec<TeamId> = current.teams.iter().map(|t| t.id).collect();
+    let details = json!({
+        "before": {"display_name": current.display_name, "role": current.role, "team_ids": before_teams},
+        "after": {"display_name": display_name, "role": role, "team_ids": team_ids},
+    });
+    audit::append(&mut tx, context, Change::success("account.update", "account", account_id).with_details(details)).await?;
     tx.commit().await?;
     find_account(db, account_id).await
 }
@@ -328,7 +341,12 @@ async fn ensure_another_active_admin(
 }
 
 /// Disables (ending every session and revoking nothing else) or re-enables an account.
-pub async fn set_disabled(db: &Db, account_id: AccountId, disabled: bool) -> Result<Account, StoreError> {
+pub async fn set_disabled(
+    db: &Db,
+    account_id: AccountId,
+    disabled: bool,
+    context: &AuditContext,
+) -> Result<Account, StoreError> {
     let current = find_account(db, account_id).await?;
     if disabled && current.role == Role::Admin && !current.is_disabled() {
         ensure_another_active_admin(db, account_id, "account").await?;
@@ -344,13 +362,21 @@ pub async fn set_disabled(db: &Db, account_id: AccountId, disabled: bool) -> Res
     .bind(account_id.0)
     .execute(&mut *tx)
     .await?;
-    sessions::delete_sessions_of(&mut tx, account_id).await?;
+    let ended = sessions::delete_sessions_of(&mut tx, account_id).await?;
+    let action = if disabled { "account.disable" } else { "account.enable" };
+    let details = json!({"before": {"disabled": current.is_disabled()}, "after": {"disabled": disabled}, "sessions_ended": ended});
+    audit::append(&mut tx, context, Change::success(action, "account", account_id).with_details(details)).await?;
     tx.commit().await?;
     find_account(db, account_id).await
 }
 
 /// Sets a new password hash and ends every session of the account.
-pub async fn set_password_hash(db: &Db, account_id: AccountId, hash: &str) -> Result<(), StoreError> {
+pub async fn set_password_hash(
+    db: &Db,
+    account_id: AccountId,
+    hash: &str,
+    context: &AuditContext,
+) -> Result<(), StoreError> {
     let mut tx = db.pool().begin().await?;
     let updated = sqlx::query(
         "UPDATE account SET password_hash = $1, password_setup_digest = NULL, \
@@ -366,7 +392,10 @@ pub async fn set_password_hash(db: &Db, account_id: AccountId, hash: &str) -> Re
     if updated == 0 {
         return Err(StoreError::NotFound("account"));
     }
-    sessions::delete_sessions_of(&mut tx, account_id).await?;
+    let ended = sessions::delete_sessions_of(&mut tx, account_id).await?;
+    // The hash is a secret too: the entry says only that the password changed.
+    let details = json!({"sessions_ended": ended});
+    audit::append(&mut tx, context, Change::success("account.set_password", "account", account_id).with_details(details)).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -377,22 +406,28 @@ pub async fn create_password_setup(
     db: &Db,
     account_id: AccountId,
     ttl_millis: i64,
+    context: &AuditContext,
 ) -> Result<String, StoreError> {
     let token = tokens::generate_secret("pps_");
+    let expires_at = now_millis() + ttl_millis;
+    let mut tx = db.pool().begin().await?;
     let updated = sqlx::query(
         "UPDATE account SET password_setup_digest = $1, password_setup_expires_at = $2, \
          updated_at = $3 WHERE account_id = $4",
     )
     .bind(tokens::digest(&token))
-    .bind(now_millis() + ttl_millis)
+    .bind(expires_at)
     .bind(now_millis())
     .bind(account_id.0)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if updated == 0 {
         return Err(StoreError::NotFound("account"));
     }
+    let details = json!({"expires_at": expires_at});
+    audit::append(&mut tx, context, Change::success("account.issue_setup_link", "account", account_id).with_details(details)).await?;
+    tx.commit().await?;
     Ok(token)
 }
 
@@ -411,9 +446,19 @@ pub async fn find_password_setup(db: &Db, token: &str) -> Result<Account, StoreE
 }
 
 /// Uses a set-up token once: sets the password and invalidates the token.
-pub async fn complete_password_setup(db: &Db, token: &str, hash: &str) -> Result<Account, StoreError> {
+pub async fn complete_password_setup(
+    db: &Db,
+    token: &str,
+    hash: &str,
+    context: &AuditContext,
+) -> Result<Account, StoreError> {
     let account = find_password_setup(db, token).await?;
-    set_password_hash(db, account.id, hash).await?;
+    // The link holder acts as the account the link was made for.
+    let context = AuditContext {
+        actor: audit::Actor { kind: "user", id: Some(account.id.0), label: account.email.clone() },
+        ..context.clone()
+    };
+    set_password_hash(db, account.id, hash, &context).await?;
     Ok(account)
 }
 

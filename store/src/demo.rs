@@ -3,6 +3,7 @@
 
 use crate::accounts::{self, NewAccount};
 use crate::passwords::Passwords;
+use crate::audit::AuditContext;
 use crate::{Db, Role, StoreError, teams};
 
 /// What was loaded, so the caller can print how to log in.
@@ -28,11 +29,12 @@ const USERS: [(&str, &str, Role, &[&str]); 6] = [
 /// Loads the demo organisation unless it is already there.
 pub async fn load(db: &Db, passwords: &Passwords) -> Result<DemoData, StoreError> {
     let users = USERS.iter().map(|(email, _, role, _)| ((*email).to_owned(), *role)).collect();
+    let context = AuditContext::system("demo loader");
     if accounts::find_account_by_email(db, USERS[0].0).await.is_ok() {
         return Ok(DemoData { users, password: None });
     }
     for name in TEAMS {
-        match teams::create_team(db, name).await {
+        match teams::create_team(db, name, &context).await {
             Ok(_) | Err(StoreError::Conflict { .. }) => {}
             Err(error) => return Err(error),
         }
@@ -53,7 +55,7 @@ pub async fn load(db: &Db, passwords: &Passwords) -> Result<DemoData, StoreError
             team_ids,
             password_hash: Some(hash.clone()),
         };
-        match accounts::create_account(db, new).await {
+        match accounts::create_account(db, new, &context).await {
             Ok(_) | Err(StoreError::Conflict { .. }) => {}
             Err(error) => return Err(error),
         }

@@ -1,6 +1,7 @@
 //! Login throttling per account and per source address, kept in the database so that it
 //! holds across replicas: a growing delay after a few failures, and a hard cap per hour.
 
+use crate::audit::{self, AuditContext, Change};
 use crate::{Db, StoreError};
 use std::time::Duration;
 
@@ -101,13 +102,23 @@ pub async fn check(
     Ok(waits.into_iter().flatten().max().map_or(Verdict::Allowed, Verdict::RetryAfter))
 }
 
-pub async fn record_failure(db: &Db, email: &str, source: &str, now: i64) -> Result<(), StoreError> {
+/// Counts a failed sign-in and writes its audit entry, together.
+pub async fn record_failure(
+    db: &Db,
+    email: &str,
+    source: &str,
+    now: i64,
+    context: &AuditContext,
+) -> Result<(), StoreError> {
+    let mut tx = db.pool().begin().await?;
     sqlx::query("INSERT INTO login_failure (email, source, failed_at) VALUES ($1, $2, $3)")
         .bind(email)
         .bind(source)
         .bind(now)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
+    audit::append(&mut tx, context, Change::failure("session.login", "session", "-")).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Teams: the unit that owns APIs and that developers belong to.
 
+use crate::audit::{self, AuditContext, Change};
 use crate::error::ResultExt;
 use crate::{Db, StoreError, Team, TeamId, now_millis};
 use sqlx::Row;
@@ -10,16 +11,20 @@ fn validate_name(name: &str) -> Result<String, StoreError> {
     crate::text::clean_name("team name", name, MAX_TEAM_NAME_CHARS)
 }
 
-pub async fn create_team(db: &Db, name: &str) -> Result<Team, StoreError> {
+pub async fn create_team(db: &Db, name: &str, context: &AuditContext) -> Result<Team, StoreError> {
     let name = validate_name(name)?;
     let now = now_millis();
+    let mut tx = db.pool().begin().await?;
     let team_id: i64 =
         sqlx::query_scalar("INSERT INTO team (name, created_at) VALUES ($1, $2) RETURNING team_id")
             .bind(&name)
             .bind(now)
-            .fetch_one(db.pool())
+            .fetch_one(&mut *tx)
             .await
             .on_unique("team name")?;
+    let details = serde_json::json!({"after": {"name": name}});
+    audit::append(&mut tx, context, Change::success("team.create", "team", team_id).with_details(details)).await?;
+    tx.commit().await?;
     Ok(Team { id: TeamId(team_id), name, member_count: 0, created_at: now })
 }
 

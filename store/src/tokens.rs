@@ -1,6 +1,7 @@
 //! Personal API tokens: random secrets shown once, stored only as SHA-256 digests, with
 //! expiry, revocation and last-used time.
 
+use crate::audit::{self, AuditContext, Change};
 use crate::error::ResultExt;
 use crate::{AccountId, ApiToken, ApiTokenId, Db, Principal, StoreError, accounts, now_millis};
 use rand::RngCore;
@@ -56,6 +57,7 @@ pub async fn create_token(
     account_id: AccountId,
     name: &str,
     expires_at: Option<i64>,
+    context: &AuditContext,
 ) -> Result<(ApiToken, String), StoreError> {
     let name = validate_name(name)?;
     let now = now_millis();
@@ -63,6 +65,7 @@ pub async fn create_token(
         return Err(StoreError::invalid("expiry", "must be in the future"));
     }
     let secret = generate_secret(TOKEN_PREFIX);
+    let mut tx = db.pool().begin().await?;
     let row = sqlx::query(&format!(
         "INSERT INTO api_token (account_id, name, token_digest, token_prefix, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLUMNS}"
@@ -73,10 +76,14 @@ pub async fn create_token(
     .bind(&secret[..SHOWN_PREFIX_CHARS])
     .bind(now)
     .bind(expires_at)
-    .fetch_one(db.pool())
+    .fetch_one(&mut *tx)
     .await
     .on_unique("name")?;
-    Ok((token_from_row(&row)?, secret))
+    let token = token_from_row(&row)?;
+    let details = serde_json::json!({"after": {"account_id": account_id, "name": token.name, "prefix": token.prefix, "expires_at": expires_at}});
+    audit::append(&mut tx, context, Change::success("api_token.create", "api_token", token.id).with_details(details)).await?;
+    tx.commit().await?;
+    Ok((token, secret))
 }
 
 /// The tokens of one account, newest first, revoked ones included (they are history).
@@ -96,7 +103,9 @@ pub async fn revoke_token(
     db: &Db,
     token_id: ApiTokenId,
     owner: Option<AccountId>,
+    context: &AuditContext,
 ) -> Result<(), StoreError> {
+    let mut tx = db.pool().begin().await?;
     let revoked = sqlx::query(
         "UPDATE api_token SET revoked_at = $1 \
          WHERE api_token_id = $2 AND ($3 IS NULL OR account_id = $3) AND revoked_at IS NULL",
@@ -104,12 +113,14 @@ pub async fn revoke_token(
     .bind(now_millis())
     .bind(token_id.0)
     .bind(owner.map(|id| id.0))
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if revoked == 0 {
         return Err(StoreError::NotFound("API token"));
     }
+    audit::append(&mut tx, context, Change::success("api_token.revoke", "api_token", token_id)).await?;
+    tx.commit().await?;
     Ok(())
 }
 

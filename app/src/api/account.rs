@@ -7,7 +7,7 @@ use store::{ApiToken, Principal};
 use store::ApiTokenId;
 
 #[cfg(feature = "ssr")]
-use crate::auth::ssr::{fail, require_signed_in, session_error, start_session, state, store_error};
+use crate::auth::ssr::{audit_context, fail, require_signed_in, session_error, start_session, state, store_error};
 
 /// A token just created, with its secret: the only time the secret is shown.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,7 +44,7 @@ pub async fn change_password(current_password: String, new_password: String) -> 
         return Err(fail(AppError::invalid("new password", "must differ from the current one")));
     }
     let hash = state.passwords.hash(&new_password).await.map_err(store_error)?;
-    store::accounts::set_password_hash(&state.db, principal.account_id, &hash)
+    store::accounts::set_password_hash(&state.db, principal.account_id, &hash, &audit_context(&principal))
         .await
         .map_err(store_error)?;
     let refreshed = store::accounts::find_login(&state.db, &principal.email)
@@ -84,7 +84,7 @@ pub async fn create_my_token(name: String, expires_in_days: Option<String>) -> R
             _ => return Err(fail(AppError::invalid("expiry", "must be between 1 and 3650 days"))),
         },
     };
-    let (token, secret) = store::tokens::create_token(&state()?.db, principal.account_id, &name, expires_at)
+    let (token, secret) = store::tokens::create_token(&state()?.db, principal.account_id, &name, expires_at, &audit_context(&principal))
         .await
         .map_err(store_error)?;
     crate::flash::keep_for_plain_form(crate::flash::Flash {
@@ -99,7 +99,7 @@ pub async fn create_my_token(name: String, expires_in_days: Option<String>) -> R
 #[server(prefix = "/rpc", endpoint = "revoke_my_token")]
 pub async fn revoke_my_token(token_id: i64) -> Result<(), AppError> {
     let principal = require_signed_in()?;
-    store::tokens::revoke_token(&state()?.db, ApiTokenId(token_id), Some(principal.account_id))
+    store::tokens::revoke_token(&state()?.db, ApiTokenId(token_id), Some(principal.account_id), &audit_context(&principal))
         .await
         .map_err(store_error)
 }

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use store::{Account, Team};
 
 #[cfg(feature = "ssr")]
-use crate::auth::ssr::{fail, require, state, store_error};
+use crate::auth::ssr::{audit_context, fail, require, state, store_error};
 #[cfg(feature = "ssr")]
 use store::{AccountId, Principal, Role, TeamId, accounts};
 
@@ -64,7 +64,8 @@ pub async fn create_user(
     team_id: Option<String>,
     password: Option<String>,
 ) -> Result<AccountWithLink, AppError> {
-    require(Principal::can_administer_users)?;
+    let principal = require(Principal::can_administer_users)?;
+    let audit = audit_context(&principal);
     let state = state()?;
     let role = parse_role(&role)?;
     let team_ids = match super::non_empty(team_id) {
@@ -77,10 +78,10 @@ pub async fn create_user(
     };
     let invited = password_hash.is_none();
     let new = accounts::NewAccount { email, display_name, role, team_ids, password_hash };
-    let account = accounts::create_account(&state.db, new).await.map_err(store_error)?;
+    let account = accounts::create_account(&state.db, new, &audit).await.map_err(store_error)?;
     let setup_link = if invited {
         let ttl = state.auth.setup_link_ttl.as_millis() as i64;
-        let token = accounts::create_password_setup(&state.db, account.id, ttl).await.map_err(store_error)?;
+        let token = accounts::create_password_setup(&state.db, account.id, ttl, &audit).await.map_err(store_error)?;
         Some(setup_link(&token)?)
     } else {
         None
@@ -92,11 +93,11 @@ pub async fn create_user(
 /// Admins: changes a user's name and role.
 #[server(prefix = "/rpc", endpoint = "update_user")]
 pub async fn update_user(account_id: i64, display_name: String, role: String) -> Result<Account, AppError> {
-    require(Principal::can_administer_users)?;
+    let principal = require(Principal::can_administer_users)?;
     let db = state()?.db;
     let current = accounts::find_account(&db, AccountId(account_id)).await.map_err(store_error)?;
     let team_ids: Vec<TeamId> = current.teams.iter().map(|t| t.id).collect();
-    accounts::update_account(&db, current.id, &display_name, parse_role(&role)?, &team_ids)
+    accounts::update_account(&db, current.id, &display_name, parse_role(&role)?, &team_ids, &audit_context(&principal))
         .await
         .map_err(store_error)
 }
@@ -104,7 +105,7 @@ pub async fn update_user(account_id: i64, display_name: String, role: String) ->
 /// Admins: adds a user to a team, or removes them from it.
 #[server(prefix = "/rpc", endpoint = "set_user_team")]
 pub async fn set_user_team(account_id: i64, team_id: i64, member: bool) -> Result<Account, AppError> {
-    require(Principal::can_administer_users)?;
+    let principal = require(Principal::can_administer_users)?;
     let db = state()?.db;
     let current = accounts::find_account(&db, AccountId(account_id)).await.map_err(store_error)?;
     let mut team_ids: Vec<TeamId> =
@@ -112,7 +113,7 @@ pub async fn set_user_team(account_id: i64, team_id: i64, member: bool) -> Resul
     if member {
         team_ids.push(TeamId(team_id));
     }
-    accounts::update_account(&db, current.id, &current.display_name, current.role, &team_ids)
+    accounts::update_account(&db, current.id, &current.display_name, current.role, &team_ids, &audit_context(&principal))
         .await
         .map_err(store_error)
 }
@@ -125,25 +126,28 @@ pub async fn set_user_disabled(account_id: i64, disabled: bool) -> Result<Accoun
     if disabled && principal.account_id == AccountId(account_id) {
         return Err(fail(AppError::invalid("account", "you cannot disable your own account")));
     }
-    accounts::set_disabled(&state()?.db, AccountId(account_id), disabled).await.map_err(store_error)
+    accounts::set_disabled(&state()?.db, AccountId(account_id), disabled, &audit_context(&principal))
+        .await
+        .map_err(store_error)
 }
 
 /// Admins: resets a user's password, either to a given one or (empty) by issuing a
 /// one-time link. Either way the user's sessions end.
 #[server(prefix = "/rpc", endpoint = "reset_user_password")]
 pub async fn reset_user_password(account_id: i64, password: Option<String>) -> Result<AccountWithLink, AppError> {
-    require(Principal::can_administer_users)?;
+    let principal = require(Principal::can_administer_users)?;
+    let audit = audit_context(&principal);
     let state = state()?;
     let account_id = AccountId(account_id);
     let setup_link = match super::non_empty(password) {
         Some(password) => {
             let hash = state.passwords.hash(&password).await.map_err(store_error)?;
-            accounts::set_password_hash(&state.db, account_id, &hash).await.map_err(store_error)?;
+            accounts::set_password_hash(&state.db, account_id, &hash, &audit).await.map_err(store_error)?;
             None
         }
         None => {
             let ttl = state.auth.setup_link_ttl.as_millis() as i64;
-            let token = accounts::create_password_setup(&state.db, account_id, ttl).await.map_err(store_error)?;
+            let token = accounts::create_password_setup(&state.db, account_id, ttl, &audit).await.map_err(store_error)?;
             Some(setup_link(&token)?)
         }
     };
@@ -162,6 +166,6 @@ pub async fn list_teams() -> Result<Vec<Team>, AppError> {
 /// Admins: creates a team.
 #[server(prefix = "/rpc", endpoint = "create_team")]
 pub async fn create_team(name: String) -> Result<Team, AppError> {
-    require(Principal::can_administer_users)?;
-    store::teams::create_team(&state()?.db, &name).await.map_err(store_error)
+    let principal = require(Principal::can_administer_users)?;
+    store::teams::create_team(&state()?.db, &name, &audit_context(&principal)).await.map_err(store_error)
 }

@@ -5,7 +5,7 @@ use crate::error::AppError;
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
-use crate::auth::ssr::{fail, state, store_error};
+use crate::auth::ssr::{anonymous_audit_context, fail, state, store_error};
 
 /// Anyone holding a live link: the email the link is for.
 #[server(prefix = "/rpc", endpoint = "check_setup_link")]
@@ -27,7 +27,7 @@ pub async fn complete_setup(token: String, password: String, password_again: Str
         .await
         .map_err(|_| fail(AppError::NotFound("The link".into())))?;
     let hash = state.passwords.hash(&password).await.map_err(store_error)?;
-    store::accounts::complete_password_setup(&state.db, &token, &hash).await.map_err(store_error)?;
+    store::accounts::complete_password_setup(&state.db, &token, &hash, &anonymous_audit_context()).await.map_err(store_error)?;
     leptos_axum::redirect("/login?notice=password-set");
     Ok(())
 }

@@ -73,14 +73,13 @@ impl TestApp {
                 role,
                 team_ids: teams.to_vec(),
                 password_hash: Some(hash),
-            },
-        )
+            }, &store::audit::AuditContext::system("test"))
         .await
         .unwrap()
     }
 
     pub async fn token_for(&self, account: &Account) -> String {
-        tokens::create_token(&self.db, account.id, "test", None).await.unwrap().1
+        tokens::create_token(&self.db, account.id, "test", None, &store::audit::AuditContext::system("test")).await.unwrap().1
     }
 
     pub async fn send(&self, request: Request<Body>) -> Response<Body> {

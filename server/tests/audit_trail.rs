@@ -1,0 +1,83 @@
+//! Every state change reachable over HTTP lands in the audit chain with who, what, where
+//! and which request; no secret is ever written into it; and when the entry cannot be
+//! written, the change does not happen.
+
+mod common;
+
+use common::*;
+use http::{StatusCode, header};
+use store::{Role, audit, teams};
+
+app_test!(changes_and_sign_ins_are_audited_without_secrets, |app: TestApp| async move {
+    app.create_user("admin@example.com", Role::Admin, &[]).await;
+    let before = audit::list_entries(&app.db, 0, 1000).await.unwrap().len();
+
+    let mut failed = form_post("/auth/login", "email=admin%40example.com&password=not+the+right+one", None);
+    failed.headers_mut().insert(header::USER_AGENT, "audit-test/1".parse().unwrap());
+    app.send(failed).await;
+    let session = app.session_for("admin@example.com").await;
+    let created = app.send(rpc("create_team", "name=Payments", Some(&session))).await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let token = body_json(app.send(rpc("create_my_token", "name=ci&expires_in_days=30", Some(&session))).await).await;
+    let secret = token["secret"].as_str().unwrap().to_owned();
+    let invited = body_json(
+        app.send(rpc("create_user", "email=new%40example.com&display_name=&role=auditor&team_id=&password=", Some(&session)))
+            .await,
+    )
+    .await;
+    let link = invited["setup_link"].as_str().unwrap().to_owned();
+    let body = format!("current_password={}&new_password=another+long+password", encode(PASSWORD));
+    let changed = app.send(rpc("change_password", &body, Some(&session))).await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    // The session continues under a new id; the old one is dead.
+    let session = session_cookie(&changed).expect("the session moves to a new id");
+    app.send(form_post("/auth/logout", "", Some(&session))).await;
+
+    let entries = audit::list_entries(&app.db, 0, 1000).await.unwrap();
+    let new: Vec<_> = entries[before..].iter().collect();
+    let actions: Vec<(&str, &str)> = new.iter().map(|e| (e.action.as_str(), e.outcome.as_str())).collect();
+    assert_eq!(
+        actions,
+        [
+            ("session.login", "failure"),
+            ("session.login", "success"),
+            ("team.create", "success"),
+            ("api_token.create", "success"),
+            ("account.create", "success"),
+            ("account.issue_setup_link", "success"),
+            ("account.set_password", "success"),
+            ("session.logout", "success"),
+        ]
+    );
+    assert_eq!(new[0].actor_type, "anonymous");
+    assert_eq!(new[0].actor_label, "admin@example.com");
+    assert_eq!(new[0].user_agent, "audit-test/1");
+    for entry in &new[1..] {
+        assert_eq!(entry.actor_label, "admin@example.com", "{entry:?}");
+        assert_eq!(entry.actor_type, "user");
+        assert!(!entry.request_id.is_empty(), "every entry names its request: {entry:?}");
+    }
+    assert_eq!(new[2].details["after"]["name"], "Payments");
+    let everything = serde_json::to_string(&entries).unwrap();
+    let token_part = link.rsplit('=').next().unwrap();
+    for secret in [secret.as_str(), token_part, PASSWORD, "another long password", "not the right one", "$argon2"] {
+        assert!(!everything.contains(secret), "the audit trail must not contain {secret:?}");
+    }
+    assert_eq!(audit::verify_database(&app.db).await.unwrap(), Ok(entries.len() as i64));
+});
+
+app_test!(no_entry_no_change, |app: TestApp| async move {
+    app.create_user("admin@example.com", Role::Admin, &[]).await;
+    let session = app.session_for("admin@example.com").await;
+    // Make every append fail: the head row is gone.
+    sqlx::query("DELETE FROM audit_head").execute(app.db.pool()).await.unwrap();
+    let refused = app.send(rpc("create_team", "name=Ghost", Some(&session))).await;
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = body_text(refused).await;
+    assert!(!body.to_lowercase().contains("audit_head"), "no database text reaches the browser: {body}");
+    assert!(teams::list_teams(&app.db).await.unwrap().is_empty(), "the team was not created");
+    let token = app.send(rpc("create_my_token", "name=ghost", Some(&session))).await;
+    assert_eq!(token.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let listed = body_json(app.send(rpc("list_my_tokens", "", Some(&session))).await).await;
+    assert_eq!(listed["tokens"], serde_json::json!([]));
+});
