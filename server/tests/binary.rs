@@ -162,6 +162,18 @@ async fn admin_cli_creates_users_and_tokens(backend: Backend) {
     }
     assert!(accounts::find_account_by_email(&database.db, "x@example.com").await.is_err());
     assert_eq!(accounts::count_accounts(&database.db).await.unwrap(), 1);
+
+    // Everything above was audited, and `palisade audit verify` says the chain is intact…
+    let verified = palisade(url).args(["audit", "verify"]).output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    let said = String::from_utf8_lossy(&verified.stdout).to_string();
+    assert!(said.contains("intact") && said.contains("entries"), "{said}");
+    // …until someone edits an entry behind Palisade's back.
+    sqlx::query("UPDATE audit_entry SET actor_label = 'nobody' WHERE seq = 2").execute(database.db.pool()).await.unwrap();
+    let tampered = palisade(url).args(["audit", "verify"]).output().unwrap();
+    assert!(!tampered.status.success());
+    let said = String::from_utf8_lossy(&tampered.stderr).to_string();
+    assert!(said.contains("sequence 2"), "{said}");
 }
 
 #[tokio::test]
@@ -176,7 +188,7 @@ async fn admin_cli_creates_users_and_tokens_on_postgres() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [&["--help"][..], &["serve", "--help"], &["admin", "--help"], &["admin", "create-user", "--help"], &["admin", "create-token", "--help"], &["admin", "list-tokens", "--help"], &["admin", "revoke-token", "--help"]] {
+    for args in [&["--help"][..], &["serve", "--help"], &["admin", "--help"], &["admin", "create-user", "--help"], &["admin", "create-token", "--help"], &["admin", "list-tokens", "--help"], &["admin", "revoke-token", "--help"], &["audit", "verify", "--help"]] {
         let output = Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
