@@ -123,6 +123,31 @@ where
     }
 }
 
+/// A message, and the secret it is about (shown once, easy to select).
+#[component]
+pub fn FlashView(flash: Flash) -> impl IntoView {
+    view! {
+        <div class="flash" role="status">
+            <p>{flash.message}</p>
+            {flash.secret.map(|secret| view! { <code class="secret" data-testid="secret">{secret}</code> })}
+        </div>
+    }
+}
+
+/// The outcome of a form whose success reveals a secret: the secret once, or the error.
+#[component]
+pub fn SecretOutcome<T, V>(value: V, to_flash: fn(T) -> Flash) -> impl IntoView
+where
+    T: Send + Sync + Clone + 'static,
+    V: Get<Value = Option<Result<T, AppError>>> + Send + Sync + 'static,
+{
+    move || match value.get() {
+        Some(Ok(done)) => view! { <FlashView flash=to_flash(done)/> }.into_any(),
+        Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
+        None => ().into_any(),
+    }
+}
+
 /// A one-time message (and secret) left by a form post made without JavaScript.
 #[component]
 pub fn FlashMessage() -> impl IntoView {
@@ -131,13 +156,7 @@ pub fn FlashMessage() -> impl IntoView {
         <Suspense>
             {move || Suspend::new(async move {
                 match flash.await {
-                    Ok(Some(Flash { message, secret })) => view! {
-                        <div class="flash" role="status">
-                            <p>{message}</p>
-                            {secret.map(|secret| view! { <code class="secret" data-testid="secret">{secret}</code> })}
-                        </div>
-                    }
-                    .into_any(),
+                    Ok(Some(flash)) => view! { <FlashView flash/> }.into_any(),
                     _ => ().into_any(),
                 }
             })}

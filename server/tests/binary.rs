@@ -204,3 +204,40 @@ fn every_subcommand_has_help() {
     assert!(!bad_url.status.success());
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("unsupported database URL"));
 }
+
+/// Two processes (each a stream of `palisade admin` runs) appending to one database at the
+/// same time: every entry lands, in one linear chain.
+async fn concurrent_processes_keep_the_chain_linear(backend: Backend) {
+    let database = TestDb::new(backend).await;
+    let created = run_admin(&database.url, &["create-user", "--email", "ops@example.com", "--role", "admin"], "a long enough password\n");
+    assert!(created.status.success());
+    let before = store::audit::list_entries(&database.db, 0, 10_000).await.unwrap().len();
+    let writers: Vec<_> = (0..2)
+        .map(|writer| {
+            let url = database.url.clone();
+            std::thread::spawn(move || {
+                for i in 0..12 {
+                    let name = format!("w{writer}-{i}");
+                    let output = run_admin(&url, &["create-token", "--email", "ops@example.com", "--name", &name], "");
+                    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let entries = store::audit::list_entries(&database.db, 0, 10_000).await.unwrap();
+    assert_eq!(entries.len(), before + 24);
+    assert_eq!(store::audit::verify_database(&database.db).await.unwrap(), Ok(entries.len() as i64));
+}
+
+#[tokio::test]
+async fn concurrent_processes_keep_the_chain_linear_on_sqlite() {
+    concurrent_processes_keep_the_chain_linear(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn concurrent_processes_keep_the_chain_linear_on_postgres() {
+    concurrent_processes_keep_the_chain_linear(Backend::Postgres).await;
+}

@@ -16,6 +16,16 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
+impl CreatedToken {
+    /// What the creator is told, with the secret.
+    pub fn flash(self) -> crate::flash::Flash {
+        crate::flash::Flash {
+            message: format!("Token “{}” created. Copy it now: it will not be shown again.", self.token.name),
+            secret: Some(self.secret),
+        }
+    }
+}
+
 /// Anyone: the signed-in principal, or `None`.
 #[server(prefix = "/rpc", endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<Principal>, AppError> {
@@ -87,12 +97,9 @@ pub async fn create_my_token(name: String, expires_in_days: Option<String>) -> R
     let (token, secret) = store::tokens::create_token(&state()?.db, principal.account_id, &name, expires_at, &audit_context(&principal))
         .await
         .map_err(store_error)?;
-    crate::flash::keep_for_plain_form(crate::flash::Flash {
-        message: format!("Token “{}” created. Copy it now: it will not be shown again.", token.name),
-        secret: Some(secret.clone()),
-    })
-    .await?;
-    Ok(CreatedToken { token, secret })
+    let created = CreatedToken { token, secret };
+    crate::flash::keep_for_plain_form(created.clone().flash()).await?;
+    Ok(created)
 }
 
 /// Signed in: revokes one of one's own tokens (another account's token is "not found").

@@ -14,6 +14,8 @@ use store::{AccountId, Principal, Role, TeamId, accounts};
 pub struct AccountWithLink {
     pub account: Account,
     pub setup_link: Option<String>,
+    /// What the admin is told, with the link.
+    pub flash: crate::flash::Flash,
 }
 
 #[cfg(feature = "ssr")]
@@ -23,17 +25,20 @@ fn setup_link(token: &str) -> Result<String, AppError> {
     Ok(format!("{origin}/setup-password?token={token}"))
 }
 
-/// Leaves the set-up link for a no-JavaScript admin to copy after the redirect.
+/// Tells the admin what happened, with the link; a no-JavaScript admin gets it after the
+/// redirect.
 #[cfg(feature = "ssr")]
-async fn keep_link(account: &Account, link: &Option<String>, what: &str) -> Result<(), AppError> {
-    let message = match link {
+async fn with_link(account: Account, setup_link: Option<String>, what: &str) -> Result<AccountWithLink, AppError> {
+    let message = match &setup_link {
         Some(_) => format!(
             "{} {what}. Send them this one-time link to set their password; it is shown only now.",
             account.email
         ),
         None => format!("{} {what}.", account.email),
     };
-    crate::flash::keep_for_plain_form(crate::flash::Flash { message, secret: link.clone() }).await
+    let flash = crate::flash::Flash { message, secret: setup_link.clone() };
+    crate::flash::keep_for_plain_form(flash.clone()).await?;
+    Ok(AccountWithLink { account, setup_link, flash })
 }
 
 #[cfg(feature = "ssr")]
@@ -86,8 +91,7 @@ pub async fn create_user(
     } else {
         None
     };
-    keep_link(&account, &setup_link, "created").await?;
-    Ok(AccountWithLink { account, setup_link })
+    with_link(account, setup_link, "created").await
 }
 
 /// Admins: changes a user's name and role.
@@ -152,8 +156,7 @@ pub async fn reset_user_password(account_id: i64, password: Option<String>) -> R
         }
     };
     let account = accounts::find_account(&state.db, account_id).await.map_err(store_error)?;
-    keep_link(&account, &setup_link, "reset").await?;
-    Ok(AccountWithLink { account, setup_link })
+    with_link(account, setup_link, "had their password reset; their sessions have ended").await
 }
 
 /// Signed in: every team (developers see which teams exist; nothing secret here).

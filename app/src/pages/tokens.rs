@@ -1,7 +1,7 @@
 //! Personal API tokens: create (the secret is shown once), list, revoke.
 
-use crate::api::account::{CreateMyToken, RevokeMyToken, TokenList, list_my_tokens};
-use crate::components::{ErrorMessage, FlashMessage, Loaded, format_optional_time, format_time};
+use crate::api::account::{CreateMyToken, CreatedToken, RevokeMyToken, TokenList, list_my_tokens};
+use crate::components::{ErrorMessage, FlashMessage, Loaded, SecretOutcome, format_optional_time, format_time};
 use crate::pages::SettingsNav;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -37,16 +37,7 @@ pub fn TokensPage() -> impl IntoView {
                 </label>
                 <button type="submit">"Create token"</button>
             </ActionForm>
-            {move || match create.value().get() {
-                Some(Ok(created)) => view! {
-                    <div class="flash" role="status">
-                        <p>"Token “" {created.token.name} "” created. Copy it now: it will not be shown again."</p>
-                        <code class="secret" data-testid="secret">{created.secret}</code>
-                    </div>
-                }.into_any(),
-                Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
-                None => ().into_any(),
-            }}
+            <SecretOutcome value=create.value() to_flash=CreatedToken::flash/>
         </section>
         <section class="card">
             <h2>"Your tokens"</h2>

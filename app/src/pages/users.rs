@@ -2,11 +2,11 @@
 //! disable, password reset). Admins change; auditors read.
 
 use crate::api::admin::{
-    CreateUser, ResetUserPassword, SetUserDisabled, SetUserTeam, UpdateUser, get_user, list_teams,
+    AccountWithLink, CreateUser, ResetUserPassword, SetUserDisabled, SetUserTeam, UpdateUser, get_user, list_teams,
     list_users,
 };
 use crate::auth::use_me;
-use crate::components::{ActionOutcome, ErrorMessage, FlashMessage, Forbidden, Loaded, format_time};
+use crate::components::{ActionOutcome, ErrorMessage, FlashMessage, Forbidden, Loaded, SecretOutcome, format_time};
 use crate::pages::SettingsNav;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -22,6 +22,10 @@ fn status_of(account: &Account) -> &'static str {
     } else {
         "active"
     }
+}
+
+fn flash_of(done: AccountWithLink) -> crate::flash::Flash {
+    done.flash
 }
 
 fn role_options(selected: Option<Role>) -> impl IntoView {
@@ -69,17 +73,7 @@ pub fn UsersPage() -> impl IntoView {
                     </label>
                     <button type="submit">"Create user"</button>
                 </ActionForm>
-                {move || match create.value().get() {
-                    Some(Ok(created)) => view! {
-                        <div class="flash" role="status">
-                            <p>{created.account.email.clone()} " created."
-                               {created.setup_link.is_some().then_some(" Send them this one-time link to set their password; it is shown only now.")}</p>
-                            {created.setup_link.map(|link| view! { <code class="secret" data-testid="secret">{link}</code> })}
-                        </div>
-                    }.into_any(),
-                    Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
-                    None => ().into_any(),
-                }}
+                <SecretOutcome value=create.value() to_flash=flash_of/>
             </section>
         })}
         <section class="card">
@@ -181,16 +175,7 @@ pub fn UserPage() -> impl IntoView {
                                 </label>
                                 <button type="submit">"Reset password"</button>
                             </ActionForm>
-                            {move || match reset.value().get() {
-                                Some(Ok(done)) => view! {
-                                    <div class="flash" role="status">
-                                        <p>"Password reset; their sessions have ended."</p>
-                                        {done.setup_link.map(|link| view! { <code class="secret" data-testid="secret">{link}</code> })}
-                                    </div>
-                                }.into_any(),
-                                Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
-                                None => ().into_any(),
-                            }}
+                            <SecretOutcome value=reset.value() to_flash=flash_of/>
                         </section>
                     })}
                 }
