@@ -2,8 +2,8 @@
 //! canonical form (RFC 8785 JSON) and its predecessor's hash. Entries are appended inside
 //! the transaction of the change they record, so a change without its entry cannot commit.
 
-use crate::{Db, Principal, StoreError, now_millis};
-use serde::{Deserialize, Serialize};
+use crate::{AccountId, AuditEntry, AuditFilter, AuditPage, Db, Principal, StoreError, now_millis};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -97,27 +97,6 @@ impl Change {
         self.details = details;
         self
     }
-}
-
-/// One stored entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub seq: i64,
-    pub at: i64,
-    pub actor_type: String,
-    pub actor_id: Option<i64>,
-    pub actor_label: String,
-    pub action: String,
-    pub target_type: String,
-    pub target_id: String,
-    pub outcome: String,
-    pub source: String,
-    pub user_agent: String,
-    pub request_id: String,
-    pub reason: Option<String>,
-    pub details: serde_json::Value,
-    pub prev_hash: String,
-    pub hash: String,
 }
 
 /// The hashed part of an entry: everything but the hash itself.
@@ -346,4 +325,134 @@ pub async fn verify_database(db: &Db) -> Result<Result<i64, ChainBreak>, StoreEr
         }));
     }
     Ok(Ok(last_seq))
+}
+
+/// Most entries one search returns.
+pub const MAX_PAGE: i64 = 200;
+
+/// `text` for a LIKE pattern, with its wildcards escaped.
+fn like_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    escaped.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}
+
+#[derive(Clone)]
+enum Bind {
+    Text(String),
+    Number(i64),
+}
+
+/// A WHERE clause under construction: each `?` becomes the next `$n`.
+#[derive(Default)]
+struct Conditions {
+    conditions: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Conditions {
+    /// Adds a condition written with `?` placeholders, one per element of `binds`.
+    /// Conditions are our own constants; user input only ever travels in `binds`.
+    fn add(&mut self, condition: &str, binds: &[Bind]) {
+        let mut values = binds.iter();
+        let mut numbered = String::with_capacity(condition.len() + 8);
+        for c in condition.chars() {
+            if c == '?' {
+                if let Some(value) = values.next() {
+                    self.binds.push(value.clone());
+                }
+                numbered.push_str(&format!("${}", self.binds.len()));
+            } else {
+                numbered.push(c);
+            }
+        }
+        self.conditions.push(numbered);
+    }
+}
+
+/// Entries matching `filter`, newest first. With `only_for`, just the entries made by that
+/// account or about it (what a non-auditor may see).
+pub async fn search_entries(
+    db: &Db,
+    filter: &AuditFilter,
+    only_for: Option<AccountId>,
+) -> Result<AuditPage, StoreError> {
+    let mut query = Conditions::default();
+    let like = "LIKE ? ESCAPE '\\'";
+    if let Some(actor) = filter.actor.as_deref() {
+        query.add(&format!("LOWER(actor_label) {like}"), &[Bind::Text(like_escaped(actor))]);
+    }
+    if let Some(action) = filter.action.as_deref() {
+        // `account` finds every `account.*` action; `account.create` finds just that one.
+        let pattern = if action.contains('.') { action.to_owned() } else { format!("{action}.%") };
+        query.add("action LIKE ?", &[Bind::Text(pattern)]);
+    }
+    if let Some(target_type) = filter.target_type.as_deref() {
+        query.add("target_type = ?", &[Bind::Text(target_type.to_owned())]);
+    }
+    if let Some(target_id) = filter.target_id.as_deref() {
+        query.add("target_id = ?", &[Bind::Text(target_id.to_owned())]);
+    }
+    if let Some(outcome) = filter.outcome.as_deref() {
+        query.add("outcome = ?", &[Bind::Text(outcome.to_owned())]);
+    }
+    if let Some(from) = filter.from {
+        query.add("at >= ?", &[Bind::Number(from)]);
+    }
+    if let Some(to) = filter.to {
+        query.add("at < ?", &[Bind::Number(to)]);
+    }
+    if let Some(text) = filter.text.as_deref() {
+        let columns = ["actor_label", "action", "target_id", "details", "COALESCE(reason, '')", "source"];
+        let any = columns.map(|column| format!("LOWER({column}) {like}")).join(" OR ");
+        query.add(&format!("({any})"), &vec![Bind::Text(like_escaped(text)); columns.len()]);
+    }
+    if let Some(before) = filter.before_seq {
+        query.add("seq < ?", &[Bind::Number(before)]);
+    }
+    if let Some(account) = only_for {
+        query.add(
+            "((actor_type IN ('user', 'token') AND actor_id = ?) OR (target_type = 'account' AND target_id = ?))",
+            &[Bind::Number(account.0), Bind::Text(account.0.to_string())],
+        );
+    }
+    let limit = filter.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let where_clause = if query.conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", query.conditions.join(" AND "))
+    };
+    // One more than asked tells whether there is a next page.
+    let sql = format!("SELECT * FROM audit_entry {where_clause} ORDER BY seq DESC LIMIT {}", limit + 1);
+    let mut statement = sqlx::query(&sql);
+    for bind in query.binds {
+        statement = match bind {
+            Bind::Text(text) => statement.bind(text),
+            Bind::Number(number) => statement.bind(number),
+        };
+    }
+    let rows = statement.fetch_all(db.pool()).await?;
+    let mut entries = rows.iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|entry| entry.seq)
+    } else {
+        None
+    };
+    Ok(AuditPage { entries, next_cursor })
+}
+
+/// Whether the stored chain verifies, for the dashboard.
+pub async fn chain_status(db: &Db) -> Result<crate::ChainStatus, StoreError> {
+    Ok(match verify_database(db).await? {
+        Ok(entries) => crate::ChainStatus { entries, first_bad_seq: None, problem: None },
+        Err(broken) => crate::ChainStatus { entries: 0, first_bad_seq: Some(broken.seq), problem: Some(broken.problem) },
+    })
 }

@@ -174,11 +174,78 @@ impl Principal {
         self.role == Role::Admin
     }
 
+    /// See the whole audit trail (others see entries by or about themselves).
+    pub fn can_read_all_audit(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Auditor)
+    }
+
     /// Whether this principal belongs to the team (developers may edit only what their
     /// teams own).
     pub fn is_member_of(&self, team: TeamId) -> bool {
         self.teams.iter().any(|t| t.id == team)
     }
+}
+
+/// One audit entry. Its hash covers everything else in it, canonically encoded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// `user`, `token`, `agent`, `system` or `anonymous`.
+    pub actor_type: String,
+    pub actor_id: Option<i64>,
+    pub actor_label: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub source: String,
+    pub user_agent: String,
+    pub request_id: String,
+    pub reason: Option<String>,
+    /// A before/after summary; never contains secrets.
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What to look for in the audit trail; every field narrows the search.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Part of the actor's label (an email), any case.
+    pub actor: Option<String>,
+    /// An exact action (`account.create`) or a family (`account`).
+    pub action: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub outcome: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub to: Option<i64>,
+    /// Free text over actor, action, target, details, reason and source.
+    pub text: Option<String>,
+    /// Only entries older than this sequence number (the cursor of the previous page).
+    pub before_seq: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// A page of audit entries, newest first, and the cursor for the next (older) page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_cursor: Option<i64>,
+}
+
+/// The outcome of verifying the stored chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainStatus {
+    /// Entries verified (0 when broken).
+    pub entries: i64,
+    pub first_bad_seq: Option<i64>,
+    pub problem: Option<String>,
 }
 
 #[cfg(test)]

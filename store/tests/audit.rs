@@ -2,7 +2,8 @@
 //! entries commit and roll back with their change; concurrent appends stay linear.
 
 use proptest::prelude::*;
-use store::audit::{self, AuditContext, AuditEntry, Change, GENESIS_HASH, verify_chain, verify_with_head};
+use store::AuditEntry;
+use store::audit::{self, AuditContext, Change, GENESIS_HASH, verify_chain, verify_with_head};
 use store::{Db, both_backends};
 
 fn chain(len: usize) -> Vec<AuditEntry> {
@@ -191,4 +192,55 @@ both_backends!(concurrent_appends_stay_linear, |db: Db| async move {
         task.await.unwrap().unwrap();
     }
     assert_eq!(audit::verify_database(&db).await.unwrap(), Ok(40));
+});
+
+both_backends!(search_filters_pages_and_scopes, |db: Db| async move {
+    use store::audit::Actor;
+    use store::{AccountId, AuditFilter};
+    let as_user = |id: i64, email: &str| AuditContext {
+        actor: Actor { kind: "user", id: Some(id), label: email.into() },
+        source: "10.1.2.3".into(),
+        user_agent: "ua".into(),
+        request_id: "r".into(),
+    };
+    for i in 0..30 {
+        let (who, email) = if i % 2 == 0 { (1, "alice@example.com") } else { (2, "bob@example.com") };
+        let change = Change::success(if i % 3 == 0 { "team.create" } else { "account.update" }, "account", 100 + i)
+            .with_details(serde_json::json!({"after": {"note": format!("100%_done-{i}")}}));
+        audit::record(&db, &as_user(who, email), change).await.unwrap();
+    }
+    audit::record(&db, &as_user(2, "bob@example.com"), Change::failure("session.login", "account", 1)).await.unwrap();
+
+    let all = audit::search_entries(&db, &AuditFilter { limit: Some(200), ..Default::default() }, None).await.unwrap();
+    assert_eq!(all.entries.len(), 31);
+    assert_eq!(all.entries[0].seq, 31, "newest first");
+    assert_eq!(all.next_cursor, None);
+
+    let first = audit::search_entries(&db, &AuditFilter { limit: Some(10), ..Default::default() }, None).await.unwrap();
+    assert_eq!(first.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), (22..=31).rev().collect::<Vec<_>>());
+    let second = audit::search_entries(&db, &AuditFilter { limit: Some(10), before_seq: first.next_cursor, ..Default::default() }, None)
+        .await
+        .unwrap();
+    assert_eq!(second.entries[0].seq, 21, "the cursor continues where the page ended");
+
+    let count = |filter: AuditFilter, only: Option<AccountId>| {
+        let db = db.clone();
+        async move { audit::search_entries(&db, &AuditFilter { limit: Some(200), ..filter }, only).await.unwrap().entries.len() }
+    };
+    assert_eq!(count(AuditFilter { actor: Some("ALICE".into()), ..Default::default() }, None).await, 15);
+    assert_eq!(count(AuditFilter { action: Some("team".into()), ..Default::default() }, None).await, 10);
+    assert_eq!(count(AuditFilter { action: Some("team.create".into()), ..Default::default() }, None).await, 10);
+    assert_eq!(count(AuditFilter { action: Some("team.".into()), ..Default::default() }, None).await, 0, "a dotted action is exact");
+    assert_eq!(count(AuditFilter { outcome: Some("failure".into()), ..Default::default() }, None).await, 1);
+    assert_eq!(count(AuditFilter { target_id: Some("105".into()), ..Default::default() }, None).await, 1);
+    assert_eq!(count(AuditFilter { text: Some("100%_DONE-7".into()), ..Default::default() }, None).await, 1, "wildcards are literal");
+    assert_eq!(count(AuditFilter { text: Some("%".into()), ..Default::default() }, None).await, 30, "only entries with a % in them");
+    assert_eq!(count(AuditFilter { from: Some(store::now_millis() + 60_000), ..Default::default() }, None).await, 0);
+    assert_eq!(count(AuditFilter { to: Some(store::now_millis() + 60_000), ..Default::default() }, None).await, 31);
+    // Scoped to an account: what it did, and what was done to it.
+    assert_eq!(count(AuditFilter::default(), Some(AccountId(1))).await, 15 + 1, "alice's 15, and bob's login attempt on account 1");
+    assert_eq!(count(AuditFilter::default(), Some(AccountId(2))).await, 16);
+    assert_eq!(count(AuditFilter::default(), Some(AccountId(999))).await, 0);
+    let hostile = AuditFilter { actor: Some("' OR 1=1 --".into()), text: Some("\\".into()), ..Default::default() };
+    assert_eq!(count(hostile, None).await, 0, "input is data, never SQL");
 });
