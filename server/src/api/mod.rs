@@ -3,6 +3,7 @@
 //! each operation's security requirement lists the roles it admits, and the authorization
 //! test reads them from the document.
 
+mod audit;
 mod caller;
 mod error;
 mod me;
@@ -53,6 +54,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(me::me))
         .routes(routes!(users::list_users))
         .routes(routes!(users::list_teams))
+        .routes(routes!(audit::list_audit))
 }
 
 /// The OpenAPI document of every `/api/v1` route.
