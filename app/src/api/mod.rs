@@ -3,6 +3,7 @@
 //! layer. All live under `/rpc/` with fixed names, so client and server always agree.
 
 pub mod account;
+pub mod audit;
 pub mod admin;
 pub mod setup;
 

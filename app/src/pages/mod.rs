@@ -1,5 +1,6 @@
 //! One module per page of the dashboard.
 
+mod audit;
 mod login;
 mod not_found;
 mod overview;
@@ -13,7 +14,8 @@ mod users;
 pub use login::LoginPage;
 pub use not_found::NotFoundPage;
 pub use overview::OverviewPage;
-pub use sections::{AgentsPage, ApisPage, AuditPage, ConsentPage, PoliciesPage, RiskPage};
+pub use audit::AuditPage;
+pub use sections::{AgentsPage, ApisPage, ConsentPage, PoliciesPage, RiskPage};
 pub use settings::{ProfilePage, SettingsNav};
 pub use setup_password::SetupPasswordPage;
 pub use teams::TeamsPage;

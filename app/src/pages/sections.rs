@@ -81,18 +81,3 @@ pub fn RiskPage() -> impl IntoView {
         </EmptyState>
     }
 }
-
-#[component]
-pub fn AuditPage() -> impl IntoView {
-    view! {
-        <Title text="Audit"/>
-        <h1>"Audit"</h1>
-        <EmptyState title="The audit trail is not recorded yet">
-            <p>
-                "Every change in Palisade will be appended to a tamper-evident, signed hash chain: who "
-                "did what, when, from where, and why. This view will show that timeline with filters, "
-                "each entry's detail, the chain's verification status and export."
-            </p>
-        </EmptyState>
-    }
-}
