@@ -33,8 +33,12 @@ pub enum Command {
 pub enum AuditCommand {
     /// Verify the audit hash chain in the database: exits non-zero and names the first
     /// bad sequence number if any entry was edited, deleted, inserted or reordered, or the
-    /// tail was cut off.
-    Verify,
+    /// tail was cut off. With --file, verifies an exported JSON Lines file on its own.
+    Verify {
+        /// An export file (PALISADE_AUDIT_EXPORT_FILE) to verify instead of the database.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,7 +90,12 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         }
         Some(Command::Serve(args)) => crate::startup::serve(cli.data, args).await,
         Some(Command::Admin(command)) => admin(cli.data, command).await,
-        Some(Command::Audit(AuditCommand::Verify)) => verify_audit(cli.data).await,
+        Some(Command::Audit(AuditCommand::Verify { file: None })) => verify_audit(cli.data).await,
+        Some(Command::Audit(AuditCommand::Verify { file: Some(file) })) => {
+            let count = crate::audit_export::verify_file(&file)?;
+            println!("audit export verified: {count} entries, intact");
+            Ok(())
+        }
     }
 }
 

@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// Password of that admin account; generated and printed once when not given.
     #[arg(long, env = "PALISADE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// The JSON Lines file the audit trail is copied to, out of band (default: audit.jsonl
+    /// in the data dir).
+    #[arg(long, env = "PALISADE_AUDIT_EXPORT_FILE")]
+    pub audit_export_file: Option<PathBuf>,
     /// Minutes of inactivity after which a dashboard session ends.
     #[arg(long, env = "PALISADE_SESSION_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=1440))]
     pub session_idle_minutes: u64,

@@ -45,6 +45,12 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
         .build();
     let state = AppState { db: db.clone(), passwords, leptos_options, auth: Arc::new(auth) };
     spawn_upkeep(db.clone());
+    let export_file = args.audit_export_file.clone().unwrap_or_else(|| data.data_dir.join("audit.jsonl"));
+    if let Some(folder) = export_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // A failure here is reported by the exporter, which keeps retrying.
+        let _ = std::fs::create_dir_all(folder);
+    }
+    crate::audit_export::spawn(db.clone(), export_file, Duration::from_secs(1));
 
     // Listen for stop signals before announcing readiness, so none is missed.
     let shutdown = shutdown_signal();

@@ -69,13 +69,30 @@ async fn http_get(base: &str, path: &str) -> (u16, String) {
 
 async fn first_start_creates_schema_and_admin(backend: Backend) {
     let database = TestDb::empty(backend).await;
-    let (child, base, printed) = serve(&database.url, &[]);
+    let export = std::env::temp_dir().join(format!("palisade-first-start-{}-{:?}.jsonl", std::process::id(), backend));
+    let _ = std::fs::remove_file(&export);
+    let export_arg = export.display().to_string();
+    let (child, base, printed) = serve(&database.url, &["--audit-export-file", &export_arg]);
     let announced = printed.iter().find(|l| l.starts_with("Created the admin account")).expect("admin announced");
     let password = announced.rsplit(": ").next().unwrap().to_owned();
     assert!(password.len() >= 12, "{announced}");
     assert_eq!(http_get(&base, "/readyz").await.0, 200);
     assert_eq!(http_get(&base, "/healthz").await.0, 200);
+    // The exporter copies the admin's creation out of band within a second or two.
+    for _ in 0..50 {
+        if std::fs::metadata(&export).is_ok_and(|m| m.len() > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop(child);
+    let verified = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["audit", "verify", "--file", &export_arg])
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("1 entries, intact"));
+    std::fs::remove_file(&export).unwrap();
 
     database.db.migrate().await.unwrap();
     let admin = accounts::find_account_by_email(&database.db, "admin@localhost").await.unwrap();
