@@ -78,8 +78,9 @@ async fn first_start_creates_schema_and_admin(backend: Backend) {
     assert!(password.len() >= 12, "{announced}");
     assert_eq!(http_get(&base, "/readyz").await.0, 200);
     assert_eq!(http_get(&base, "/healthz").await.0, 200);
-    // The exporter copies the admin's creation out of band within a second or two.
-    for _ in 0..50 {
+    // The exporter copies the admin's creation out of band within a second or two
+    // (up to 30 s allowed for a busy machine).
+    for _ in 0..300 {
         if std::fs::metadata(&export).is_ok_and(|m| m.len() > 0) {
             break;
         }

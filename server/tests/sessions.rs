@@ -222,7 +222,8 @@ async fn with_timeouts(backend: store::Backend, idle: std::time::Duration, absol
 }
 
 async fn idle_sessions_expire(backend: store::Backend) {
-    let app = with_timeouts(backend, std::time::Duration::from_secs(2), std::time::Duration::from_secs(3600)).await;
+    // Margins of seconds, not milliseconds: the machine running this may be busy.
+    let app = with_timeouts(backend, std::time::Duration::from_secs(4), std::time::Duration::from_secs(3600)).await;
     app.create_user("dev@example.com", Role::Developer, &[]).await;
     let session = app.session_for("dev@example.com").await;
     for _ in 0..3 {
@@ -231,7 +232,7 @@ async fn idle_sessions_expire(backend: store::Backend) {
         assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::OK);
     }
     // …inactivity ends it.
-    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5_000)).await;
     assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::SEE_OTHER);
 }
 
@@ -246,13 +247,13 @@ async fn idle_sessions_expire_on_postgres() {
 }
 
 async fn sessions_end_at_the_absolute_timeout(backend: store::Backend) {
-    let app = with_timeouts(backend, std::time::Duration::from_secs(3600), std::time::Duration::from_secs(2)).await;
+    let app = with_timeouts(backend, std::time::Duration::from_secs(3600), std::time::Duration::from_secs(4)).await;
     let dev = app.create_user("dev@example.com", Role::Developer, &[]).await;
     let session = app.session_for("dev@example.com").await;
     assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
     assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4_000)).await;
     assert_eq!(app.send(get("/settings", Some(&session))).await.status(), StatusCode::SEE_OTHER, "active or not");
     assert_eq!(sessions::count_sessions_of(&app.db, dev.id).await.unwrap(), 0, "and it is deleted");
 }

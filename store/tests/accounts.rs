@@ -140,9 +140,9 @@ both_backends!(tokens_authenticate_until_revoked_or_expired, |db: Db| async move
     assert!(tokens::authenticate_token(&db, &secret).await.unwrap().is_none());
     assert!(tokens::revoke_token(&db, ApiTokenId(12345), None, &ctx()).await.is_err());
 
-    let (_, soon) = tokens::create_token(&db, owner.id, "short", Some(store::now_millis() + 1_000), &ctx()).await.unwrap();
+    let (_, soon) = tokens::create_token(&db, owner.id, "short", Some(store::now_millis() + 3_000), &ctx()).await.unwrap();
     assert!(tokens::authenticate_token(&db, &soon).await.unwrap().is_some());
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
     assert!(tokens::authenticate_token(&db, &soon).await.unwrap().is_none(), "expired");
 
     accounts::set_disabled(&db, other.id, true, &ctx()).await.unwrap();
