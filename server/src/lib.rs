@@ -2,6 +2,7 @@
 //! REST API), sign-in and sessions, and the admin command line.
 
 pub mod api;
+pub mod audit_download;
 pub mod audit_export;
 pub mod auth;
 pub mod cli;

@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/rpc/{*name}", get(server_fn_handler).post(server_fn_handler))
+        .route("/audit/export", get(crate::audit_download::export))
         .leptos_routes_with_context(
             &state,
             routes,

@@ -131,3 +131,47 @@ app_test!(the_rest_api_reads_the_trail_scoped_by_role, |app: TestApp| async move
         assert_eq!(body_json(response).await["code"], "invalid");
     }
 });
+
+app_test!(the_dashboard_exports_the_filtered_range, |app: TestApp| async move {
+    app.create_user("auditor@example.com", Role::Auditor, &[]).await;
+    let dev = app.create_user("dev@example.com", Role::Developer, &[]).await;
+    // A hostile "email" that a spreadsheet would run as a formula.
+    app.login("=HYPERLINK(\"http://evil\")", "whatever password").await;
+    let auditor = app.session_for("auditor@example.com").await;
+    let developer = app.session_for("dev@example.com").await;
+
+    let csv = app.send(get("/audit/export?format=csv", Some(&auditor))).await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert_eq!(csv.headers()[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert!(csv.headers()[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment; filename=\"palisade-audit-"));
+    let text = body_text(csv).await;
+    let rows: Vec<&str> = text.lines().collect();
+    assert!(rows[0].starts_with("seq,at,actor_type"));
+    let all = audit::list_entries(&app.db, 0, 1000).await.unwrap();
+    assert_eq!(rows.len(), all.len() + 1, "every entry, oldest first");
+    assert!(rows[1].starts_with("1,"));
+    assert!(text.contains("\"'=hyperlink(\"\"http://evil\"\")\""), "formulas are defused: {text}");
+
+    let jsonl = app.send(get("/audit/export?format=jsonl&outcome=failure", Some(&auditor))).await;
+    assert_eq!(jsonl.headers()[header::CONTENT_TYPE], "application/x-ndjson");
+    let lines: Vec<serde_json::Value> =
+        body_text(jsonl).await.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["outcome"], "failure");
+
+    // A developer's download holds only their own entries.
+    let own = body_text(app.send(get("/audit/export?format=jsonl", Some(&developer))).await).await;
+    for line in own.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mine = entry["actor_id"] == dev.id.0 || (entry["target_type"] == "account" && entry["target_id"] == dev.id.0.to_string());
+        assert!(mine, "{entry}");
+    }
+    assert!(!own.is_empty());
+
+    let anonymous = app.send(get("/audit/export?format=csv", None)).await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.send(get("/audit/export?format=xlsx", Some(&auditor))).await.status(), StatusCode::BAD_REQUEST);
+    let bad_day = app.send(get("/audit/export?format=csv&from=31-12-2026", Some(&auditor))).await;
+    assert_eq!(bad_day.status(), StatusCode::BAD_REQUEST);
+    assert!(body_text(bad_day).await.contains("from"));
+});

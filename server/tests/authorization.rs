@@ -203,6 +203,19 @@ app_test!(pages_admit_only_their_roles, |app: TestApp| async move {
     }
 });
 
+// Browser routes that are not pages or server functions: who may use them.
+app_test!(browser_downloads_admit_only_signed_in_users, |app: TestApp| async move {
+    let world = world(app).await;
+    for caller in CALLERS {
+        let response = world.app.send(get("/audit/export?format=csv", world.sessions[&caller].as_deref())).await;
+        if caller == Caller::Anonymous {
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "anonymous downloads go to sign-in");
+        } else {
+            assert_eq!(response.status(), StatusCode::OK, "{caller:?}");
+        }
+    }
+});
+
 /// The roles an OpenAPI operation admits, from its security requirement.
 fn documented_access(operation: &serde_json::Value) -> Allowed {
     let requirements = operation["security"].as_array().expect("every operation declares security");

@@ -21,6 +21,42 @@ fn parse_day(field: &str, day: &str) -> Result<i64, AppError> {
     Ok(day.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
+/// The dashboard's audit filters (form fields, all optional text) as a store filter.
+/// `to` is an inclusive day.
+#[cfg(feature = "ssr")]
+pub fn filter_from_fields(
+    actor: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    q: Option<String>,
+    cursor: Option<String>,
+) -> Result<store::AuditFilter, AppError> {
+    use super::non_empty;
+    let from = non_empty(from).map(|day| parse_day("from", &day)).transpose()?;
+    let to = non_empty(to).map(|day| parse_day("to", &day).map(|at| at + 86_400_000)).transpose()?;
+    let before_seq = match non_empty(cursor) {
+        Some(cursor) => Some(cursor.parse().map_err(|_| fail(AppError::invalid("cursor", "is not a position in the trail")))?),
+        None => None,
+    };
+    let outcome = non_empty(outcome);
+    if outcome.as_deref().is_some_and(|o| o != "success" && o != "failure") {
+        return Err(fail(AppError::invalid("outcome", "is success or failure")));
+    }
+    Ok(store::AuditFilter {
+        actor: non_empty(actor),
+        action: non_empty(action),
+        outcome,
+        from,
+        to,
+        text: non_empty(q),
+        before_seq,
+        limit: Some(50),
+        ..Default::default()
+    })
+}
+
 /// Signed in: audit entries matching the filters, newest first. Auditors and admins search
 /// everything; others, the entries made by or about themselves. `to` is inclusive.
 #[server(prefix = "/rpc", endpoint = "search_audit")]
@@ -33,29 +69,8 @@ pub async fn search_audit(
     q: Option<String>,
     cursor: Option<String>,
 ) -> Result<AuditPage, AppError> {
-    use super::non_empty;
     let principal = require_signed_in()?;
-    let from = non_empty(from).map(|day| parse_day("from", &day)).transpose()?;
-    let to = non_empty(to).map(|day| parse_day("to", &day).map(|at| at + 86_400_000)).transpose()?;
-    let before_seq = match non_empty(cursor) {
-        Some(cursor) => Some(cursor.parse().map_err(|_| fail(AppError::invalid("cursor", "is not a position in the trail")))?),
-        None => None,
-    };
-    let outcome = non_empty(outcome);
-    if outcome.as_deref().is_some_and(|o| o != "success" && o != "failure") {
-        return Err(fail(AppError::invalid("outcome", "is success or failure")));
-    }
-    let filter = store::AuditFilter {
-        actor: non_empty(actor),
-        action: non_empty(action),
-        outcome,
-        from,
-        to,
-        text: non_empty(q),
-        before_seq,
-        limit: Some(50),
-        ..Default::default()
-    };
+    let filter = filter_from_fields(actor, action, outcome, from, to, q, cursor)?;
     let scope = (!principal.can_read_all_audit()).then_some(principal.account_id);
     store::audit::search_entries(&state()?.db, &filter, scope).await.map_err(store_error)
 }

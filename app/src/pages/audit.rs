@@ -50,6 +50,12 @@ pub fn AuditPage() -> impl IntoView {
             </form>
         </section>
         <section class="card">
+            <p class="exports">
+                "Export these entries: "
+                <a href=move || export_href("csv") download>"CSV"</a>
+                " · "
+                <a href=move || export_href("jsonl") download>"JSON Lines"</a>
+            </p>
             <Loaded resource=entries render=timeline/>
         </section>
     }
@@ -124,6 +130,18 @@ fn entry_row(entry: AuditEntry) -> impl IntoView {
             <td>{entry.source.clone()}</td>
         </tr>
     }
+}
+
+/// The export link for the current filters (without the page cursor).
+fn export_href(format: &str) -> String {
+    let query = use_query_map().get();
+    let mut pairs = vec![format!("format={format}")];
+    pairs.extend(
+        ["actor", "action", "outcome", "from", "to", "q"]
+            .iter()
+            .filter_map(|name| query.get(name).filter(|v| !v.is_empty()).map(|v| format!("{name}={}", encode(&v)))),
+    );
+    format!("/audit/export?{}", pairs.join("&"))
 }
 
 fn encode(text: &str) -> String {
