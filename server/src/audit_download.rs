@@ -1,6 +1,7 @@
 //! `GET /audit/export`: the dashboard's download of the filtered audit range, as CSV or
 //! JSON Lines, for the signed-in user (scoped like the Audit view).
 
+use app::api::audit::{AuditFields, filter_from_fields};
 use app::auth::ssr::CurrentPrincipal;
 use app::state::AppState;
 use axum::extract::{Query, State};
@@ -15,12 +16,8 @@ pub const MAX_EXPORT_ENTRIES: usize = 100_000;
 #[derive(Deserialize, Default)]
 pub struct ExportQuery {
     format: Option<String>,
-    actor: Option<String>,
-    action: Option<String>,
-    outcome: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    q: Option<String>,
+    #[serde(flatten)]
+    filters: AuditFields,
 }
 
 /// One CSV field: quoted when needed (RFC 4180), and with a leading `'` where a
@@ -78,7 +75,8 @@ pub async fn export(
     if format != "csv" && format != "jsonl" {
         return problem(StatusCode::BAD_REQUEST, "format is csv or jsonl".into());
     }
-    let filter = app::api::audit::filter_from_fields(query.actor, query.action, query.outcome, query.from, query.to, query.q, None);
+    // A download covers the whole filtered range, not one page of it.
+    let filter = filter_from_fields(AuditFields { cursor: None, ..query.filters });
     let mut filter = match filter {
         Ok(filter) => filter,
         Err(error) => return problem(StatusCode::BAD_REQUEST, error.to_string()),

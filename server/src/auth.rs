@@ -142,21 +142,11 @@ pub async fn resolve_principal(
         && !PUBLIC_PAGES.contains(&path);
     if principal.is_none() && is_page {
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let next = url_encode(target);
+        let next = app::url::percent_encode(target);
         return Redirect::to(&format!("/login?next={next}")).into_response();
     }
     request.extensions_mut().insert(CurrentPrincipal(principal));
     next.run(request).await
-}
-
-/// Percent-encodes everything but unreserved characters and `/`.
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 use axum::extract::FromRequest;
@@ -175,8 +165,4 @@ mod tests {
         assert_eq!(safe_next("/auth/logout"), "/");
     }
 
-    #[test]
-    fn next_is_percent_encoded() {
-        assert_eq!(url_encode("/settings?tab=a&b"), "/settings%3Ftab%3Da%26b");
-    }
 }

@@ -132,6 +132,21 @@ app_test!(the_rest_api_reads_the_trail_scoped_by_role, |app: TestApp| async move
     }
 });
 
+app_test!(the_dashboard_searches_with_and_without_filters, |app: TestApp| async move {
+    app.create_user("auditor@example.com", Role::Auditor, &[]).await;
+    let session = app.session_for("auditor@example.com").await;
+    // No filters at all is how the page first loads in the browser.
+    let all = app.send(rpc("search_audit", "", Some(&session))).await;
+    assert_eq!(all.status(), StatusCode::OK);
+    assert!(!body_json(all).await["entries"].as_array().unwrap().is_empty());
+    let logins = body_json(app.send(rpc("search_audit", "filters[action]=session.login", Some(&session))).await).await;
+    for entry in logins["entries"].as_array().unwrap() {
+        assert_eq!(entry["action"], "session.login");
+    }
+    let bad = app.send(rpc("search_audit", "filters[from]=yesterday", Some(&session))).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+});
+
 app_test!(the_dashboard_exports_the_filtered_range, |app: TestApp| async move {
     app.create_user("auditor@example.com", Role::Auditor, &[]).await;
     let dev = app.create_user("dev@example.com", Role::Developer, &[]).await;

@@ -21,19 +21,29 @@ fn parse_day(field: &str, day: &str) -> Result<i64, AppError> {
     Ok(day.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
-/// The dashboard's audit filters (form fields, all optional text) as a store filter.
-/// `to` is an inclusive day.
+/// The dashboard's audit filters as typed (all optional text; `from`/`to` are days, `to`
+/// inclusive). The Audit page's URL, its search and its download all use these names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditFields {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub q: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl AuditFields {
+    /// The filter names, as they appear in the Audit page's URL (the cursor aside).
+    pub const NAMES: [&'static str; 6] = ["actor", "action", "outcome", "from", "to", "q"];
+}
+
+/// The typed filters as a store filter, refusing what does not parse.
 #[cfg(feature = "ssr")]
-pub fn filter_from_fields(
-    actor: Option<String>,
-    action: Option<String>,
-    outcome: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    q: Option<String>,
-    cursor: Option<String>,
-) -> Result<store::AuditFilter, AppError> {
+pub fn filter_from_fields(fields: AuditFields) -> Result<store::AuditFilter, AppError> {
     use super::non_empty;
+    let AuditFields { actor, action, outcome, from, to, q, cursor } = fields;
     let from = non_empty(from).map(|day| parse_day("from", &day)).transpose()?;
     let to = non_empty(to).map(|day| parse_day("to", &day).map(|at| at + 86_400_000)).transpose()?;
     let before_seq = match non_empty(cursor) {
@@ -60,17 +70,9 @@ pub fn filter_from_fields(
 /// Signed in: audit entries matching the filters, newest first. Auditors and admins search
 /// everything; others, the entries made by or about themselves. `to` is inclusive.
 #[server(prefix = "/rpc", endpoint = "search_audit")]
-pub async fn search_audit(
-    actor: Option<String>,
-    action: Option<String>,
-    outcome: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    q: Option<String>,
-    cursor: Option<String>,
-) -> Result<AuditPage, AppError> {
+pub async fn search_audit(#[server(default)] filters: AuditFields) -> Result<AuditPage, AppError> {
     let principal = require_signed_in()?;
-    let filter = filter_from_fields(actor, action, outcome, from, to, q, cursor)?;
+    let filter = filter_from_fields(filters)?;
     let scope = (!principal.can_read_all_audit()).then_some(principal.account_id);
     store::audit::search_entries(&state()?.db, &filter, scope).await.map_err(store_error)
 }

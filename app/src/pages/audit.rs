@@ -1,7 +1,8 @@
 //! The audit view: the chain's verification status, a filtered timeline (a plain GET form,
 //! so filters live in the URL and work without JavaScript), and each entry's detail.
 
-use crate::api::audit::{audit_chain_status, search_audit};
+use crate::api::audit::{AuditFields, audit_chain_status, search_audit};
+use crate::url::percent_encode;
 use crate::auth::use_me;
 use crate::components::{Loaded, format_time};
 use leptos::prelude::*;
@@ -14,10 +15,16 @@ pub fn AuditPage() -> impl IntoView {
     let query = use_query_map();
     let param = move |name: &str| query.read().get(name).filter(|v| !v.is_empty());
     let entries = Resource::new(
-        move || {
-            ["actor", "action", "outcome", "from", "to", "q", "cursor"].map(|name| param(name))
+        move || AuditFields {
+            actor: param("actor"),
+            action: param("action"),
+            outcome: param("outcome"),
+            from: param("from"),
+            to: param("to"),
+            q: param("q"),
+            cursor: param("cursor"),
         },
-        |[actor, action, outcome, from, to, q, cursor]| search_audit(actor, action, outcome, from, to, q, cursor),
+        search_audit,
     );
     let reads_all = use_me().is_some_and(|me| me.can_read_all_audit());
     let status = Resource::new(|| (), move |_| async move {
@@ -86,11 +93,7 @@ fn timeline(page: AuditPage) -> AnyView {
     let older = page.next_cursor.map(|cursor| {
         // Keep the filters, move the cursor (built in the browser from the current URL).
         let href = move || {
-            let query = use_query_map().get();
-            let mut pairs: Vec<String> = ["actor", "action", "outcome", "from", "to", "q"]
-                .iter()
-                .filter_map(|name| query.get(name).filter(|v| !v.is_empty()).map(|v| format!("{name}={}", encode(&v))))
-                .collect();
+            let mut pairs = filter_pairs();
             pairs.push(format!("cursor={cursor}"));
             format!("/audit?{}", pairs.join("&"))
         };
@@ -132,23 +135,18 @@ fn entry_row(entry: AuditEntry) -> impl IntoView {
     }
 }
 
-/// The export link for the current filters (without the page cursor).
-fn export_href(format: &str) -> String {
+/// The current filters as `name=value` pairs (without the page cursor), for links.
+fn filter_pairs() -> Vec<String> {
     let query = use_query_map().get();
-    let mut pairs = vec![format!("format={format}")];
-    pairs.extend(
-        ["actor", "action", "outcome", "from", "to", "q"]
-            .iter()
-            .filter_map(|name| query.get(name).filter(|v| !v.is_empty()).map(|v| format!("{name}={}", encode(&v)))),
-    );
-    format!("/audit/export?{}", pairs.join("&"))
+    AuditFields::NAMES
+        .iter()
+        .filter_map(|name| query.get(name).filter(|v| !v.is_empty()).map(|v| format!("{name}={}", percent_encode(&v))))
+        .collect()
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The export link for the current filters.
+fn export_href(format: &str) -> String {
+    let mut pairs = vec![format!("format={format}")];
+    pairs.extend(filter_pairs());
+    format!("/audit/export?{}", pairs.join("&"))
 }
