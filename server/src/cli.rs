@@ -6,7 +6,9 @@ use std::io::BufRead;
 use store::accounts::{self, NewAccount};
 use store::passwords::Passwords;
 use store::audit::AuditContext;
-use store::{Db, Role, teams, tokens};
+use std::path::{Path, PathBuf};
+use store::signing::{self, KeyPurpose, KeySet};
+use store::{Db, PublicKeyInfo, Role, TrailSummary, teams, tokens};
 
 #[derive(Parser, Debug)]
 #[command(name = "palisade", version, about = "Palisade API-security control plane")]
@@ -31,14 +33,25 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Verify the audit hash chain in the database: exits non-zero and names the first
-    /// bad sequence number if any entry was edited, deleted, inserted or reordered, or the
-    /// tail was cut off. With --file, verifies an exported JSON Lines file on its own.
+    /// Verify the audit trail in the database: the hash chain and every signed checkpoint.
+    /// Exits non-zero and names the first bad sequence number if any entry was edited,
+    /// deleted, inserted or reordered, or the tail was cut off. With --file, verifies an
+    /// exported JSON Lines file on its own.
     Verify {
         /// An export file (PALISADE_AUDIT_EXPORT_FILE) to verify instead of the database.
         #[arg(long)]
         file: Option<std::path::PathBuf>,
+        /// The public keys to check signatures with, as `palisade audit keys` prints them.
+        /// Without it they are read from the database, which proves less: whoever can
+        /// rewrite the trail there could replace the keys too.
+        #[arg(long)]
+        keys: Option<std::path::PathBuf>,
     },
+    /// Print the public keys that sign audit checkpoints (JSON), for `verify --keys`.
+    Keys,
+    /// Retire the audit signing key and start signing with a new one. Checkpoints signed
+    /// by the old key stay verifiable. Also the way back after losing the master key.
+    RotateKey,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,12 +103,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         }
         Some(Command::Serve(args)) => crate::startup::serve(cli.data, args).await,
         Some(Command::Admin(command)) => admin(cli.data, command).await,
-        Some(Command::Audit(AuditCommand::Verify { file: None })) => verify_audit(cli.data).await,
-        Some(Command::Audit(AuditCommand::Verify { file: Some(file) })) => {
-            let count = crate::audit_export::verify_file(&file)?;
-            println!("audit export verified: {count} entries, intact");
-            Ok(())
-        }
+        Some(Command::Audit(command)) => audit(cli.data, command).await,
     }
 }
 
@@ -124,17 +132,70 @@ async fn admin(data: DataArgs, command: AdminCommand) -> Result<(), String> {
     result
 }
 
-async fn verify_audit(data: DataArgs) -> Result<(), String> {
+async fn audit(data: DataArgs, command: AuditCommand) -> Result<(), String> {
+    // An export file checked against given keys needs no database at all.
+    if let AuditCommand::Verify { file: Some(file), keys: Some(keys) } = &command {
+        let keys = read_key_file(keys)?;
+        return report_verified(&format!("audit export {}", file.display()), "the given keys", crate::audit_export::verify_file(file, &keys)?);
+    }
     let db = Db::connect(&data.database_url()).await.map_err(|e| e.to_string())?;
-    let verdict = store::audit::verify_database(&db).await.map_err(|e| e.to_string());
-    db.close().await;
-    match verdict? {
-        Ok(count) => {
-            println!("audit chain verified: {count} entries, intact");
+    let result = match command {
+        AuditCommand::Verify { file, keys } => verify_audit(&db, file, keys).await,
+        AuditCommand::Keys => {
+            let keys = signing::list_public_keys(&db, KeyPurpose::Audit).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&keys).map_err(|e| e.to_string())?);
             Ok(())
         }
-        Err(broken) => Err(broken.to_string()),
+        AuditCommand::RotateKey => match data.master_key() {
+            Ok(master) => signing::rotate(&db, &master, KeyPurpose::Audit, &cli_context())
+                .await
+                .map(|signer| println!("audit checkpoints are now signed with key {}", signer.key_id))
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error),
+        },
+    };
+    db.close().await;
+    result
+}
+
+fn read_key_file(path: &Path) -> Result<KeySet, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let records: Vec<PublicKeyInfo> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a key list ({e})", path.display()))?;
+    KeySet::from_public_keys(&records).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn verify_audit(db: &Db, file: Option<PathBuf>, keys: Option<PathBuf>) -> Result<(), String> {
+    let (keys, source) = match keys {
+        Some(path) => (read_key_file(&path)?, "the given keys"),
+        None => {
+            let records = signing::list_public_keys(db, KeyPurpose::Audit).await.map_err(|e| e.to_string())?;
+            (KeySet::from_public_keys(&records)?, "the keys stored in the database")
+        }
+    };
+    match file {
+        Some(file) => report_verified(&format!("audit export {}", file.display()), source, crate::audit_export::verify_file(&file, &keys)?),
+        None => {
+            let verdict = store::audit::verify_database(db, &keys).await.map_err(|e| e.to_string())?;
+            report_verified("audit trail", source, verdict.map_err(|broken| broken.to_string())?)
+        }
     }
+}
+
+fn report_verified(what: &str, source: &str, summary: TrailSummary) -> Result<(), String> {
+    println!("{what} verified with {source}: {} entries intact, {} signed checkpoints", summary.entries, summary.checkpoints);
+    match summary.last_checkpoint {
+        Some(last) => println!(
+            "last checkpoint: entry {} signed by key {} at {} (Unix ms); {} later entries not yet signed",
+            last.seq,
+            last.key_id,
+            last.at,
+            summary.entries - last.seq
+        ),
+        None if summary.entries > 0 => println!("no signed checkpoint yet: a cut-off tail could not be detected"),
+        None => {}
+    }
+    Ok(())
 }
 
 fn read_password() -> Result<String, String> {

@@ -5,6 +5,8 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use store::checkpoints::CheckpointPolicy;
+use store::signing::MasterKey;
 
 /// Where the data lives; shared by every subcommand.
 #[derive(Args, Clone, Debug)]
@@ -15,6 +17,11 @@ pub struct DataArgs {
     /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`. Defaults to SQLite in the data dir.
     #[arg(long, env = "PALISADE_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// File holding the master key that seals signing keys at rest (default: master.key in
+    /// the data dir, created with mode 0600 on first start). `PALISADE_MASTER_KEY` (64 hex
+    /// characters) takes precedence; replicas on one PostgreSQL must share the same key.
+    #[arg(long, env = "PALISADE_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl DataArgs {
@@ -22,6 +29,21 @@ impl DataArgs {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("palisade.db").display()))
+    }
+
+    /// The master key: from `PALISADE_MASTER_KEY` (an environment variable only, so it never
+    /// shows in a process list), else from the key file, created when missing.
+    pub fn master_key(&self) -> Result<MasterKey, String> {
+        if let Ok(text) = std::env::var("PALISADE_MASTER_KEY")
+            && !text.is_empty()
+        {
+            return MasterKey::parse(&text).map_err(|e| format!("PALISADE_MASTER_KEY: {e}"));
+        }
+        let path = self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"));
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        }
+        MasterKey::load_or_create(&path)
     }
 }
 
@@ -50,6 +72,16 @@ pub struct ServeArgs {
     /// in the data dir).
     #[arg(long, env = "PALISADE_AUDIT_EXPORT_FILE")]
     pub audit_export_file: Option<PathBuf>,
+    /// Sign an audit checkpoint after this many new entries…
+    #[arg(long, env = "PALISADE_AUDIT_CHECKPOINT_ENTRIES", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub audit_checkpoint_entries: i64,
+    /// …or this many seconds after the last one, if anything was added since.
+    #[arg(long, env = "PALISADE_AUDIT_CHECKPOINT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub audit_checkpoint_seconds: u64,
+    /// An HTTP(S) endpoint that also receives the audit trail, as JSON Lines POSTs
+    /// (bearer token from `PALISADE_AUDIT_WEBHOOK_TOKEN` when set).
+    #[arg(long, env = "PALISADE_AUDIT_WEBHOOK_URL")]
+    pub audit_webhook_url: Option<String>,
     /// Minutes of inactivity after which a dashboard session ends.
     #[arg(long, env = "PALISADE_SESSION_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=1440))]
     pub session_idle_minutes: u64,
@@ -59,6 +91,23 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    pub fn checkpoint_policy(&self) -> CheckpointPolicy {
+        CheckpointPolicy {
+            every_entries: self.audit_checkpoint_entries,
+            every_millis: self.audit_checkpoint_seconds as i64 * 1000,
+        }
+    }
+
+    /// The webhook sink's URL, checked, and its token from the environment.
+    pub fn audit_webhook(&self) -> Result<Option<(String, Option<String>)>, String> {
+        let Some(url) = self.audit_webhook_url.clone().filter(|url| !url.is_empty()) else { return Ok(None) };
+        if origin_of(&url).is_none() {
+            return Err(format!("PALISADE_AUDIT_WEBHOOK_URL {url:?} must be an http:// or https:// URL without credentials"));
+        }
+        let token = std::env::var("PALISADE_AUDIT_WEBHOOK_TOKEN").ok().filter(|token| !token.is_empty());
+        Ok(Some((url, token)))
+    }
+
     pub fn auth_settings(&self) -> Result<AuthSettings, String> {
         let public_origin = match &self.public_url {
             None => None,

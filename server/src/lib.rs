@@ -2,8 +2,10 @@
 //! REST API), sign-in and sessions, and the admin command line.
 
 pub mod api;
+pub mod audit_checkpointer;
 pub mod audit_download;
 pub mod audit_export;
+pub mod audit_webhook;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use store::accounts::{self, NewAccount};
 use store::passwords::Passwords;
 use store::sessions::DbSessionStore;
+use store::audit::AuditContext;
+use store::signing::{self, KeyPurpose};
 use store::{Db, Role, demo, login_throttle};
 use tower_sessions::ExpiredDeletion;
 use tracing_subscriber::EnvFilter;
@@ -18,12 +20,19 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let auth = args.auth_settings()?;
+    let webhook = args.audit_webhook()?;
+    let master = Arc::new(data.master_key()?);
     let url = data.database_url();
     let db = Db::connect(&url).await.map_err(|e| format!("database {}: {e}", redact(&url)))?;
     tracing::info!(database = %redact(&url), backend = ?db.backend(), "database ready");
     let passwords = Passwords::new().map_err(|e| e.to_string())?;
 
     bootstrap_admin(&db, &passwords, &args).await?;
+    // Generated on first start; refuses to start under a master key that cannot open it.
+    let signer = signing::ensure_signer(&db, &master, KeyPurpose::Audit, &AuditContext::system("startup"))
+        .await
+        .map_err(|e| format!("audit signing key: {e}"))?;
+    tracing::info!(key_id = %signer.key_id, "audit checkpoints are signed with this key");
     if args.demo {
         let loaded = demo::load(&db, &passwords).await.map_err(|e| format!("demo data: {e}"))?;
         match loaded.password {
@@ -50,7 +59,11 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
         // A failure here is reported by the exporter, which keeps retrying.
         let _ = std::fs::create_dir_all(folder);
     }
-    crate::audit_export::spawn(db.clone(), export_file, Duration::from_secs(1));
+    crate::audit_checkpointer::spawn(db.clone(), master.clone(), args.checkpoint_policy());
+    crate::audit_export::spawn(db.clone(), export_file.clone(), Duration::from_secs(1));
+    if let Some((url, token)) = webhook {
+        crate::audit_webhook::spawn(db.clone(), crate::audit_webhook::Webhook::new(url, token)?);
+    }
 
     // Listen for stop signals before announcing readiness, so none is missed.
     let shutdown = shutdown_signal();
@@ -64,6 +77,14 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| e.to_string())?;
+    // Sign and export what the intervals have not covered yet, so a clean stop leaves a
+    // fully signed trail behind.
+    if let Err(error) = crate::audit_checkpointer::sign_now(&db, &master).await {
+        tracing::warn!(%error, "no final audit checkpoint");
+    }
+    if let Err(error) = crate::audit_export::export_once(&db, &export_file).await {
+        tracing::warn!(%error, "final audit export failed; it resumes at the next start");
+    }
     db.close().await;
     Ok(())
 }

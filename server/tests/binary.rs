@@ -13,8 +13,15 @@ fn palisade(url: &str) -> Command {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PALISADE_DATABASE_URL", url)
+        .env("PALISADE_DATA_DIR", data_dir(url))
         .env("RUST_LOG", "warn");
     command
+}
+
+/// One data folder (and so one master key) per test database.
+fn data_dir(url: &str) -> std::path::PathBuf {
+    let name: String = url.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    std::env::temp_dir().join(format!("palisade-bin-{}", &name[name.len().saturating_sub(48)..]))
 }
 
 /// Starts `palisade serve` on a free port; returns the child, its base URL and what it
@@ -87,12 +94,12 @@ async fn first_start_creates_schema_and_admin(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop(child);
-    let verified = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["audit", "verify", "--file", &export_arg])
-        .output()
-        .unwrap();
+    // The admin's creation and the signing key's, and the checkpoint signed at the stop.
+    let verified = palisade(&database.url).args(["audit", "verify", "--file", &export_arg]).output().unwrap();
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
-    assert!(String::from_utf8_lossy(&verified.stdout).contains("1 entries, intact"));
+    let said = String::from_utf8_lossy(&verified.stdout).to_string();
+    assert!(said.contains("2 entries intact, 1 signed checkpoints"), "{said}");
+    assert!(said.contains("0 later entries not yet signed"), "{said}");
     std::fs::remove_file(&export).unwrap();
 
     database.db.migrate().await.unwrap();
@@ -206,7 +213,7 @@ async fn admin_cli_creates_users_and_tokens_on_postgres() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [&["--help"][..], &["serve", "--help"], &["admin", "--help"], &["admin", "create-user", "--help"], &["admin", "create-token", "--help"], &["admin", "list-tokens", "--help"], &["admin", "revoke-token", "--help"], &["audit", "verify", "--help"]] {
+    for args in [&["--help"][..], &["serve", "--help"], &["admin", "--help"], &["admin", "create-user", "--help"], &["admin", "create-token", "--help"], &["admin", "list-tokens", "--help"], &["admin", "revoke-token", "--help"], &["audit", "verify", "--help"], &["audit", "keys", "--help"], &["audit", "rotate-key", "--help"]] {
         let output = Command::new(env!("CARGO_BIN_EXE_palisade")).args(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
@@ -247,7 +254,7 @@ async fn concurrent_processes_keep_the_chain_linear(backend: Backend) {
     }
     let entries = store::audit::list_entries(&database.db, 0, 10_000).await.unwrap();
     assert_eq!(entries.len(), before + 24);
-    assert_eq!(store::audit::verify_database(&database.db).await.unwrap(), Ok(entries.len() as i64));
+    assert_eq!(store::audit::verify_database_own_keys(&database.db).await.unwrap().map(|s| s.entries), Ok(entries.len() as i64));
 }
 
 #[tokio::test]
@@ -258,4 +265,109 @@ async fn concurrent_processes_keep_the_chain_linear_on_sqlite() {
 #[tokio::test]
 async fn concurrent_processes_keep_the_chain_linear_on_postgres() {
     concurrent_processes_keep_the_chain_linear(Backend::Postgres).await;
+}
+
+fn output_text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Signed checkpoints end to end: the key is generated on first start and sealed under a
+/// 0600 master key file; the export verifies with nothing but the published public keys;
+/// a cut tail and a forged checkpoint are caught; a rotated key keeps old checkpoints
+/// verifiable; the wrong master key stops the server instead of signing with a new key.
+#[tokio::test]
+async fn checkpoints_are_signed_exported_and_rotated() {
+    let database = TestDb::empty(Backend::Sqlite).await;
+    let url = database.url.as_str();
+    let folder = data_dir(url);
+    let _ = std::fs::remove_dir_all(&folder);
+    let export = folder.join("audit.jsonl");
+    let (child, _, _) = serve(url, &["--audit-checkpoint-entries", "1"]);
+    stop(child);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(folder.join("master.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the master key file is private");
+    }
+    let sealed: String = sqlx::query_scalar("SELECT sealed_secret FROM signing_key").fetch_one(database.db.pool()).await.unwrap();
+    // Nonce, the 32-byte secret encrypted, and the tag: 60 bytes, never the bare secret.
+    assert_eq!(sealed.len(), 120, "stored sealed: {sealed}");
+
+    // Publish the keys, then verify the file with them alone: no database.
+    let keys = palisade(url).args(["audit", "keys"]).output().unwrap();
+    assert!(keys.status.success(), "{}", output_text(&keys));
+    let keys_file = folder.join("keys.json");
+    std::fs::write(&keys_file, &keys.stdout).unwrap();
+    let offline = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .env_clear()
+            .env("PALISADE_DATABASE_URL", "postgres://127.0.0.1:1/unreachable")
+            .args(["audit", "verify", "--file"])
+            .arg(file)
+            .arg("--keys")
+            .arg(&keys_file)
+            .output()
+            .unwrap()
+    };
+    let verified = offline(&export);
+    assert!(verified.status.success(), "{}", output_text(&verified));
+    assert!(output_text(&verified).contains("with the given keys: 2 entries intact"), "{}", output_text(&verified));
+
+    // Cut the last entry but keep the checkpoint that signed it: caught, and named.
+    let text = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut: Vec<&str> = lines.iter().copied().filter(|line| !line.contains(r#""seq":2,"#) || line.contains(r#""type":"checkpoint""#)).collect();
+    assert_eq!(cut.len(), lines.len() - 1);
+    let cut_file = folder.join("cut.jsonl");
+    std::fs::write(&cut_file, cut.join("\n") + "\n").unwrap();
+    let caught = offline(&cut_file);
+    assert!(!caught.status.success());
+    assert!(output_text(&caught).contains("sequence 2") && output_text(&caught).contains("cut off"), "{}", output_text(&caught));
+
+    // A checkpoint whose signature was forged is caught too.
+    let forged: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            if line.contains(r#""type":"checkpoint""#) {
+                let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+                value["signature"] = serde_json::Value::String("00".repeat(64));
+                value.to_string()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let forged_file = folder.join("forged.jsonl");
+    std::fs::write(&forged_file, forged.join("\n") + "\n").unwrap();
+    let caught = offline(&forged_file);
+    assert!(!caught.status.success());
+    assert!(output_text(&caught).contains("does not verify"), "{}", output_text(&caught));
+
+    // Rotate, serve again, and both keys' checkpoints verify; the old key is retired.
+    let rotated = palisade(url).args(["audit", "rotate-key"]).output().unwrap();
+    assert!(rotated.status.success(), "{}", output_text(&rotated));
+    let (child, _, _) = serve(url, &["--audit-checkpoint-entries", "1"]);
+    stop(child);
+    let keys = palisade(url).args(["audit", "keys"]).output().unwrap();
+    let published: Vec<store::PublicKeyInfo> = serde_json::from_slice(&keys.stdout).unwrap();
+    assert_eq!(published.len(), 2);
+    assert!(published[0].retired_at.is_some() && published[1].retired_at.is_none(), "{published:?}");
+    std::fs::write(&keys_file, &keys.stdout).unwrap();
+    let verified = offline(&export);
+    assert!(verified.status.success(), "{}", output_text(&verified));
+    assert!(output_text(&verified).contains("2 signed checkpoints"), "{}", output_text(&verified));
+    let in_database = palisade(url).args(["audit", "verify", "--keys"]).arg(&keys_file).output().unwrap();
+    assert!(in_database.status.success(), "{}", output_text(&in_database));
+    assert!(output_text(&in_database).contains(&format!("signed by key {}", published[1].key_id)), "{}", output_text(&in_database));
+
+    // The wrong master key: the server refuses to start rather than sign with a new key.
+    let refused = palisade(url)
+        .env("PALISADE_MASTER_KEY", "ab".repeat(32))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(output_text(&refused).contains("cannot be unsealed"), "{}", output_text(&refused));
+    let _ = std::fs::remove_dir_all(&folder);
 }

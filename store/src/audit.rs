@@ -2,7 +2,9 @@
 //! canonical form (RFC 8785 JSON) and its predecessor's hash. Entries are appended inside
 //! the transaction of the change they record, so a change without its entry cannot commit.
 
-use crate::{AccountId, AuditEntry, AuditFilter, AuditPage, Db, Principal, StoreError, now_millis};
+use crate::checkpoints::{self, CheckpointCheck};
+use crate::signing::{self, KeyPurpose, KeySet};
+use crate::{AccountId, AuditEntry, AuditFilter, AuditPage, Db, Principal, StoreError, TrailSummary, now_millis};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -301,21 +303,22 @@ pub fn verify_with_head(entries: &[AuditEntry], head_seq: i64, head_hash: &str) 
     Ok(())
 }
 
-/// Verifies the whole stored chain and that it ends where the head says; returns how
-/// many entries it checked.
-pub async fn verify_database(db: &Db) -> Result<Result<i64, ChainBreak>, StoreError> {
+/// Verifies the whole stored trail: the chain, that it ends where the head says, and every
+/// signed checkpoint against `keys`. Pass keys held outside the database for proof against
+/// someone who can write to it; [`verify_database_own_keys`] uses the stored ones.
+pub async fn verify_database(db: &Db, keys: &KeySet) -> Result<Result<TrailSummary, ChainBreak>, StoreError> {
     let (head_seq, head_hash): (i64, String) =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE audit_head_id = 1").fetch_one(db.pool()).await?;
+    let mut checkpoints = CheckpointCheck::new(checkpoints::all_checkpoints(db).await?, keys);
     let (mut last_seq, mut last_hash) = (0_i64, GENESIS_HASH.to_owned());
     loop {
         let page = list_entries(db, last_seq, 1_000).await?;
-        if page.is_empty() {
-            break;
-        }
-        if let Err(broken) = verify_chain(&page, last_seq, &last_hash) {
+        let Some(last) = page.last() else { break };
+        let verdict = verify_chain(&page, last_seq, &last_hash)
+            .and_then(|()| page.iter().try_for_each(|entry| checkpoints.check(entry)));
+        if let Err(broken) = verdict {
             return Ok(Err(broken));
         }
-        let last = page.last().expect("non-empty page");
         (last_seq, last_hash) = (last.seq, last.hash.clone());
     }
     if (last_seq, last_hash.as_str()) != (head_seq, head_hash.as_str()) {
@@ -324,7 +327,16 @@ pub async fn verify_database(db: &Db) -> Result<Result<i64, ChainBreak>, StoreEr
             problem: format!("the log ends at {last_seq} but the head says {head_seq} (truncated)"),
         }));
     }
-    Ok(Ok(last_seq))
+    Ok(checkpoints.finish(last_seq, last_seq))
+}
+
+/// [`verify_database`] with the public keys stored beside the trail.
+pub async fn verify_database_own_keys(db: &Db) -> Result<Result<TrailSummary, ChainBreak>, StoreError> {
+    let records = signing::list_public_keys(db, KeyPurpose::Audit).await?;
+    match KeySet::from_public_keys(&records) {
+        Ok(keys) => verify_database(db, &keys).await,
+        Err(problem) => Ok(Err(ChainBreak { seq: 0, problem: format!("stored signing keys: {problem}") })),
+    }
 }
 
 /// Most entries one search returns.
@@ -449,10 +461,14 @@ pub async fn search_entries(
     Ok(AuditPage { entries, next_cursor })
 }
 
-/// Whether the stored chain verifies, for the dashboard.
+/// Whether the stored trail verifies, for the dashboard.
 pub async fn chain_status(db: &Db) -> Result<crate::ChainStatus, StoreError> {
-    Ok(match verify_database(db).await? {
-        Ok(entries) => crate::ChainStatus { entries, first_bad_seq: None, problem: None },
-        Err(broken) => crate::ChainStatus { entries: 0, first_bad_seq: Some(broken.seq), problem: Some(broken.problem) },
+    Ok(match verify_database_own_keys(db).await? {
+        Ok(verified) => crate::ChainStatus { verified, first_bad_seq: None, problem: None },
+        Err(broken) => crate::ChainStatus {
+            verified: TrailSummary::default(),
+            first_bad_seq: Some(broken.seq),
+            problem: Some(broken.problem),
+        },
     })
 }

@@ -19,6 +19,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// The master key in use is not the one the key was sealed with.
+    #[error(
+        "the {purpose} signing key {key_id} cannot be unsealed with this master key; restore the \
+         master key it was sealed with, or rotate to a new signing key (old signatures stay verifiable)"
+    )]
+    Sealed { purpose: &'static str, key_id: String },
 }
 
 impl StoreError {

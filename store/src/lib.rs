@@ -8,6 +8,10 @@ pub mod accounts;
 #[cfg(feature = "db")]
 pub mod audit;
 #[cfg(feature = "db")]
+pub mod audit_sinks;
+#[cfg(feature = "db")]
+pub mod checkpoints;
+#[cfg(feature = "db")]
 mod db;
 #[cfg(feature = "db")]
 pub mod demo;
@@ -19,6 +23,8 @@ pub mod login_throttle;
 pub mod passwords;
 #[cfg(feature = "db")]
 pub mod sessions;
+#[cfg(feature = "db")]
+pub mod signing;
 #[cfg(feature = "db")]
 pub mod teams;
 #[cfg(feature = "db")]

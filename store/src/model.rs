@@ -239,11 +239,47 @@ pub struct AuditPage {
     pub next_cursor: Option<i64>,
 }
 
+/// A signed statement that the audit chain up to `seq` ends in `head_hash`. With the
+/// signer's public key, it proves that nothing up to `seq` was rewritten or cut off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub head_hash: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub key_id: String,
+    /// Ed25519 over the checkpoint's canonical form, hex.
+    pub signature: String,
+}
+
+/// The public half of a signing key, as published for verifiers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeyInfo {
+    pub key_id: String,
+    /// What the key signs: `audit`.
+    pub purpose: String,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    pub created_at: i64,
+    /// Signatures dated after this are not accepted from this key.
+    pub retired_at: Option<i64>,
+}
+
+/// What a verification of the trail established.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrailSummary {
+    /// Entries whose links and hashes verified.
+    pub entries: i64,
+    /// Checkpoints whose signatures and head hashes verified.
+    pub checkpoints: i64,
+    pub last_checkpoint: Option<Checkpoint>,
+}
+
 /// The outcome of verifying the stored chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainStatus {
-    /// Entries verified (0 when broken).
-    pub entries: i64,
+    /// What verified (all zero when broken).
+    pub verified: TrailSummary,
     pub first_bad_seq: Option<i64>,
     pub problem: Option<String>,
 }

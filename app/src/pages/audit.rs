@@ -71,12 +71,25 @@ pub fn AuditPage() -> impl IntoView {
 fn chain_banner(status: Option<ChainStatus>) -> AnyView {
     match status {
         None => ().into_any(),
-        Some(ChainStatus { first_bad_seq: None, entries, .. }) => view! {
-            <p class="success" role="status" data-testid="chain-status">
-                "Chain intact: all " {entries} " entries verified against their hashes and links."
-            </p>
+        Some(ChainStatus { first_bad_seq: None, verified, .. }) => {
+            let signed = match &verified.last_checkpoint {
+                Some(last) => format!(
+                    " {} signed checkpoints verified; the last, at {}, signs entries up to {} (key {}).",
+                    verified.checkpoints,
+                    format_time(last.at),
+                    last.seq,
+                    last.key_id
+                ),
+                None => " No signed checkpoint yet.".to_owned(),
+            };
+            view! {
+                <p class="success" role="status" data-testid="chain-status">
+                    "Chain intact: all " {verified.entries} " entries verified against their hashes and links."
+                    <span data-testid="last-checkpoint">{signed}</span>
+                </p>
+            }
+            .into_any()
         }
-        .into_any(),
         Some(ChainStatus { first_bad_seq: Some(seq), problem, .. }) => view! {
             <p class="error" role="alert" data-testid="chain-status">
                 "Chain broken at entry " {seq} ": " {problem.unwrap_or_default()} ". The trail has been altered outside Palisade."
