@@ -190,3 +190,32 @@ app_test!(the_dashboard_exports_the_filtered_range, |app: TestApp| async move {
     assert_eq!(bad_day.status(), StatusCode::BAD_REQUEST);
     assert!(body_text(bad_day).await.contains("from"));
 });
+
+app_test!(signing_keys_and_checkpoints_are_published, |app: TestApp| async move {
+    use store::checkpoints::{CheckpointPolicy, checkpoint_if_due};
+    use store::signing::{self, KeyPurpose, MasterKey};
+    let auditor = app.create_user("auditor@example.com", Role::Auditor, &[]).await;
+    let dev = app.create_user("dev@example.com", Role::Developer, &[]).await;
+    let (master, _) = MasterKey::generate();
+    let signer = signing::ensure_signer(&app.db, &master, KeyPurpose::Audit, &audit::AuditContext::system("test")).await.unwrap();
+    let session = app.session_for("auditor@example.com").await;
+    let status = body_json(app.send(rpc("audit_chain_status", "", Some(&session))).await).await;
+    assert_eq!(status["verified"]["checkpoints"], 0, "{status}");
+    assert_eq!(status["verified"]["last_checkpoint"], serde_json::Value::Null);
+
+    let signed = checkpoint_if_due(&app.db, &signer, CheckpointPolicy::ALWAYS).await.unwrap().unwrap();
+    let status = body_json(app.send(rpc("audit_chain_status", "", Some(&session))).await).await;
+    assert_eq!(status["first_bad_seq"], serde_json::Value::Null, "{status}");
+    assert_eq!(status["verified"]["checkpoints"], 1);
+    assert_eq!(status["verified"]["last_checkpoint"]["seq"], signed.seq);
+    assert_eq!(status["verified"]["last_checkpoint"]["at"], signed.at);
+
+    // The public keys, in the form `palisade audit verify --keys` reads, for any caller.
+    let keys = body_json(app.send(bearer_get("/api/v1/audit/keys", Some(&app.token_for(&dev).await))).await).await;
+    let parsed: Vec<store::PublicKeyInfo> = serde_json::from_value(keys.clone()).unwrap();
+    assert_eq!(parsed, signing::list_public_keys(&app.db, KeyPurpose::Audit).await.unwrap());
+    assert_eq!(parsed[0].key_id, signer.key_id);
+    assert!(!keys.to_string().contains("sealed"), "only public halves: {keys}");
+    let _ = auditor;
+    assert_eq!(app.send(bearer_get("/api/v1/audit/keys", None)).await.status(), StatusCode::UNAUTHORIZED);
+});

@@ -130,3 +130,46 @@ pub async fn list_audit(
             .collect(),
     }))
 }
+
+/// A public key that signs audit checkpoints.
+#[derive(Serialize, ToSchema)]
+pub struct PublicKeyBody {
+    pub key_id: String,
+    /// `audit`.
+    pub purpose: String,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Signatures dated after this are not accepted from this key.
+    pub retired_at: Option<i64>,
+}
+
+/// The public keys that sign audit checkpoints, oldest first, in the form
+/// `palisade audit verify --keys` reads. Public by nature: any signed-in caller may fetch
+/// them to verify an export.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/keys",
+    tag = "audit",
+    security(("bearer" = ["admin", "security", "developer", "auditor"])),
+    responses(
+        (status = 200, description = "Every audit signing key, retired ones included", body = Vec<PublicKeyBody>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn list_audit_keys(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<PublicKeyBody>>, ApiError> {
+    caller.require(|_| true)?;
+    let keys = store::signing::list_public_keys(&state.db, store::signing::KeyPurpose::Audit).await?;
+    Ok(Json(
+        keys.into_iter()
+            .map(|key| PublicKeyBody {
+                key_id: key.key_id,
+                purpose: key.purpose,
+                public_key: key.public_key,
+                created_at: key.created_at,
+                retired_at: key.retired_at,
+            })
+            .collect(),
+    ))
+}

@@ -55,6 +55,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list_users))
         .routes(routes!(users::list_teams))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(audit::list_audit_keys))
 }
 
 /// The OpenAPI document of every `/api/v1` route.
