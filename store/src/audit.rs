@@ -251,8 +251,14 @@ fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
 
 /// Entries after `after_seq`, oldest first, at most `limit`.
 pub async fn list_entries(db: &Db, after_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-    let rows = sqlx::query("SELECT * FROM audit_entry WHERE seq > $1 ORDER BY seq LIMIT $2")
+    list_entries_up_to(db, after_seq, i64::MAX, limit).await
+}
+
+/// Entries with `after_seq < seq <= up_to_seq`, oldest first, at most `limit`.
+async fn list_entries_up_to(db: &Db, after_seq: i64, up_to_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM audit_entry WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3")
         .bind(after_seq)
+        .bind(up_to_seq)
         .bind(limit)
         .fetch_all(db.pool())
         .await?;
@@ -307,12 +313,17 @@ pub fn verify_with_head(entries: &[AuditEntry], head_seq: i64, head_hash: &str) 
 /// signed checkpoint against `keys`. Pass keys held outside the database for proof against
 /// someone who can write to it; [`verify_database_own_keys`] uses the stored ones.
 pub async fn verify_database(db: &Db, keys: &KeySet) -> Result<Result<TrailSummary, ChainBreak>, StoreError> {
+    // Checkpoints first, then the head: a checkpoint is only ever made at the head's
+    // sequence, so an honest head read afterwards is at or past every checkpoint seen.
+    let signed = checkpoints::all_checkpoints(db).await?;
     let (head_seq, head_hash): (i64, String) =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE audit_head_id = 1").fetch_one(db.pool()).await?;
-    let mut checkpoints = CheckpointCheck::new(checkpoints::all_checkpoints(db).await?, keys);
+    let mut checkpoints = CheckpointCheck::new(signed, keys);
     let (mut last_seq, mut last_hash) = (0_i64, GENESIS_HASH.to_owned());
+    // Entries only up to the head: a change committing meanwhile (on another replica, or
+    // one in flight when a process died) lands past it and is checked next time.
     loop {
-        let page = list_entries(db, last_seq, 1_000).await?;
+        let page = list_entries_up_to(db, last_seq, head_seq, 1_000).await?;
         let Some(last) = page.last() else { break };
         let verdict = verify_chain(&page, last_seq, &last_hash)
             .and_then(|()| page.iter().try_for_each(|entry| checkpoints.check(entry)));
