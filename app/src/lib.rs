@@ -76,6 +76,7 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("") view=components::Shell ssr=SsrMode::Async>
                     <Route path=path!("") view=OverviewPage ssr=SsrMode::Async/>
                     <Route path=path!("apis") view=ApisPage ssr=SsrMode::Async/>
+                    <Route path=path!("apis/:api_id") view=ApiPage ssr=SsrMode::Async/>
                     <Route path=path!("agents") view=AgentsPage ssr=SsrMode::Async/>
                     <Route path=path!("policies") view=PoliciesPage ssr=SsrMode::Async/>
                     <Route path=path!("consent") view=ConsentPage ssr=SsrMode::Async/>

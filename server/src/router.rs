@@ -5,10 +5,11 @@ use app::state::AppState;
 use app::{App, shell};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::IntoResponse;
+use axum::body::Body;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::HeaderName;
+use http::{HeaderName, StatusCode};
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -17,7 +18,8 @@ use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-/// Largest request body accepted anywhere (forms, server functions, REST).
+/// Largest request body accepted by forms, server functions and REST, but for OpenAPI
+/// document imports.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -54,7 +56,9 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .layer(from_fn_with_state(state.clone(), auth::resolve_principal))
-        .layer(session_layer);
+        .layer(session_layer)
+        // Server functions read bodies themselves, past axum's extractor limit: cap them.
+        .layer(from_fn(limit_browser_bodies));
 
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -65,9 +69,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(from_fn_with_state(state.clone(), security::refuse_cross_site))
         .layer(from_fn(security::headers))
+        // Every extractor (JSON, forms, bytes) stops at 1 MiB; the document imports read
+        // their raw body up to `openapi::MAX_DOCUMENT_BYTES` themselves.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // Server functions read bodies themselves, past axum's extractor limit: cap them all.
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(store::openapi::MAX_DOCUMENT_BYTES))
         .layer(from_fn(health::count_requests))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -76,6 +81,29 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Server functions that take a pasted OpenAPI document, which may be large.
+const DOCUMENT_SERVER_FUNCTIONS: [&str; 2] = ["/rpc/import_api", "/rpc/reimport_api"];
+
+/// Caps request bodies on browser routes: 1 MiB, or the document limit for imports. A
+/// declared length over the cap is refused at once; a body that grows past it fails when
+/// read.
+async fn limit_browser_bodies(request: Request, next: Next) -> Response {
+    let limit = if DOCUMENT_SERVER_FUNCTIONS.contains(&request.uri().path()) {
+        store::openapi::MAX_DOCUMENT_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    }
+    next.run(request.map(|body| Body::new(http_body_util::Limited::new(body, limit)))).await
 }
 
 async fn server_fn_handler(State(state): State<AppState>, request: Request) -> impl IntoResponse {

@@ -36,6 +36,8 @@ enum Allowed {
     Anyone,
     SignedIn,
     Roles(&'static [Role]),
+    /// Changes to what the Payments team owns: its developers, security and admins.
+    PaymentsWriters,
 }
 
 impl Allowed {
@@ -45,6 +47,9 @@ impl Allowed {
             (_, None) => false,
             (Allowed::SignedIn, Some(_)) => true,
             (Allowed::Roles(roles), Some(role)) => roles.contains(&role),
+            (Allowed::PaymentsWriters, Some(role)) => {
+                matches!(role, Role::Admin | Role::Security) || caller == Caller::Developer
+            }
         }
     }
 }
@@ -68,6 +73,8 @@ struct World {
     tokens: BTreeMap<Caller, Option<String>>,
     target_id: i64,
     team_id: i64,
+    /// An API owned by Payments.
+    api_id: i64,
     /// A live invitation, so the set-up page has something to show.
     setup_token: String,
 }
@@ -91,7 +98,9 @@ async fn world(app: TestApp) -> World {
     }
     let target = app.create_user("target@example.com", Role::Developer, &[payments.id]).await;
     let setup_token = store::accounts::create_password_setup(&app.db, target.id, 3_600_000, &store::audit::AuditContext::system("test")).await.unwrap();
-    World { app, sessions, tokens, target_id: target.id.0, team_id: payments.id.0, setup_token }
+    let spec = store::openapi::parse(&matrix_document("Owned by Payments"), store::openapi::Format::Json).unwrap();
+    let api = store::apis::create_api(&app.db, payments.id, "production", &spec, &store::audit::AuditContext::system("test")).await.unwrap();
+    World { app, sessions, tokens, target_id: target.id.0, team_id: payments.id.0, api_id: api.summary.id.0, setup_token }
 }
 
 fn check(route: &str, caller: Caller, allowed: Allowed, status: StatusCode, detail: &str) {
@@ -108,8 +117,9 @@ fn check(route: &str, caller: Caller, allowed: Allowed, status: StatusCode, deta
 
 /// Every server function: who may call it, and arguments that reach its body.
 fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed, String)> {
-    let (target, team) = (world.target_id, world.team_id);
+    let (target, team, api) = (world.target_id, world.team_id, world.api_id);
     let unique = format!("{caller:?}").to_lowercase();
+    let document = encode(&String::from_utf8(matrix_document(&format!("Matrix {unique}"))).unwrap());
     vec![
         ("whoami", Allowed::Anyone, String::new()),
         ("check_setup_link", Allowed::Anyone, "token=pps_nothing".into()),
@@ -130,6 +140,10 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("create_team", Allowed::Roles(ADMINS), format!("name=team-{unique}")),
         ("search_audit", Allowed::SignedIn, "filters[action]=account&filters[from]=2020-01-01".into()),
         ("audit_chain_status", Allowed::Roles(READERS), String::new()),
+        ("list_apis", Allowed::SignedIn, String::new()),
+        ("get_api", Allowed::SignedIn, format!("api_id={api}")),
+        ("import_api", Allowed::PaymentsWriters, format!("team_id={team}&environment=production&document={document}")),
+        ("reimport_api", Allowed::PaymentsWriters, format!("api_id={api}&document={document}")),
     ]
 }
 
@@ -159,6 +173,7 @@ fn pages(world: &World) -> Vec<(String, Allowed)> {
         ("/setup-password".into(), Allowed::Anyone),
         ("/".into(), Allowed::SignedIn),
         ("/apis".into(), Allowed::SignedIn),
+        (format!("/apis/{}", world.api_id), Allowed::SignedIn),
         ("/agents".into(), Allowed::SignedIn),
         ("/policies".into(), Allowed::SignedIn),
         ("/consent".into(), Allowed::SignedIn),
@@ -176,7 +191,7 @@ app_test!(pages_admit_only_their_roles, |app: TestApp| async move {
     let world = world(app).await;
     let listed: BTreeSet<String> = leptos_axum::generate_route_list(app::App)
         .iter()
-        .map(|route| route.path().replace("{id}", &world.target_id.to_string()))
+        .map(|route| route.path().replace("{id}", &world.target_id.to_string()).replace("{api_id}", &world.api_id.to_string()))
         .collect();
     let tabled: BTreeSet<String> = pages(&world).into_iter().map(|(path, _)| path).collect();
     assert_eq!(listed, tabled, "every page must be in this table, and only those");
@@ -238,19 +253,39 @@ app_test!(rest_routes_admit_only_documented_roles, |app: TestApp| async move {
     assert!(paths.len() >= 4, "{paths:?}");
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
-            assert_eq!(method, "get", "add a body to this test for {method} {path}");
             let allowed = documented_access(operation);
+            let mut uri = path.replace("{id}", &world.api_id.to_string());
+            if method == "post" && path == "/api/v1/apis" {
+                uri.push_str(&format!("?team={}", world.team_id));
+            }
             for caller in CALLERS {
-                let response = world.app.send(bearer_get(path, world.tokens[&caller].as_deref())).await;
+                let route = format!("{} {path}", method.to_uppercase());
+                let mut builder = http::Request::builder().method(method.to_uppercase().as_str()).uri(uri.as_str());
+                if let Some(token) = world.tokens[&caller].as_deref() {
+                    builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+                }
+                let body = match method.as_str() {
+                    "get" => axum::body::Body::empty(),
+                    "post" | "put" => {
+                        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+                        axum::body::Body::from(matrix_document(&format!("{route} by {caller:?}")))
+                    }
+                    other => panic!("add a body to this test for {other} {path}"),
+                };
+                let response = world.app.send(builder.body(body).unwrap()).await;
                 let status = response.status();
                 if status == StatusCode::UNAUTHORIZED {
                     assert!(response.headers().contains_key(http::header::WWW_AUTHENTICATE));
                 }
                 let detail = body_text(response).await;
-                check(&format!("GET {path}"), caller, allowed, status, &detail);
-                if allowed.admits(caller) {
-                    assert_eq!(status, StatusCode::OK, "GET {path} for {caller:?}: {detail}");
+                // Writes also need ownership: Payments' API is not the Identity developer's.
+                let owns = !(method != "get" && caller == Caller::OtherTeamDeveloper);
+                if allowed.admits(caller) && owns {
+                    check(&route, caller, allowed, status, &detail);
+                    assert!(status.is_success(), "{route} for {caller:?}: {status} {detail}");
                 } else {
+                    let expected = if caller == Caller::Anonymous { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+                    assert_eq!(status, expected, "{route} must refuse {caller:?}: {detail}");
                     let error: serde_json::Value = serde_json::from_str(&detail).unwrap();
                     assert!(error["code"].is_string() && error["message"].is_string(), "{detail}");
                 }
@@ -264,6 +299,16 @@ app_test!(rest_routes_admit_only_documented_roles, |app: TestApp| async move {
         .await;
     assert_eq!(with_cookie.status(), StatusCode::UNAUTHORIZED);
 });
+
+/// A small OpenAPI document whose title (and so API name) is `title`.
+fn matrix_document(title: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": "1"},
+        "paths": {"/things/{id}": {"get": {"responses": {"200": {"description": "a thing"}}}}},
+    }))
+    .unwrap()
+}
 
 app_test!(openapi_document_and_router_agree, |app: TestApp| async move {
     let admin = app.create_user("admin@example.com", Role::Admin, &[]).await;

@@ -6,6 +6,8 @@ pub mod model;
 #[cfg(feature = "db")]
 pub mod accounts;
 #[cfg(feature = "db")]
+pub mod apis;
+#[cfg(feature = "db")]
 pub mod audit;
 #[cfg(feature = "db")]
 pub mod audit_sinks;
@@ -19,6 +21,8 @@ pub mod demo;
 mod error;
 #[cfg(feature = "db")]
 pub mod login_throttle;
+#[cfg(feature = "db")]
+pub mod openapi;
 #[cfg(feature = "db")]
 pub mod passwords;
 #[cfg(feature = "db")]

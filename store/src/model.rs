@@ -32,6 +32,10 @@ id_type!(
     /// Primary key of an `api_token`.
     ApiTokenId
 );
+id_type!(
+    /// Primary key of an `api` in the inventory.
+    ApiId
+);
 
 /// What a dashboard user or API token may do. One role per account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -172,6 +176,16 @@ impl Principal {
     /// Manage (list, revoke) API tokens that belong to someone else.
     pub fn can_manage_others_tokens(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// Register, re-import and change what `team` owns in the inventory: security and
+    /// admins anything, developers their own teams' only, auditors nothing.
+    pub fn can_change_owned_by(&self, team: TeamId) -> bool {
+        match self.role {
+            Role::Admin | Role::Security => true,
+            Role::Developer => self.is_member_of(team),
+            Role::Auditor => false,
+        }
     }
 
     /// See the whole audit trail (others see entries by or about themselves).
@@ -331,5 +345,99 @@ mod tests {
         assert!(!token.is_active(100));
         assert!(!ApiToken { revoked_at: Some(5), ..token.clone() }.is_active(0));
         assert!(ApiToken { expires_at: None, ..token }.is_active(i64::MAX));
+    }
+}
+
+/// Where an API is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    Active,
+    /// Still served, with a sunset date.
+    Deprecated,
+    Retired,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Active => "active",
+            Lifecycle::Deprecated => "deprecated",
+            Lifecycle::Retired => "retired",
+        }
+    }
+}
+
+impl FromStr for Lifecycle {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "active" => Ok(Lifecycle::Active),
+            "deprecated" => Ok(Lifecycle::Deprecated),
+            "retired" => Ok(Lifecycle::Retired),
+            other => Err(format!("unknown lifecycle {other:?}: active, deprecated or retired")),
+        }
+    }
+}
+
+/// An API as the inventory lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiSummary {
+    pub id: ApiId,
+    pub name: String,
+    pub team_id: TeamId,
+    pub team_name: String,
+    pub environment: String,
+    pub version: String,
+    pub lifecycle: Lifecycle,
+    pub sunset_at: Option<i64>,
+    pub operation_count: i64,
+    pub updated_at: i64,
+}
+
+/// One operation of an API, as its OpenAPI document declares it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: i64,
+    /// Upper case: `GET`.
+    pub method: String,
+    /// The path template: `/pets/{id}`.
+    pub path: String,
+    pub operation_id: Option<String>,
+    pub summary: String,
+    pub parameters: serde_json::Value,
+    pub request_body: serde_json::Value,
+    pub responses: serde_json::Value,
+    /// The effective security requirement; `null` when the document says nothing.
+    pub security: serde_json::Value,
+    pub deprecated: bool,
+}
+
+/// An API with everything the inventory holds about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiDetail {
+    pub summary: ApiSummary,
+    pub description: String,
+    pub base_urls: Vec<String>,
+    pub tags: Vec<String>,
+    pub contacts: Vec<String>,
+    pub openapi_version: String,
+    pub spec_digest: String,
+    pub created_at: i64,
+    pub operations: Vec<Operation>,
+}
+
+/// What a re-import changed, by operation (`GET /pets/{id}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl SpecDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod inventory;
 pub mod admin;
 pub mod setup;
 

@@ -1,5 +1,6 @@
 //! One module per page of the dashboard.
 
+mod apis;
 mod audit;
 mod login;
 mod not_found;
@@ -15,7 +16,8 @@ pub use login::LoginPage;
 pub use not_found::NotFoundPage;
 pub use overview::OverviewPage;
 pub use audit::AuditPage;
-pub use sections::{AgentsPage, ApisPage, ConsentPage, PoliciesPage, RiskPage};
+pub use apis::{ApiPage, ApisPage};
+pub use sections::{AgentsPage, ConsentPage, PoliciesPage, RiskPage};
 pub use settings::{ProfilePage, SettingsNav};
 pub use setup_password::SetupPasswordPage;
 pub use teams::TeamsPage;

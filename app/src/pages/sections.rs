@@ -6,23 +6,6 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 #[component]
-pub fn ApisPage() -> impl IntoView {
-    view! {
-        <Title text="APIs"/>
-        <h1>"APIs"</h1>
-        <EmptyState title="No APIs registered yet">
-            <p>
-                "The API inventory will list every API in the organisation with its owning team, "
-                "environments, operations, the data classes each operation exposes, how callers "
-                "authenticate, its authorization levels (L1 network, L2 requestor and device, L3 data, "
-                "L4 consent), rate limits, and posture findings."
-            </p>
-            <p>"Developers will register APIs here and from CI by importing their OpenAPI documents."</p>
-        </EmptyState>
-    }
-}
-
-#[component]
 pub fn AgentsPage() -> impl IntoView {
     view! {
         <Title text="Agents"/>

@@ -10,9 +10,23 @@ use utoipa::ToSchema;
 /// The body of every error response.
 #[derive(Serialize, ToSchema, Debug)]
 pub struct ErrorBody {
-    /// Stable, machine-readable: `unauthorized`, `forbidden`, `not_found`, `invalid`, `conflict`, `internal`.
+    /// Stable, machine-readable: `unauthorized`, `forbidden`, `not_found`, `invalid`,
+    /// `invalid_document`, `conflict`, `too_large`, `unsupported_media_type`, `internal`.
     pub code: &'static str,
     /// For humans; never contains internals.
+    pub message: String,
+    /// For `invalid_document`: every problem found, each with where it is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<ProblemBody>,
+}
+
+/// One problem in a submitted document.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ProblemBody {
+    /// JSON pointer into the document; empty for the document as a whole.
+    pub pointer: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
     pub message: String,
 }
 
@@ -23,6 +37,10 @@ pub enum ApiError {
     NotFound(String),
     Invalid(String),
     Conflict(String),
+    TooLarge(String),
+    UnsupportedMediaType(&'static str),
+    /// A document (OpenAPI) with located problems.
+    InvalidDocument(Vec<store::openapi::ImportProblem>),
     Internal,
 }
 
@@ -43,6 +61,7 @@ impl From<store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut problems = Vec::new();
         let (status, code, message) = match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -55,13 +74,28 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
             ApiError::Invalid(message) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message),
+            ApiError::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message),
+            ApiError::UnsupportedMediaType(message) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message.to_owned())
+            }
+            ApiError::InvalidDocument(found) => {
+                let message = match found.first() {
+                    Some(first) => format!("the document has {} problem(s); the first: {first}", found.len()),
+                    None => "the document is not valid".to_owned(),
+                };
+                problems = found
+                    .into_iter()
+                    .map(|p| ProblemBody { pointer: p.pointer, line: p.line, column: p.column, message: p.message })
+                    .collect();
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", message)
+            }
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal error; it has been logged".to_owned(),
             ),
         };
-        let mut response = (status, Json(ErrorBody { code, message })).into_response();
+        let mut response = (status, Json(ErrorBody { code, message, problems })).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -3,6 +3,7 @@
 //! each operation's security requirement lists the roles it admits, and the authorization
 //! test reads them from the document.
 
+mod apis;
 mod audit;
 mod caller;
 mod error;
@@ -56,6 +57,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list_teams))
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::list_audit_keys))
+        .routes(routes!(apis::list_apis, apis::create_api))
+        .routes(routes!(apis::get_api))
+        .routes(routes!(apis::reimport_spec))
 }
 
 /// The OpenAPI document of every `/api/v1` route.

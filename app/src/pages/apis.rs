@@ -1,0 +1,236 @@
+//! The API inventory: the list with registration from an OpenAPI document, and one API's
+//! page with its operations and re-import.
+
+use crate::api::admin::list_teams;
+use crate::api::inventory::{ImportApi, ReimportApi, get_api, list_apis};
+use crate::auth::use_me;
+use crate::components::{ErrorMessage, Loaded, format_optional_time, format_time};
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+use store::{ApiDetail, ApiSummary, Operation, Principal, SpecDiff, Team};
+
+#[component]
+pub fn ApisPage() -> impl IntoView {
+    let me = use_me();
+    let import = ServerAction::<ImportApi>::new();
+    let apis = Resource::new(move || import.version().get(), |_| list_apis());
+    let can_register = me.as_ref().is_some_and(|me| me.role != store::Role::Auditor);
+    view! {
+        <Title text="APIs"/>
+        <h1>"APIs"</h1>
+        <section class="card">
+            <h2>"Inventory"</h2>
+            <Loaded resource=apis render=apis_table/>
+        </section>
+        {can_register.then(|| view! { <RegisterApi import me=me.clone()/> })}
+    }
+}
+
+/// The teams a principal may register APIs for: their own, or every team for security
+/// and admins.
+fn registrable(me: &Option<Principal>, all: Vec<Team>) -> Vec<Team> {
+    match me {
+        Some(me) => all.into_iter().filter(|team| me.can_change_owned_by(team.id)).collect(),
+        None => Vec::new(),
+    }
+}
+
+#[component]
+fn RegisterApi(import: ServerAction<ImportApi>, me: Option<Principal>) -> impl IntoView {
+    let teams = Resource::new(|| (), |_| list_teams());
+    view! {
+        <section class="card">
+            <h2>"Register an API"</h2>
+            <p>"Paste its OpenAPI 3.0 or 3.1 document, JSON or YAML. CI can do the same with "
+               <code>"POST /api/v1/apis"</code> "."</p>
+            <ActionForm action=import>
+                <label>"Team"
+                    <select name="team_id" required>
+                        <Suspense>
+                            {move || {
+                                let me = me.clone();
+                                Suspend::new(async move {
+                                    registrable(&me, teams.await.unwrap_or_default()).into_iter().map(|team| view! {
+                                        <option value=team.id.0>{team.name}</option>
+                                    }).collect_view()
+                                })
+                            }}
+                        </Suspense>
+                    </select>
+                </label>
+                <label>"Environment" <input type="text" name="environment" value="production" maxlength="32"/></label>
+                <label>"OpenAPI document"
+                    <textarea name="document" rows="12" required spellcheck="false"></textarea>
+                </label>
+                <button type="submit">"Import"</button>
+            </ActionForm>
+            {move || match import.value().get() {
+                Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
+                Some(Ok(api)) => view! {
+                    <p class="success" role="status">
+                        "Registered " <a href=format!("/apis/{}", api.summary.id)>{api.summary.name.clone()}</a>
+                        " with " {api.summary.operation_count} " operations."
+                    </p>
+                }.into_any(),
+                None => ().into_any(),
+            }}
+        </section>
+    }
+}
+
+fn apis_table(list: Vec<ApiSummary>) -> AnyView {
+    if list.is_empty() {
+        return view! {
+            <p>"No APIs registered yet. Register one below, or from CI with " <code>"POST /api/v1/apis"</code> "."</p>
+        }
+        .into_any();
+    }
+    view! {
+        <table data-testid="apis">
+            <thead><tr><th>"API"</th><th>"Team"</th><th>"Environment"</th><th>"Version"</th><th>"Lifecycle"</th><th>"Operations"</th><th>"Updated"</th></tr></thead>
+            <tbody>
+                {list.into_iter().map(|api| view! {
+                    <tr>
+                        <td><a href=format!("/apis/{}", api.id)>{api.name}</a></td>
+                        <td>{api.team_name}</td>
+                        <td>{api.environment}</td>
+                        <td>{api.version}</td>
+                        <td>{api.lifecycle.as_str()}</td>
+                        <td>{api.operation_count}</td>
+                        <td>{format_time(api.updated_at)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+pub fn ApiPage() -> impl IntoView {
+    let params = use_params_map();
+    let api_id = move || params.read().get("api_id").and_then(|id| id.parse::<i64>().ok()).unwrap_or(-1);
+    let reimport = ServerAction::<ReimportApi>::new();
+    let api = Resource::new(move || (api_id(), reimport.version().get()), |(id, _)| get_api(id));
+    let me = use_me();
+    view! {
+        <Title text="API"/>
+        <Loaded resource=api render=move |api: ApiDetail| {
+            let can_change = me.as_ref().is_some_and(|me| me.can_change_owned_by(api.summary.team_id));
+            view! {
+                <h1>{api.summary.name.clone()}</h1>
+                <ApiFacts api=api.clone()/>
+                {can_change.then(|| view! { <Reimport reimport api_id=api.summary.id.0/> })}
+                <section class="card">
+                    <h2>"Operations"</h2>
+                    {operations_table(api.operations)}
+                </section>
+            }
+        }/>
+    }
+}
+
+#[component]
+fn ApiFacts(api: ApiDetail) -> impl IntoView {
+    let summary = api.summary;
+    view! {
+        <section class="card">
+            <dl class="facts">
+                <dt>"Team"</dt><dd data-testid="api-team">{summary.team_name}</dd>
+                <dt>"Environment"</dt><dd>{summary.environment}</dd>
+                <dt>"Version"</dt><dd>{summary.version}</dd>
+                <dt>"Lifecycle"</dt><dd>{summary.lifecycle.as_str()}" "{format_optional_time(summary.sunset_at, "")}</dd>
+                <dt>"Base URLs"</dt><dd>{api.base_urls.join(", ")}</dd>
+                <dt>"Tags"</dt><dd>{api.tags.join(", ")}</dd>
+                <dt>"Contacts"</dt><dd>{api.contacts.join(", ")}</dd>
+                <dt>"OpenAPI"</dt><dd>{api.openapi_version}" · SHA-256 "<code>{api.spec_digest[..12.min(api.spec_digest.len())].to_owned()}</code></dd>
+                <dt>"Registered"</dt><dd>{format_time(api.created_at)}", updated "{format_time(summary.updated_at)}</dd>
+            </dl>
+            <p>{api.description}</p>
+        </section>
+    }
+}
+
+#[component]
+fn Reimport(reimport: ServerAction<ReimportApi>, api_id: i64) -> impl IntoView {
+    view! {
+        <section class="card">
+            <h2>"Re-import the document"</h2>
+            <p>"Operations are replaced by a diff, all at once; settings made here stay."</p>
+            <ActionForm action=reimport>
+                <input type="hidden" name="api_id" value=api_id/>
+                <label>"OpenAPI document"
+                    <textarea name="document" rows="8" required spellcheck="false"></textarea>
+                </label>
+                <button type="submit">"Re-import"</button>
+            </ActionForm>
+            {move || match reimport.value().get() {
+                Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
+                Some(Ok(diff)) => diff_view(diff),
+                None => ().into_any(),
+            }}
+        </section>
+    }
+}
+
+fn diff_view(diff: SpecDiff) -> AnyView {
+    if diff.is_empty() {
+        return view! { <p class="success" role="status">"Re-imported: no operation changed."</p> }.into_any();
+    }
+    let list = |title: &'static str, names: Vec<String>| {
+        (!names.is_empty()).then(|| view! {
+            <h3>{title}" ("{names.len()}")"</h3>
+            <ul>{names.into_iter().map(|name| view! { <li><code>{name}</code></li> }).collect_view()}</ul>
+        })
+    };
+    view! {
+        <div class="success" role="status" data-testid="diff">
+            <p>"Re-imported."</p>
+            {list("Added", diff.added)}
+            {list("Removed", diff.removed)}
+            {list("Changed", diff.changed)}
+        </div>
+    }
+    .into_any()
+}
+
+/// How callers must authenticate, in words, from the effective security requirement.
+fn security_text(security: &serde_json::Value) -> String {
+    match security.as_array() {
+        None => "not declared".to_owned(),
+        Some(alternatives) if alternatives.is_empty() || alternatives.iter().any(|a| a.as_object().is_some_and(|o| o.is_empty())) => {
+            "public".to_owned()
+        }
+        Some(alternatives) => alternatives
+            .iter()
+            .filter_map(|alternative| alternative.as_object())
+            .map(|schemes| schemes.keys().cloned().collect::<Vec<_>>().join(" + "))
+            .collect::<Vec<_>>()
+            .join(" or "),
+    }
+}
+
+fn operations_table(operations: Vec<Operation>) -> AnyView {
+    if operations.is_empty() {
+        return view! { <p>"The document declares no operations."</p> }.into_any();
+    }
+    view! {
+        <table data-testid="operations">
+            <thead><tr><th>"Method"</th><th>"Path"</th><th>"Operation"</th><th>"Summary"</th><th>"Authentication"</th></tr></thead>
+            <tbody>
+                {operations.into_iter().map(|operation| view! {
+                    <tr class:deprecated=operation.deprecated>
+                        <td><code>{operation.method.clone()}</code></td>
+                        <td><code>{operation.path.clone()}</code></td>
+                        <td>{operation.operation_id.clone().unwrap_or_default()}</td>
+                        <td>{operation.summary.clone()}</td>
+                        <td>{security_text(&operation.security)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}

@@ -1,0 +1,124 @@
+//! The inventory over REST, as CI uses it: register from a document, re-import a changed
+//! one and get the diff, read it back; bad documents get located errors and change nothing;
+//! another team's developer can change nothing.
+
+mod common;
+
+use axum::body::Body;
+use common::*;
+use http::{Request, StatusCode, header};
+use store::{Role, audit, teams};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../../shared/fixtures/openapi/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn send_document(method: &str, path: &str, token: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "localhost")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
+    let context = audit::AuditContext::system("test");
+    let payments = teams::create_team(&app.db, "Payments", &context).await.unwrap();
+    let identity = teams::create_team(&app.db, "Identity", &context).await.unwrap();
+    let dev = app.create_user("dev@example.com", Role::Developer, &[payments.id]).await;
+    let other = app.create_user("other@example.com", Role::Developer, &[identity.id]).await;
+    let (token, other_token) = (app.token_for(&dev).await, app.token_for(&other).await);
+
+    // Created from the YAML document itself, for the token owner's only team.
+    let created = app.send(send_document("POST", "/api/v1/apis", &token, "application/yaml", fixture("petstore-expanded.yaml"))).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let api = body_json(created).await;
+    assert_eq!(api["name"], "Swagger Petstore");
+    assert_eq!(api["team_name"], "Payments");
+    assert_eq!(api["environment"], "production");
+    assert_eq!(api["operations"].as_array().unwrap().len(), 4);
+    let id = api["id"].as_i64().unwrap();
+    let entry = audit::list_entries(&app.db, 0, 1000).await.unwrap().pop().unwrap();
+    assert_eq!((entry.action.as_str(), entry.actor_type.as_str(), entry.actor_id), ("api.create", "token", Some(dev.id.0)));
+
+    let listed = body_json(app.send(bearer_get("/api/v1/apis", Some(&other_token))).await).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "everyone reads the inventory");
+    assert_eq!(listed[0]["operation_count"], 4);
+    let fetched = body_json(app.send(bearer_get(&format!("/api/v1/apis/{id}"), Some(&other_token))).await).await;
+    let find_pets = fetched["operations"].as_array().unwrap().iter().find(|o| o["operation_id"] == "findPets").unwrap();
+    assert_eq!(find_pets["parameters"][1]["name"], "limit");
+
+    // Re-import a changed document (JSON this time): the diff comes back.
+    let mut changed: serde_json::Value = serde_yaml_ng_value(&fixture("petstore-expanded.yaml"));
+    changed["paths"]["/pets/{id}"]["get"]["summary"] = "Find one pet".into();
+    changed["paths"].as_object_mut().unwrap().remove("/pets");
+    changed["paths"]["/owners"] = serde_json::json!({"get": {"operationId": "listOwners", "responses": {"200": {"description": "owners"}}}});
+    let path = format!("/api/v1/apis/{id}/spec");
+    let body = serde_json::to_vec(&changed).unwrap();
+    let reimported = app.send(send_document("PUT", &path, &token, "application/json", body.clone())).await;
+    assert_eq!(reimported.status(), StatusCode::OK);
+    let reimported = body_json(reimported).await;
+    assert_eq!(reimported["diff"], serde_json::json!({"added": ["GET /owners"], "removed": ["GET /pets", "POST /pets"], "changed": ["GET /pets/{id}"]}));
+    assert_eq!(reimported["api"]["operations"].as_array().unwrap().len(), 3);
+
+    // Another team's developer can read but not change it, nor register for Payments.
+    let refused = app.send(send_document("PUT", &path, &other_token, "application/json", body.clone())).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused = app.send(send_document("POST", &format!("/api/v1/apis?team={}", payments.id), &other_token, "application/json", body.clone())).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused = app.send(send_document("POST", "/api/v1/apis?team=Payments", &other_token, "application/json", body.clone())).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "by name too");
+    assert_eq!(app.send(send_document("PUT", "/api/v1/apis/424242/spec", &token, "application/json", body.clone())).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.send(bearer_get("/api/v1/apis/not-a-number", Some(&token))).await.status(), StatusCode::NOT_FOUND);
+});
+
+fn serde_yaml_ng_value(bytes: &[u8]) -> serde_json::Value {
+    let spec = String::from_utf8(bytes.to_vec()).unwrap();
+    // The server's own parser is the reference: go through a JSON round trip of YAML.
+    serde_json::to_value(serde_yaml_ng::from_str::<serde_json::Value>(&spec).unwrap()).unwrap()
+}
+
+app_test!(bad_documents_get_located_errors_and_change_nothing, |app: TestApp| async move {
+    let payments = teams::create_team(&app.db, "Payments", &audit::AuditContext::system("test")).await.unwrap();
+    let dev = app.create_user("dev@example.com", Role::Developer, &[payments.id]).await;
+    let token = app.token_for(&dev).await;
+    let entries_before = audit::list_entries(&app.db, 0, 10_000).await.unwrap().len();
+    let good = r##"{"openapi":"3.0.3","info":{"title":"T","version":"1"},"paths":{"/a/{id}":{"get":{"operationId":"one","responses":{"200":{"$ref":"#/components/responses/R"}}}},"/b":{"get":{"operationId":"two","responses":{}}}},"components":{"responses":{"R":{"description":"r"}}}}"##;
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        ("application/json", b"{\"openapi\": \"3.0.3\",\n \"info\": }".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "line 2"),
+        ("application/yaml", b"openapi: 3.0.3\ninfo:\n  title: [unclosed\n".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "not valid YAML"),
+        ("application/json", good.replace("3.0.3", "2.5.0").into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "/openapi"),
+        ("application/json", br#"{"swagger":"2.0","info":{"title":"x","version":"1"},"paths":{}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "convert it to OpenAPI 3"),
+        ("application/json", good.replace("responses/R\"", "responses/Nope\"").into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "/paths/~1a~1{id}/get/responses/200/$ref"),
+        ("application/json", good.replace("\"two\"", "\"one\"").into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "/paths/~1b/get/operationId"),
+        ("application/json", vec![b' '; store::openapi::MAX_DOCUMENT_BYTES + 10], StatusCode::PAYLOAD_TOO_LARGE, "larger than"),
+        ("text/plain", good.as_bytes().to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/yaml"),
+    ];
+    for (content_type, body, status, expected) in cases {
+        let response = app.send(send_document("POST", "/api/v1/apis", &token, content_type, body)).await;
+        assert_eq!(response.status(), status, "{expected}");
+        let text = body_text(response).await;
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    assert!(store::apis::list_apis(&app.db).await.unwrap().is_empty(), "nothing half-imported");
+    assert_eq!(audit::list_entries(&app.db, 0, 10_000).await.unwrap().len(), entries_before);
+
+    // Every problem is reported at once, each located.
+    let many = good.replace("\"two\"", "\"one\"").replace("responses/R\"", "responses/Nope\"");
+    let response = app.send(send_document("POST", "/api/v1/apis", &token, "application/json", many.into_bytes())).await;
+    let error = body_json(response).await;
+    assert_eq!(error["code"], "invalid_document");
+    assert_eq!(error["problems"].as_array().unwrap().len(), 2, "{error}");
+
+    // A re-import with a bad document leaves the API as it was.
+    let created = app.send(send_document("POST", "/api/v1/apis", &token, "application/json", good.as_bytes().to_vec())).await;
+    let id = body_json(created).await["id"].as_i64().unwrap();
+    let before = store::apis::find_api(&app.db, store::ApiId(id)).await.unwrap();
+    let bad = good.replace("\"two\"", "\"one\"");
+    let response = app.send(send_document("PUT", &format!("/api/v1/apis/{id}/spec"), &token, "application/json", bad.into_bytes())).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(store::apis::find_api(&app.db, store::ApiId(id)).await.unwrap(), before);
+});

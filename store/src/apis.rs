@@ -1,0 +1,309 @@
+//! The API inventory: APIs registered from OpenAPI documents, their operations, and
+//! re-imports applied as a diff in one transaction, audited with what they changed.
+
+use crate::audit::{self, AuditContext, Change};
+use crate::error::ResultExt;
+use crate::openapi::{ImportedOperation, ImportedSpec};
+use crate::{ApiDetail, ApiId, ApiSummary, Db, Lifecycle, Operation, SpecDiff, StoreError, TeamId, now_millis};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::collections::HashMap;
+
+const MAX_NAME_CHARS: usize = 120;
+const MAX_ENVIRONMENT_CHARS: usize = 32;
+/// Operations named in one audit entry; the counts are always complete.
+const MAX_LISTED_IN_AUDIT: usize = 50;
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn json_value<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// `GET /pets/{id}`: how an operation is named in diffs and the audit trail.
+fn key(method: &str, path: &str) -> String {
+    format!("{method} {path}")
+}
+
+/// What re-import compares: everything the document says about an operation.
+fn fingerprint(operation: &ImportedOperation) -> String {
+    json_text(&serde_json::json!([
+        operation.operation_id,
+        operation.summary,
+        operation.parameters,
+        operation.request_body,
+        operation.responses,
+        operation.security,
+        operation.deprecated,
+    ]))
+}
+
+/// Registers an API from its document, owned by `team`, with all its operations.
+pub async fn create_api(
+    db: &Db,
+    team: TeamId,
+    environment: &str,
+    spec: &ImportedSpec,
+    context: &AuditContext,
+) -> Result<ApiDetail, StoreError> {
+    let name = crate::text::clean_name("API name", &spec.title, MAX_NAME_CHARS)?;
+    let environment = crate::text::clean_name("environment", environment, MAX_ENVIRONMENT_CHARS)?;
+    let now = now_millis();
+    let mut tx = db.pool().begin().await?;
+    let team_exists: Option<i64> = sqlx::query_scalar("SELECT team_id FROM team WHERE team_id = $1")
+        .bind(team.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if team_exists.is_none() {
+        return Err(StoreError::NotFound("team"));
+    }
+    let api_id: i64 = sqlx::query_scalar(
+        "INSERT INTO api (team_id, name, description, environment, version, base_urls, tags, contacts, \
+         openapi_version, spec_digest, components, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING api_id",
+    )
+    .bind(team.0)
+    .bind(&name)
+    .bind(&spec.description)
+    .bind(&environment)
+    .bind(&spec.version)
+    .bind(json_text(&spec.servers))
+    .bind(json_text(&spec.tags))
+    .bind(json_text(&spec.contacts))
+    .bind(&spec.openapi_version)
+    .bind(&spec.digest)
+    .bind(json_text(&spec.components))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .on_unique("API name")?;
+    for operation in &spec.operations {
+        insert_operation(&mut tx, api_id, operation).await?;
+    }
+    let details = serde_json::json!({"after": {
+        "name": name, "team_id": team.0, "environment": environment, "version": spec.version,
+        "operations": spec.operations.len(), "spec_digest": spec.digest,
+    }});
+    audit::append(&mut tx, context, Change::success("api.create", "api", api_id).with_details(details)).await?;
+    tx.commit().await?;
+    find_api(db, ApiId(api_id)).await
+}
+
+async fn insert_operation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    api_id: i64,
+    operation: &ImportedOperation,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO api_operation (api_id, method, path, operation_id, summary, parameters, request_body, \
+         responses, security, deprecated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(api_id)
+    .bind(&operation.method)
+    .bind(&operation.path)
+    .bind(&operation.operation_id)
+    .bind(&operation.summary)
+    .bind(json_text(&operation.parameters))
+    .bind(json_text(&operation.request_body))
+    .bind(json_text(&operation.responses))
+    .bind(json_text(&operation.security))
+    .bind(i64::from(operation.deprecated))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces an API's operations with a new document's, as a diff applied atomically:
+/// unchanged operations are left alone, changed ones updated in place (keeping their
+/// ids, and so anything attached to them), added ones inserted, removed ones deleted.
+/// What Palisade holds beyond the document (name, team, environment, lifecycle) stays.
+pub async fn reimport_spec(
+    db: &Db,
+    api: ApiId,
+    spec: &ImportedSpec,
+    context: &AuditContext,
+) -> Result<(ApiDetail, SpecDiff), StoreError> {
+    let mut tx = db.pool().begin().await?;
+    let before: Option<(String, String)> =
+        sqlx::query_as("SELECT version, spec_digest FROM api WHERE api_id = $1").bind(api.0).fetch_optional(&mut *tx).await?;
+    let Some((old_version, old_digest)) = before else { return Err(StoreError::NotFound("API")) };
+    let rows = sqlx::query(
+        "SELECT api_operation_id, method, path, operation_id, summary, parameters, request_body, responses, \
+         security, deprecated FROM api_operation WHERE api_id = $1",
+    )
+    .bind(api.0)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut existing: HashMap<String, (i64, String)> = HashMap::new();
+    for row in &rows {
+        let operation = operation_from_row(row)?;
+        let as_imported = ImportedOperation {
+            method: operation.method.clone(),
+            path: operation.path.clone(),
+            operation_id: operation.operation_id.clone(),
+            summary: operation.summary.clone(),
+            parameters: operation.parameters.clone(),
+            request_body: operation.request_body.clone(),
+            responses: operation.responses.clone(),
+            security: operation.security.clone(),
+            deprecated: operation.deprecated,
+        };
+        existing.insert(key(&operation.method, &operation.path), (operation.id, fingerprint(&as_imported)));
+    }
+    let mut diff = SpecDiff::default();
+    for operation in &spec.operations {
+        let name = key(&operation.method, &operation.path);
+        match existing.remove(&name) {
+            None => {
+                insert_operation(&mut tx, api.0, operation).await?;
+                diff.added.push(name);
+            }
+            Some((_, old)) if old == fingerprint(operation) => {}
+            Some((id, _)) => {
+                sqlx::query(
+                    "UPDATE api_operation SET operation_id = $1, summary = $2, parameters = $3, request_body = $4, \
+                     responses = $5, security = $6, deprecated = $7 WHERE api_operation_id = $8",
+                )
+                .bind(&operation.operation_id)
+                .bind(&operation.summary)
+                .bind(json_text(&operation.parameters))
+                .bind(json_text(&operation.request_body))
+                .bind(json_text(&operation.responses))
+                .bind(json_text(&operation.security))
+                .bind(i64::from(operation.deprecated))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                diff.changed.push(name);
+            }
+        }
+    }
+    for (name, (id, _)) in existing {
+        sqlx::query("DELETE FROM api_operation WHERE api_operation_id = $1").bind(id).execute(&mut *tx).await?;
+        diff.removed.push(name);
+    }
+    diff.added.sort();
+    diff.removed.sort();
+    diff.changed.sort();
+    sqlx::query(
+        "UPDATE api SET description = $1, version = $2, base_urls = $3, tags = $4, contacts = $5, \
+         openapi_version = $6, spec_digest = $7, components = $8, updated_at = $9 WHERE api_id = $10",
+    )
+    .bind(&spec.description)
+    .bind(&spec.version)
+    .bind(json_text(&spec.servers))
+    .bind(json_text(&spec.tags))
+    .bind(json_text(&spec.contacts))
+    .bind(&spec.openapi_version)
+    .bind(&spec.digest)
+    .bind(json_text(&spec.components))
+    .bind(now_millis())
+    .bind(api.0)
+    .execute(&mut *tx)
+    .await?;
+    let listed = |names: &[String]| names.iter().take(MAX_LISTED_IN_AUDIT).cloned().collect::<Vec<_>>();
+    let details = serde_json::json!({
+        "before": {"version": old_version, "spec_digest": old_digest},
+        "after": {"version": spec.version, "spec_digest": spec.digest},
+        "added": listed(&diff.added), "removed": listed(&diff.removed), "changed": listed(&diff.changed),
+        "counts": {"added": diff.added.len(), "removed": diff.removed.len(), "changed": diff.changed.len()},
+    });
+    audit::append(&mut tx, context, Change::success("api.reimport", "api", api.0).with_details(details)).await?;
+    tx.commit().await?;
+    Ok((find_api(db, api).await?, diff))
+}
+
+const SUMMARY_COLUMNS: &str = "a.api_id, a.name, a.team_id, t.name AS team_name, a.environment, a.version, a.lifecycle, \
+     a.sunset_at, a.updated_at, (SELECT COUNT(*) FROM api_operation o WHERE o.api_id = a.api_id) AS operation_count";
+
+fn summary_from_row(row: &AnyRow) -> Result<ApiSummary, StoreError> {
+    let lifecycle: String = row.try_get("lifecycle")?;
+    Ok(ApiSummary {
+        id: ApiId(row.try_get("api_id")?),
+        name: row.try_get("name")?,
+        team_id: TeamId(row.try_get("team_id")?),
+        team_name: row.try_get("team_name")?,
+        environment: row.try_get("environment")?,
+        version: row.try_get("version")?,
+        lifecycle: lifecycle.parse().unwrap_or(Lifecycle::Active),
+        sunset_at: row.try_get("sunset_at")?,
+        operation_count: row.try_get("operation_count")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn operation_from_row(row: &AnyRow) -> Result<Operation, StoreError> {
+    let text = |column: &str| -> Result<serde_json::Value, StoreError> {
+        let text: String = row.try_get(column)?;
+        Ok(json_value(&text))
+    };
+    let deprecated: i64 = row.try_get("deprecated")?;
+    Ok(Operation {
+        id: row.try_get("api_operation_id")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        operation_id: row.try_get("operation_id")?,
+        summary: row.try_get("summary")?,
+        parameters: text("parameters")?,
+        request_body: text("request_body")?,
+        responses: text("responses")?,
+        security: text("security")?,
+        deprecated: deprecated != 0,
+    })
+}
+
+/// Every API, by name and environment.
+pub async fn list_apis(db: &Db) -> Result<Vec<ApiSummary>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM api a JOIN team t ON t.team_id = a.team_id ORDER BY a.name, a.environment"
+    ))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(summary_from_row).collect()
+}
+
+/// One API with its operations, ordered by path then method.
+pub async fn find_api(db: &Db, api: ApiId) -> Result<ApiDetail, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS}, a.description, a.base_urls, a.tags, a.contacts, a.openapi_version, \
+         a.spec_digest, a.created_at FROM api a JOIN team t ON t.team_id = a.team_id WHERE a.api_id = $1"
+    ))
+    .bind(api.0)
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or(StoreError::NotFound("API"))?;
+    let operations = sqlx::query(
+        "SELECT api_operation_id, method, path, operation_id, summary, parameters, request_body, responses, \
+         security, deprecated FROM api_operation WHERE api_id = $1 ORDER BY path, method",
+    )
+    .bind(api.0)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(operation_from_row)
+    .collect::<Result<Vec<_>, _>>()?;
+    let list = |column: &str| -> Result<Vec<String>, StoreError> {
+        let text: String = row.try_get(column)?;
+        Ok(json_value(&text))
+    };
+    Ok(ApiDetail {
+        summary: summary_from_row(&row)?,
+        description: row.try_get("description")?,
+        base_urls: list("base_urls")?,
+        tags: list("tags")?,
+        contacts: list("contacts")?,
+        openapi_version: row.try_get("openapi_version")?,
+        spec_digest: row.try_get("spec_digest")?,
+        created_at: row.try_get("created_at")?,
+        operations,
+    })
+}
+
+/// The team that owns `api`, for ownership checks before a change.
+pub async fn find_owner(db: &Db, api: ApiId) -> Result<TeamId, StoreError> {
+    let team: Option<i64> =
+        sqlx::query_scalar("SELECT team_id FROM api WHERE api_id = $1").bind(api.0).fetch_optional(db.pool()).await?;
+    team.map(TeamId).ok_or(StoreError::NotFound("API"))
+}
