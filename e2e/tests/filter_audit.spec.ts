@@ -1,7 +1,7 @@
 import { test, expect, Page } from '@playwright/test';
 import { ADMIN_EMAIL, signIn, signInAsAdmin, signOut, waitForHydration, watchForViolations } from './helpers';
 
-const AUDITOR = 'trail.auditor.e2e@example.com';
+const AUDITOR = 'trail-reader.e2e@example.com';
 const DEVELOPER = 'dev.audit.e2e@example.com';
 const PASSWORD = 'audit e2e password 1';
 

@@ -10,9 +10,10 @@ test('an admin signs in and lands on the overview', async ({ page }) => {
     await expect(page.getByRole('link', { name: section, exact: true })).toBeVisible();
   }
   await waitForHydration(page);
-  // Client-side navigation after hydration: honest empty states, no fake figures.
+  // Client-side navigation after hydration: the inventory, then the audit trail.
   await page.getByRole('link', { name: 'APIs', exact: true }).click();
-  await expect(page.getByRole('heading', { name: 'No APIs registered yet' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Inventory' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Register an API' })).toBeVisible();
   await page.getByRole('link', { name: 'Audit', exact: true }).click();
   await expect(page.getByTestId('chain-status')).toContainText('Chain intact');
   await expect(page.getByTestId('audit').getByText('session.login').first()).toBeVisible();

@@ -1,0 +1,76 @@
+import { test, expect, Page } from '@playwright/test';
+import * as fs from 'fs';
+import * as path from 'path';
+import { signIn, signInAsAdmin, signOut, waitForHydration, watchForViolations } from './helpers';
+
+const OWNER = 'owner.inventory.e2e@example.com';
+const OUTSIDER = 'outsider.inventory.e2e@example.com';
+const PASSWORD = 'inventory e2e password 1';
+const PETSTORE = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'shared', 'fixtures', 'openapi', 'petstore-expanded.yaml'), 'utf8');
+
+async function createDeveloper(page: Page, email: string, team: string) {
+  await page.goto('/settings/users');
+  await waitForHydration(page);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Role').selectOption('developer');
+  await page.getByLabel('Team').selectOption({ label: team });
+  await page.getByLabel(/Initial password/).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create user' }).click();
+  await expect(page.getByText(`${email} created.`)).toBeVisible();
+}
+
+async function createTeam(page: Page, name: string) {
+  await page.goto('/settings/teams');
+  await waitForHydration(page);
+  await page.getByLabel('Name').fill(name);
+  await page.getByRole('button', { name: 'Create team' }).click();
+  await expect(page.getByRole('cell', { name })).toBeVisible();
+}
+
+test('a developer imports an OpenAPI document, sees its operations and re-imports a change', async ({ page }) => {
+  const problems = watchForViolations(page);
+  await signInAsAdmin(page);
+  await createTeam(page, 'Pets Team');
+  await createTeam(page, 'Other Team');
+  await createDeveloper(page, OWNER, 'Pets Team');
+  await createDeveloper(page, OUTSIDER, 'Other Team');
+  await signOut(page);
+
+  await signIn(page, OWNER, PASSWORD);
+  await page.goto('/apis');
+  await waitForHydration(page);
+  // A broken document is refused next to the form, with where the problem is.
+  await page.getByLabel('OpenAPI document').fill(PETSTORE.replace("'#/components/schemas/NewPet'", "'#/components/schemas/Nope'"));
+  await page.getByRole('button', { name: 'Import' }).click();
+  await expect(page.getByRole('alert')).toContainText('/paths/~1pets/post/requestBody/content/application~1json/schema/$ref');
+  await expect(page.getByText('No APIs registered yet')).toBeVisible();
+
+  await page.getByLabel('OpenAPI document').fill(PETSTORE);
+  await page.getByRole('button', { name: 'Import' }).click();
+  await expect(page.getByRole('status')).toContainText('Registered Swagger Petstore with 4 operations.');
+  await expect(page.getByTestId('apis').getByRole('link', { name: 'Swagger Petstore' })).toBeVisible();
+  await page.getByTestId('apis').getByRole('link', { name: 'Swagger Petstore' }).click();
+  await expect(page.getByRole('heading', { name: 'Swagger Petstore' })).toBeVisible();
+  await expect(page.getByTestId('api-team')).toHaveText('Pets Team');
+  const operations = page.getByTestId('operations');
+  await expect(operations.locator('tbody tr')).toHaveCount(4);
+  await expect(operations.getByRole('row', { name: /DELETE \/pets\/\{id\} deletePet/ })).toBeVisible();
+
+  // Re-import with one operation removed: the diff is shown and applied.
+  await waitForHydration(page);
+  const withoutDelete = PETSTORE.replace(/    delete:\n[\s\S]*?(?=components:)/, '');
+  await page.getByLabel('OpenAPI document').fill(withoutDelete);
+  await page.getByRole('button', { name: 'Re-import' }).click();
+  await expect(page.getByTestId('diff')).toContainText('Removed (1)');
+  await expect(page.getByTestId('diff')).toContainText('DELETE /pets/{id}');
+  await expect(operations.locator('tbody tr')).toHaveCount(3);
+  const apiUrl = page.url();
+  await signOut(page);
+
+  // Another team's developer reads the API but gets no way to change it.
+  await signIn(page, OUTSIDER, PASSWORD);
+  await page.goto(apiUrl);
+  await expect(page.getByRole('heading', { name: 'Swagger Petstore' })).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Re-import' })).toHaveCount(0);
+  expect(problems).toEqual([]);
+});
