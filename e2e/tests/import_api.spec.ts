@@ -49,6 +49,7 @@ test('a developer imports an OpenAPI document, sees its operations and re-import
   await page.getByRole('button', { name: 'Import' }).click();
   await expect(page.getByRole('status')).toContainText('Registered Swagger Petstore with 4 operations.');
   await expect(page.getByTestId('apis').getByRole('link', { name: 'Swagger Petstore' })).toBeVisible();
+  await expect(page.getByTestId('apis').getByRole('row', { name: /Swagger Petstore/ })).toContainText('none found');
   await page.getByTestId('apis').getByRole('link', { name: 'Swagger Petstore' }).click();
   await expect(page.getByRole('heading', { name: 'Swagger Petstore' })).toBeVisible();
   await expect(page.getByTestId('api-team')).toHaveText('Pets Team');
@@ -64,6 +65,25 @@ test('a developer imports an OpenAPI document, sees its operations and re-import
   await expect(page.getByTestId('diff')).toContainText('Removed (1)');
   await expect(page.getByTestId('diff')).toContainText('DELETE /pets/{id}');
   await expect(operations.locator('tbody tr')).toHaveCount(3);
+  // A new operation that returns email addresses shows the class where it flows.
+  await page.getByLabel('OpenAPI document').fill(withoutDelete.replace('components:', [
+    '  /owners:',
+    '    get:',
+    '      operationId: listOwners',
+    '      responses:',
+    "        '200':",
+    '          description: owners',
+    '          content:',
+    '            application/json:',
+    '              schema:',
+    '                properties:',
+    '                  contact:',
+    '                    type: string',
+    '                    format: email',
+    'components:'].join('\n')));
+  await page.getByRole('button', { name: 'Re-import' }).click();
+  await expect(page.getByTestId('diff')).toContainText('Added (1)');
+  await expect(operations.getByRole('row', { name: /listOwners/ })).toContainText('email');
   const apiUrl = page.url();
   await signOut(page);
 

@@ -19,6 +19,8 @@ CREATE TABLE api (
     spec_digest      TEXT    NOT NULL,
     -- `components` of the document, for resolving schema references.
     components       TEXT    NOT NULL,
+    -- Sorted distinct data classes over all operations.
+    data_classes     TEXT    NOT NULL,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
     CONSTRAINT api_team_fk FOREIGN KEY (team_id) REFERENCES team (team_id),
@@ -38,6 +40,8 @@ CREATE TABLE api_operation (
     request_body      TEXT    NOT NULL,
     responses         TEXT    NOT NULL,
     security          TEXT    NOT NULL,
+    -- Fields carrying data classes, found in the schemas.
+    data_classes      TEXT    NOT NULL,
     deprecated        INTEGER NOT NULL,
     CONSTRAINT api_operation_api_fk FOREIGN KEY (api_id) REFERENCES api (api_id) ON DELETE CASCADE,
     CONSTRAINT api_operation_method_path_key UNIQUE (api_id, method, path)

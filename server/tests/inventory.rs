@@ -47,6 +47,7 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     let listed = body_json(app.send(bearer_get("/api/v1/apis", Some(&other_token))).await).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "everyone reads the inventory");
     assert_eq!(listed[0]["operation_count"], 4);
+    assert_eq!(listed[0]["data_classes"], serde_json::json!([]), "the petstore carries no personal data");
     let fetched = body_json(app.send(bearer_get(&format!("/api/v1/apis/{id}"), Some(&other_token))).await).await;
     let find_pets = fetched["operations"].as_array().unwrap().iter().find(|o| o["operation_id"] == "findPets").unwrap();
     assert_eq!(find_pets["parameters"][1]["name"], "limit");
@@ -55,7 +56,8 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     let mut changed: serde_json::Value = serde_yaml_ng_value(&fixture("petstore-expanded.yaml"));
     changed["paths"]["/pets/{id}"]["get"]["summary"] = "Find one pet".into();
     changed["paths"].as_object_mut().unwrap().remove("/pets");
-    changed["paths"]["/owners"] = serde_json::json!({"get": {"operationId": "listOwners", "responses": {"200": {"description": "owners"}}}});
+    changed["paths"]["/owners"] = serde_json::json!({"get": {"operationId": "listOwners", "responses": {"200": {"description": "owners",
+        "content": {"application/json": {"schema": {"type": "array", "items": {"properties": {"email": {"type": "string"}}}}}}}}}});
     let path = format!("/api/v1/apis/{id}/spec");
     let body = serde_json::to_vec(&changed).unwrap();
     let reimported = app.send(send_document("PUT", &path, &token, "application/json", body.clone())).await;
@@ -63,6 +65,10 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     let reimported = body_json(reimported).await;
     assert_eq!(reimported["diff"], serde_json::json!({"added": ["GET /owners"], "removed": ["GET /pets", "POST /pets"], "changed": ["GET /pets/{id}"]}));
     assert_eq!(reimported["api"]["operations"].as_array().unwrap().len(), 3);
+    // The new operation returns email addresses: the inventory says where.
+    assert_eq!(reimported["api"]["data_classes"], serde_json::json!(["email"]));
+    let owners = reimported["api"]["operations"].as_array().unwrap().iter().find(|o| o["path"] == "/owners").unwrap().clone();
+    assert_eq!(owners["data_classes"], serde_json::json!([{"class": "email", "direction": "response", "field": "200.body[].email"}]));
 
     // Another team's developer can read but not change it, nor register for Payments.
     let refused = app.send(send_document("PUT", &path, &other_token, "application/json", body.clone())).await;

@@ -4,7 +4,8 @@
 use crate::audit::{self, AuditContext, Change};
 use crate::error::ResultExt;
 use crate::openapi::{ImportedOperation, ImportedSpec};
-use crate::{ApiDetail, ApiId, ApiSummary, Db, Lifecycle, Operation, SpecDiff, StoreError, TeamId, now_millis};
+use crate::data_classes::{classes_of, classify_operation};
+use crate::{ApiDetail, ApiId, ApiSummary, DataClassHit, Db, Lifecycle, Operation, SpecDiff, StoreError, TeamId, now_millis};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
@@ -27,8 +28,9 @@ fn key(method: &str, path: &str) -> String {
     format!("{method} {path}")
 }
 
-/// What re-import compares: everything the document says about an operation.
-fn fingerprint(operation: &ImportedOperation) -> String {
+/// What re-import compares: everything the document says about an operation, and the
+/// data classes found in it (which a change to a shared schema alone can move).
+fn fingerprint(operation: &ImportedOperation, hits: &[DataClassHit]) -> String {
     json_text(&serde_json::json!([
         operation.operation_id,
         operation.summary,
@@ -37,7 +39,23 @@ fn fingerprint(operation: &ImportedOperation) -> String {
         operation.responses,
         operation.security,
         operation.deprecated,
+        hits,
     ]))
+}
+
+/// Each operation of `spec` with the data-class fields found in its schemas.
+fn classified(spec: &ImportedSpec) -> Vec<(&ImportedOperation, Vec<DataClassHit>)> {
+    spec.operations
+        .iter()
+        .map(|operation| {
+            let hits = classify_operation(&operation.parameters, &operation.request_body, &operation.responses, &spec.components);
+            (operation, hits)
+        })
+        .collect()
+}
+
+fn all_classes(operations: &[(&ImportedOperation, Vec<DataClassHit>)]) -> Vec<String> {
+    classes_of(&operations.iter().flat_map(|(_, hits)| hits.iter().cloned()).collect::<Vec<_>>())
 }
 
 /// Registers an API from its document, owned by `team`, with all its operations.
@@ -51,6 +69,7 @@ pub async fn create_api(
     let name = crate::text::clean_name("API name", &spec.title, MAX_NAME_CHARS)?;
     let environment = crate::text::clean_name("environment", environment, MAX_ENVIRONMENT_CHARS)?;
     let now = now_millis();
+    let operations = classified(spec);
     let mut tx = db.pool().begin().await?;
     let team_exists: Option<i64> = sqlx::query_scalar("SELECT team_id FROM team WHERE team_id = $1")
         .bind(team.0)
@@ -61,8 +80,8 @@ pub async fn create_api(
     }
     let api_id: i64 = sqlx::query_scalar(
         "INSERT INTO api (team_id, name, description, environment, version, base_urls, tags, contacts, \
-         openapi_version, spec_digest, components, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING api_id",
+         openapi_version, spec_digest, components, data_classes, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING api_id",
     )
     .bind(team.0)
     .bind(&name)
@@ -75,12 +94,13 @@ pub async fn create_api(
     .bind(&spec.openapi_version)
     .bind(&spec.digest)
     .bind(json_text(&spec.components))
+    .bind(json_text(&all_classes(&operations)))
     .bind(now)
     .fetch_one(&mut *tx)
     .await
     .on_unique("API name")?;
-    for operation in &spec.operations {
-        insert_operation(&mut tx, api_id, operation).await?;
+    for (operation, hits) in &operations {
+        insert_operation(&mut tx, api_id, operation, hits).await?;
     }
     let details = serde_json::json!({"after": {
         "name": name, "team_id": team.0, "environment": environment, "version": spec.version,
@@ -95,10 +115,11 @@ async fn insert_operation(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     api_id: i64,
     operation: &ImportedOperation,
+    hits: &[DataClassHit],
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO api_operation (api_id, method, path, operation_id, summary, parameters, request_body, \
-         responses, security, deprecated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         responses, security, deprecated, data_classes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(api_id)
     .bind(&operation.method)
@@ -110,6 +131,7 @@ async fn insert_operation(
     .bind(json_text(&operation.responses))
     .bind(json_text(&operation.security))
     .bind(i64::from(operation.deprecated))
+    .bind(json_text(&hits))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -131,7 +153,7 @@ pub async fn reimport_spec(
     let Some((old_version, old_digest)) = before else { return Err(StoreError::NotFound("API")) };
     let rows = sqlx::query(
         "SELECT api_operation_id, method, path, operation_id, summary, parameters, request_body, responses, \
-         security, deprecated FROM api_operation WHERE api_id = $1",
+         security, deprecated, data_classes FROM api_operation WHERE api_id = $1",
     )
     .bind(api.0)
     .fetch_all(&mut *tx)
@@ -150,21 +172,25 @@ pub async fn reimport_spec(
             security: operation.security.clone(),
             deprecated: operation.deprecated,
         };
-        existing.insert(key(&operation.method, &operation.path), (operation.id, fingerprint(&as_imported)));
+        existing.insert(
+            key(&operation.method, &operation.path),
+            (operation.id, fingerprint(&as_imported, &operation.data_classes)),
+        );
     }
+    let operations = classified(spec);
     let mut diff = SpecDiff::default();
-    for operation in &spec.operations {
+    for (operation, hits) in &operations {
         let name = key(&operation.method, &operation.path);
         match existing.remove(&name) {
             None => {
-                insert_operation(&mut tx, api.0, operation).await?;
+                insert_operation(&mut tx, api.0, operation, hits).await?;
                 diff.added.push(name);
             }
-            Some((_, old)) if old == fingerprint(operation) => {}
+            Some((_, old)) if old == fingerprint(operation, hits) => {}
             Some((id, _)) => {
                 sqlx::query(
                     "UPDATE api_operation SET operation_id = $1, summary = $2, parameters = $3, request_body = $4, \
-                     responses = $5, security = $6, deprecated = $7 WHERE api_operation_id = $8",
+                     responses = $5, security = $6, deprecated = $7, data_classes = $8 WHERE api_operation_id = $9",
                 )
                 .bind(&operation.operation_id)
                 .bind(&operation.summary)
@@ -173,6 +199,7 @@ pub async fn reimport_spec(
                 .bind(json_text(&operation.responses))
                 .bind(json_text(&operation.security))
                 .bind(i64::from(operation.deprecated))
+                .bind(json_text(hits))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -189,7 +216,7 @@ pub async fn reimport_spec(
     diff.changed.sort();
     sqlx::query(
         "UPDATE api SET description = $1, version = $2, base_urls = $3, tags = $4, contacts = $5, \
-         openapi_version = $6, spec_digest = $7, components = $8, updated_at = $9 WHERE api_id = $10",
+         openapi_version = $6, spec_digest = $7, components = $8, data_classes = $9, updated_at = $10 WHERE api_id = $11",
     )
     .bind(&spec.description)
     .bind(&spec.version)
@@ -199,6 +226,7 @@ pub async fn reimport_spec(
     .bind(&spec.openapi_version)
     .bind(&spec.digest)
     .bind(json_text(&spec.components))
+    .bind(json_text(&all_classes(&operations)))
     .bind(now_millis())
     .bind(api.0)
     .execute(&mut *tx)
@@ -216,7 +244,7 @@ pub async fn reimport_spec(
 }
 
 const SUMMARY_COLUMNS: &str = "a.api_id, a.name, a.team_id, t.name AS team_name, a.environment, a.version, a.lifecycle, \
-     a.sunset_at, a.updated_at, (SELECT COUNT(*) FROM api_operation o WHERE o.api_id = a.api_id) AS operation_count";
+     a.sunset_at, a.updated_at, a.data_classes, (SELECT COUNT(*) FROM api_operation o WHERE o.api_id = a.api_id) AS operation_count";
 
 fn summary_from_row(row: &AnyRow) -> Result<ApiSummary, StoreError> {
     let lifecycle: String = row.try_get("lifecycle")?;
@@ -231,6 +259,7 @@ fn summary_from_row(row: &AnyRow) -> Result<ApiSummary, StoreError> {
         sunset_at: row.try_get("sunset_at")?,
         operation_count: row.try_get("operation_count")?,
         updated_at: row.try_get("updated_at")?,
+        data_classes: json_value(&row.try_get::<String, _>("data_classes")?),
     })
 }
 
@@ -251,6 +280,7 @@ fn operation_from_row(row: &AnyRow) -> Result<Operation, StoreError> {
         responses: text("responses")?,
         security: text("security")?,
         deprecated: deprecated != 0,
+        data_classes: json_value(&row.try_get::<String, _>("data_classes")?),
     })
 }
 
@@ -276,7 +306,7 @@ pub async fn find_api(db: &Db, api: ApiId) -> Result<ApiDetail, StoreError> {
     .ok_or(StoreError::NotFound("API"))?;
     let operations = sqlx::query(
         "SELECT api_operation_id, method, path, operation_id, summary, parameters, request_body, responses, \
-         security, deprecated FROM api_operation WHERE api_id = $1 ORDER BY path, method",
+         security, deprecated, data_classes FROM api_operation WHERE api_id = $1 ORDER BY path, method",
     )
     .bind(api.0)
     .fetch_all(db.pool())

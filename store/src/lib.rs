@@ -14,6 +14,8 @@ pub mod audit_sinks;
 #[cfg(feature = "db")]
 pub mod checkpoints;
 #[cfg(feature = "db")]
+pub mod data_classes;
+#[cfg(feature = "db")]
 mod db;
 #[cfg(feature = "db")]
 pub mod demo;

@@ -394,6 +394,19 @@ pub struct ApiSummary {
     pub sunset_at: Option<i64>,
     pub operation_count: i64,
     pub updated_at: i64,
+    /// Every data class any of its operations receives or returns, sorted.
+    pub data_classes: Vec<String>,
+}
+
+/// A field of an operation that carries a data class.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataClassHit {
+    /// `email`, `payment_card`, … or a custom class from `x-data-class`.
+    pub class: String,
+    /// `request` or `response`.
+    pub direction: String,
+    /// Where: `query.phone`, `body.customer.email`, `200.body.items[].iban`.
+    pub field: String,
 }
 
 /// One operation of an API, as its OpenAPI document declares it.
@@ -412,6 +425,7 @@ pub struct Operation {
     /// The effective security requirement; `null` when the document says nothing.
     pub security: serde_json::Value,
     pub deprecated: bool,
+    pub data_classes: Vec<DataClassHit>,
 }
 
 /// An API with everything the inventory holds about it.

@@ -113,3 +113,28 @@ both_backends!(githubs_full_description_imports, |db: Db| async move {
     let (_, diff) = apis::reimport_spec(&db, api.summary.id, &spec, &context()).await.unwrap();
     assert!(diff.is_empty(), "the same document changes nothing");
 });
+
+both_backends!(data_classes_are_found_per_operation_and_api, |db: Db| async move {
+    let team = team(&db, "Payments").await;
+    let spec = openapi::parse(&fixture("plaid.json"), Format::Json).unwrap();
+    let api = apis::create_api(&db, team, "production", &spec, &context()).await.unwrap();
+    for class in ["bank_account", "email", "phone", "postal_address", "person_name", "credentials"] {
+        assert!(api.summary.data_classes.iter().any(|c| c == class), "plaid exposes {class}: {:?}", api.summary.data_classes);
+    }
+    let listed = apis::list_apis(&db).await.unwrap();
+    assert_eq!(listed[0].data_classes, api.summary.data_classes, "the list shows them too");
+    let with_email = api.operations.iter().filter(|o| o.data_classes.iter().any(|h| h.class == "email")).count();
+    assert!(with_email > 0 && with_email < api.operations.len(), "per operation, not per API: {with_email}");
+    let hit = api.operations.iter().flat_map(|o| &o.data_classes).find(|h| h.class == "bank_account").unwrap();
+    assert!(hit.field.contains('.'), "the field is named: {hit:?}");
+
+    // A changed shared schema alone changes the operations that use it.
+    let mut document: serde_json::Value = serde_yaml_ng::from_slice(&fixture("petstore-expanded.yaml")).unwrap();
+    let pets = apis::create_api(&db, team, "production", &openapi::parse(&serde_json::to_vec(&document).unwrap(), Format::Json).unwrap(), &context()).await.unwrap();
+    assert!(pets.summary.data_classes.is_empty(), "{:?}", pets.summary.data_classes);
+    document["components"]["schemas"]["NewPet"]["properties"]["owner_email"] = serde_json::json!({"type": "string", "format": "email"});
+    let changed = openapi::parse(&serde_json::to_vec(&document).unwrap(), Format::Json).unwrap();
+    let (after, diff) = apis::reimport_spec(&db, pets.summary.id, &changed, &context()).await.unwrap();
+    assert_eq!(diff.changed, ["GET /pets", "GET /pets/{id}", "POST /pets"], "{diff:?}");
+    assert_eq!(after.summary.data_classes, ["email"]);
+});

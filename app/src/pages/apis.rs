@@ -89,7 +89,7 @@ fn apis_table(list: Vec<ApiSummary>) -> AnyView {
     }
     view! {
         <table data-testid="apis">
-            <thead><tr><th>"API"</th><th>"Team"</th><th>"Environment"</th><th>"Version"</th><th>"Lifecycle"</th><th>"Operations"</th><th>"Updated"</th></tr></thead>
+            <thead><tr><th>"API"</th><th>"Team"</th><th>"Environment"</th><th>"Version"</th><th>"Lifecycle"</th><th>"Operations"</th><th>"Data classes"</th><th>"Updated"</th></tr></thead>
             <tbody>
                 {list.into_iter().map(|api| view! {
                     <tr>
@@ -99,6 +99,7 @@ fn apis_table(list: Vec<ApiSummary>) -> AnyView {
                         <td>{api.version}</td>
                         <td>{api.lifecycle.as_str()}</td>
                         <td>{api.operation_count}</td>
+                        <td>{class_list(api.data_classes)}</td>
                         <td>{format_time(api.updated_at)}</td>
                     </tr>
                 }).collect_view()}
@@ -212,13 +213,39 @@ fn security_text(security: &serde_json::Value) -> String {
     }
 }
 
+fn class_list(classes: Vec<String>) -> String {
+    if classes.is_empty() { "none found".to_owned() } else { classes.join(", ") }
+}
+
+/// Each class with the fields it was found in, as a tooltip.
+fn class_details(hits: &[store::DataClassHit]) -> AnyView {
+    let mut classes: Vec<&str> = hits.iter().map(|hit| hit.class.as_str()).collect();
+    classes.sort();
+    classes.dedup();
+    if classes.is_empty() {
+        return "—".into_any();
+    }
+    classes
+        .into_iter()
+        .map(|class| {
+            let fields: Vec<String> = hits
+                .iter()
+                .filter(|hit| hit.class == class)
+                .map(|hit| format!("{} {}", hit.direction, hit.field))
+                .collect();
+            view! { <span class="data-class" title=fields.join("\n")>{class.to_owned()}</span>" " }
+        })
+        .collect_view()
+        .into_any()
+}
+
 fn operations_table(operations: Vec<Operation>) -> AnyView {
     if operations.is_empty() {
         return view! { <p>"The document declares no operations."</p> }.into_any();
     }
     view! {
         <table data-testid="operations">
-            <thead><tr><th>"Method"</th><th>"Path"</th><th>"Operation"</th><th>"Summary"</th><th>"Authentication"</th></tr></thead>
+            <thead><tr><th>"Method"</th><th>"Path"</th><th>"Operation"</th><th>"Summary"</th><th>"Authentication"</th><th>"Data classes"</th></tr></thead>
             <tbody>
                 {operations.into_iter().map(|operation| view! {
                     <tr class:deprecated=operation.deprecated>
@@ -227,6 +254,7 @@ fn operations_table(operations: Vec<Operation>) -> AnyView {
                         <td>{operation.operation_id.clone().unwrap_or_default()}</td>
                         <td>{operation.summary.clone()}</td>
                         <td>{security_text(&operation.security)}</td>
+                        <td>{class_details(&operation.data_classes)}</td>
                     </tr>
                 }).collect_view()}
             </tbody>

@@ -29,6 +29,8 @@ pub struct ApiSummaryBody {
     pub sunset_at: Option<i64>,
     pub operation_count: i64,
     pub updated_at: i64,
+    /// Every data class its operations receive or return.
+    pub data_classes: Vec<String>,
 }
 
 impl From<ApiSummary> for ApiSummaryBody {
@@ -44,6 +46,7 @@ impl From<ApiSummary> for ApiSummaryBody {
             sunset_at: api.sunset_at,
             operation_count: api.operation_count,
             updated_at: api.updated_at,
+            data_classes: api.data_classes,
         }
     }
 }
@@ -67,6 +70,19 @@ pub struct OperationBody {
     #[schema(value_type = Object)]
     pub security: serde_json::Value,
     pub deprecated: bool,
+    /// Fields that carry a data class, found in the schemas.
+    pub data_classes: Vec<DataClassBody>,
+}
+
+/// A field of an operation that carries a data class.
+#[derive(Serialize, ToSchema)]
+pub struct DataClassBody {
+    /// `email`, `payment_card`, … or a custom class from `x-data-class`.
+    pub class: String,
+    /// `request` or `response`.
+    pub direction: String,
+    /// Where: `query.phone`, `body.customer.email`, `200.body.items[].iban`.
+    pub field: String,
 }
 
 impl From<Operation> for OperationBody {
@@ -82,6 +98,11 @@ impl From<Operation> for OperationBody {
             responses: operation.responses,
             security: operation.security,
             deprecated: operation.deprecated,
+            data_classes: operation
+                .data_classes
+                .into_iter()
+                .map(|hit| DataClassBody { class: hit.class, direction: hit.direction, field: hit.field })
+                .collect(),
         }
     }
 }
