@@ -22,7 +22,7 @@ pub async fn sign_now(db: &Db, master: &MasterKey) -> Result<(), String> {
 pub fn spawn(db: Db, master: Arc<MasterKey>, policy: CheckpointPolicy) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut failing = false;
+        let mut outage = crate::outage::Outage::new("audit checkpoints");
         loop {
             tick.tick().await;
             let signed = async {
@@ -32,18 +32,7 @@ pub fn spawn(db: Db, master: Arc<MasterKey>, policy: CheckpointPolicy) {
                 checkpoints::checkpoint_if_due(&db, &signer, policy).await
             }
             .await;
-            match signed {
-                Ok(_) if failing => {
-                    tracing::info!("audit checkpoints signed again");
-                    failing = false;
-                }
-                Ok(_) => {}
-                Err(error) if !failing => {
-                    tracing::warn!(%error, "cannot sign audit checkpoints; entries are still chained");
-                    failing = true;
-                }
-                Err(_) => {}
-            }
+            outage.record(&signed);
         }
     });
 }

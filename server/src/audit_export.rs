@@ -139,22 +139,11 @@ pub async fn export_once(db: &Db, path: &Path) -> Result<usize, String> {
 /// Keeps the file up to date every `interval`, warning (once per outage) while it cannot.
 pub fn spawn(db: Db, path: PathBuf, interval: Duration) {
     tokio::spawn(async move {
-        let mut failing = false;
+        let mut outage = crate::outage::Outage::new("audit export file");
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            match export_once(&db, &path).await {
-                Ok(_) if failing => {
-                    tracing::info!(path = %path.display(), "audit export recovered");
-                    failing = false;
-                }
-                Ok(_) => {}
-                Err(error) if !failing => {
-                    tracing::warn!(%error, "audit export failing; entries stay in the database and will follow");
-                    failing = true;
-                }
-                Err(_) => {}
-            }
+            outage.record(&export_once(&db, &path).await);
         }
     });
 }

@@ -78,25 +78,11 @@ fn without_url(error: &reqwest::Error) -> String {
 pub fn spawn(db: Db, webhook: Webhook) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
-        let mut failing = false;
+        let mut outage = crate::outage::Outage::new("audit webhook");
         loop {
-            match webhook.deliver_once(&db).await {
-                Ok(_) => {
-                    if failing {
-                        tracing::info!(sink = %webhook.sink_id, "audit webhook recovered");
-                    }
-                    failing = false;
-                    backoff = Duration::from_secs(1);
-                }
-                Err(error) => {
-                    if !failing {
-                        tracing::warn!(%error, "audit webhook failing; entries stay in the database and will follow");
-                    }
-                    failing = true;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-            tokio::time::sleep(if failing { backoff } else { Duration::from_secs(1) }).await;
+            let failing = outage.record(&webhook.deliver_once(&db).await);
+            backoff = if failing { (backoff * 2).min(MAX_BACKOFF) } else { Duration::from_secs(1) };
+            tokio::time::sleep(backoff).await;
         }
     });
 }

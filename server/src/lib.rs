@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod outage;
 pub mod router;
 pub mod security;
 pub mod startup;

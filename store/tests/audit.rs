@@ -7,31 +7,7 @@ use store::audit::{self, AuditContext, Change, GENESIS_HASH, verify_chain, verif
 use store::{Db, both_backends};
 
 fn chain(len: usize) -> Vec<AuditEntry> {
-    let mut entries: Vec<AuditEntry> = Vec::with_capacity(len);
-    for i in 0..len {
-        let prev_hash = entries.last().map_or(GENESIS_HASH.to_owned(), |e: &AuditEntry| e.hash.clone());
-        let mut entry = AuditEntry {
-            seq: i as i64 + 1,
-            at: 1_700_000_000_000 + i as i64,
-            actor_type: "user".into(),
-            actor_id: Some(i as i64 % 3),
-            actor_label: format!("user{}@example.com", i % 3),
-            action: ["account.create", "session.login", "team.create"][i % 3].into(),
-            target_type: "account".into(),
-            target_id: (i * 7).to_string(),
-            outcome: "success".into(),
-            source: "10.0.0.1".into(),
-            user_agent: "test".into(),
-            request_id: format!("req-{i}"),
-            reason: (i % 4 == 0).then(|| "because".to_owned()),
-            details: serde_json::json!({"after": {"role": "developer", "n": i}}),
-            prev_hash,
-            hash: String::new(),
-        };
-        entry.hash = entry.compute_hash();
-        entries.push(entry);
-    }
-    entries
+    store::testing::sample_chain(len)
 }
 
 #[derive(Clone, Debug)]

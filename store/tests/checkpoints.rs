@@ -164,31 +164,7 @@ both_backends!(a_cut_tail_and_a_forged_signature_are_caught, |db: Db| async move
 });
 
 fn chain(len: usize) -> Vec<AuditEntry> {
-    let mut entries: Vec<AuditEntry> = Vec::with_capacity(len);
-    for i in 0..len {
-        let prev_hash = entries.last().map_or(GENESIS_HASH.to_owned(), |e: &AuditEntry| e.hash.clone());
-        let mut entry = AuditEntry {
-            seq: i as i64 + 1,
-            at: 1_700_000_000_000 + i as i64,
-            actor_type: "user".into(),
-            actor_id: Some(1),
-            actor_label: "user@example.com".into(),
-            action: "team.create".into(),
-            target_type: "team".into(),
-            target_id: i.to_string(),
-            outcome: "success".into(),
-            source: "10.0.0.1".into(),
-            user_agent: String::new(),
-            request_id: String::new(),
-            reason: None,
-            details: serde_json::json!({"n": i}),
-            prev_hash,
-            hash: String::new(),
-        };
-        entry.hash = entry.compute_hash();
-        entries.push(entry);
-    }
-    entries
+    store::testing::sample_chain(len)
 }
 
 /// A checkpoint every `every` entries.
