@@ -55,6 +55,8 @@ test('a developer imports an OpenAPI document, sees its operations and re-import
   await expect(page.getByTestId('api-team')).toHaveText('Pets Team');
   const operations = page.getByTestId('operations');
   await expect(operations.locator('tbody tr')).toHaveCount(4);
+  await expect(page.getByTestId('score')).toContainText('Score 71 / 100');
+  await expect(page.getByTestId('findings')).toContainText('object-level (L2) rule');
   await expect(operations.getByRole('row', { name: /DELETE \/pets\/\{id\} deletePet/ })).toBeVisible();
 
   // Re-import with one operation removed: the diff is shown and applied.
@@ -84,6 +86,14 @@ test('a developer imports an OpenAPI document, sees its operations and re-import
   await page.getByRole('button', { name: 'Re-import' }).click();
   await expect(page.getByTestId('diff')).toContainText('Added (1)');
   await expect(operations.getByRole('row', { name: /listOwners/ })).toContainText('email');
+  // …to anyone: a high finding, and the Overview's score for the estate drops with it.
+  await expect(page.getByTestId('findings').getByRole('row', { name: /GET \/owners.*returns email to callers that need no credentials/ })).toBeVisible();
+  await page.goto('/');
+  await expect(page.getByTestId('estate-score')).toContainText('Estate score');
+  const row = page.getByTestId('estate').getByRole('row', { name: /Swagger Petstore/ });
+  await expect(row).toBeVisible();
+  const score = Number((await row.locator('td').nth(2).textContent())!.trim());
+  expect(score).toBeLessThan(71);
   const apiUrl = page.url();
   await signOut(page);
 

@@ -142,6 +142,8 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("audit_chain_status", Allowed::Roles(READERS), String::new()),
         ("list_apis", Allowed::SignedIn, String::new()),
         ("get_api", Allowed::SignedIn, format!("api_id={api}")),
+        ("get_api_posture", Allowed::SignedIn, format!("api_id={api}")),
+        ("get_estate_posture", Allowed::SignedIn, String::new()),
         ("import_api", Allowed::PaymentsWriters, format!("team_id={team}&environment=production&document={document}")),
         ("reimport_api", Allowed::PaymentsWriters, format!("api_id={api}&document={document}")),
     ]

@@ -49,6 +49,22 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     assert_eq!(listed[0]["operation_count"], 4);
     assert_eq!(listed[0]["data_classes"], serde_json::json!([]), "the petstore carries no personal data");
     let fetched = body_json(app.send(bearer_get(&format!("/api/v1/apis/{id}"), Some(&other_token))).await).await;
+    // Its posture: two operations take an object id with no object-level rule, and no
+    // rate limit is set. 100 − 25 × (0.5 + 0.5 × 2/4) − 10 = 71.
+    let rules: Vec<(String, String)> = fetched["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule"].as_str().unwrap().to_owned(), f["operation"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(rules, [
+        ("object-id-without-object-rule".to_owned(), "DELETE /pets/{id}".to_owned()),
+        ("object-id-without-object-rule".to_owned(), "GET /pets/{id}".to_owned()),
+        ("no-rate-limit".to_owned(), String::new()),
+    ]);
+    assert_eq!(fetched["score"], 71);
+    assert_eq!(listed[0]["score"], 71);
+    assert_eq!(listed[0]["high_findings"], 2);
     let find_pets = fetched["operations"].as_array().unwrap().iter().find(|o| o["operation_id"] == "findPets").unwrap();
     assert_eq!(find_pets["parameters"][1]["name"], "limit");
 
@@ -69,6 +85,12 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     assert_eq!(reimported["api"]["data_classes"], serde_json::json!(["email"]));
     let owners = reimported["api"]["operations"].as_array().unwrap().iter().find(|o| o["path"] == "/owners").unwrap().clone();
     assert_eq!(owners["data_classes"], serde_json::json!([{"class": "email", "direction": "response", "field": "200.body[].email"}]));
+    // …to anyone, in a list without paging: two more findings, and the score drops.
+    let findings = reimported["api"]["findings"].as_array().unwrap();
+    for rule in ["sensitive-data-without-authentication", "unbounded-list"] {
+        assert!(findings.iter().any(|f| f["rule"] == rule && f["operation"] == "GET /owners"), "{rule}: {findings:?}");
+    }
+    assert!(reimported["api"]["score"].as_i64().unwrap() < 71);
 
     // Another team's developer can read but not change it, nor register for Payments.
     let refused = app.send(send_document("PUT", &path, &other_token, "application/json", body.clone())).await;

@@ -337,3 +337,36 @@ pub async fn find_owner(db: &Db, api: ApiId) -> Result<TeamId, StoreError> {
         sqlx::query_scalar("SELECT team_id FROM api WHERE api_id = $1").bind(api.0).fetch_optional(db.pool()).await?;
     team.map(TeamId).ok_or(StoreError::NotFound("API"))
 }
+
+async fn team_members(db: &Db, team: TeamId) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM team_member WHERE team_id = $1").bind(team.0).fetch_one(db.pool()).await?)
+}
+
+/// One API's posture findings and score.
+pub async fn find_posture(db: &Db, api: ApiId) -> Result<crate::ApiPosture, StoreError> {
+    let detail = find_api(db, api).await?;
+    let members = team_members(db, detail.summary.team_id).await?;
+    let findings = crate::findings::check_api(&detail, members, now_millis());
+    let score = crate::findings::score(&findings, detail.operations.len());
+    Ok(crate::ApiPosture { api: detail.summary, score, findings })
+}
+
+/// Every API's score and finding counts, worst first, and the estate's mean score.
+pub async fn estate_posture(db: &Db) -> Result<crate::EstatePosture, StoreError> {
+    let mut apis = Vec::new();
+    for summary in list_apis(db).await? {
+        let posture = find_posture(db, summary.id).await?;
+        let count = |severity| posture.findings.iter().filter(|f| f.severity == severity).count();
+        apis.push(crate::ApiScore {
+            score: posture.score,
+            high: count(crate::Severity::High),
+            medium: count(crate::Severity::Medium),
+            low: count(crate::Severity::Low),
+            api: posture.api,
+        });
+    }
+    apis.sort_by(|a, b| a.score.cmp(&b.score).then_with(|| a.api.name.cmp(&b.api.name)));
+    let score = (!apis.is_empty())
+        .then(|| (apis.iter().map(|a| f64::from(a.score)).sum::<f64>() / apis.len() as f64).round() as u8);
+    Ok(crate::EstatePosture { score, apis })
+}

@@ -22,6 +22,8 @@ pub mod demo;
 #[cfg(feature = "db")]
 mod error;
 #[cfg(feature = "db")]
+pub mod findings;
+#[cfg(feature = "db")]
 pub mod login_throttle;
 #[cfg(feature = "db")]
 pub mod openapi;

@@ -455,3 +455,63 @@ impl SpecDiff {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
+
+/// How much a posture finding matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+}
+
+/// A gap in an API's configuration, against the OWASP API Security Top 10 (2023).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable id of the check: `object-id-without-object-rule`.
+    pub rule: String,
+    /// The OWASP category: `API1:2023`.
+    pub owasp: String,
+    pub severity: Severity,
+    /// The operation concerned (`GET /pets/{id}`); `None` for the API as a whole.
+    pub operation: Option<String>,
+    /// What is wrong, in a sentence that follows the operation or API name.
+    pub title: String,
+    /// Where it is fixed in the dashboard.
+    pub fix: String,
+}
+
+/// One API's findings and score (0–100).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiPosture {
+    pub api: ApiSummary,
+    pub score: u8,
+    pub findings: Vec<Finding>,
+}
+
+/// Every API's score and finding counts, and the estate's mean score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EstatePosture {
+    /// `None` when no API is registered.
+    pub score: Option<u8>,
+    pub apis: Vec<ApiScore>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiScore {
+    pub api: ApiSummary,
+    pub score: u8,
+    pub high: usize,
+    pub medium: usize,
+    pub low: usize,
+}

@@ -3,7 +3,7 @@
 
 use crate::error::AppError;
 use leptos::prelude::*;
-use store::{ApiDetail, ApiSummary, SpecDiff};
+use store::{ApiDetail, ApiPosture, ApiSummary, EstatePosture, SpecDiff};
 
 #[cfg(feature = "ssr")]
 use crate::auth::ssr::{audit_context, fail, require, require_signed_in, state, store_error};
@@ -44,6 +44,20 @@ pub async fn list_apis() -> Result<Vec<ApiSummary>, AppError> {
 pub async fn get_api(api_id: i64) -> Result<ApiDetail, AppError> {
     require_signed_in()?;
     apis::find_api(&state()?.db, ApiId(api_id)).await.map_err(store_error)
+}
+
+/// Anyone signed in: an API's posture findings and score.
+#[server(prefix = "/rpc", endpoint = "get_api_posture")]
+pub async fn get_api_posture(api_id: i64) -> Result<ApiPosture, AppError> {
+    require_signed_in()?;
+    apis::find_posture(&state()?.db, ApiId(api_id)).await.map_err(store_error)
+}
+
+/// Anyone signed in: every API's score and finding counts, and the estate's.
+#[server(prefix = "/rpc", endpoint = "get_estate_posture")]
+pub async fn get_estate_posture() -> Result<EstatePosture, AppError> {
+    require_signed_in()?;
+    apis::estate_posture(&state()?.db).await.map_err(store_error)
 }
 
 /// Developers for their own teams, security and admins for any: registers an API from a

@@ -2,14 +2,14 @@
 //! page with its operations and re-import.
 
 use crate::api::admin::list_teams;
-use crate::api::inventory::{ImportApi, ReimportApi, get_api, list_apis};
+use crate::api::inventory::{ImportApi, ReimportApi, get_api, get_api_posture, list_apis};
 use crate::auth::use_me;
 use crate::components::{ErrorMessage, Loaded, format_optional_time, format_time};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
-use store::{ApiDetail, ApiSummary, Operation, Principal, SpecDiff, Team};
+use store::{ApiDetail, ApiPosture, ApiSummary, Finding, Operation, Principal, SpecDiff, Team};
 
 #[component]
 pub fn ApisPage() -> impl IntoView {
@@ -115,6 +115,7 @@ pub fn ApiPage() -> impl IntoView {
     let api_id = move || params.read().get("api_id").and_then(|id| id.parse::<i64>().ok()).unwrap_or(-1);
     let reimport = ServerAction::<ReimportApi>::new();
     let api = Resource::new(move || (api_id(), reimport.version().get()), |(id, _)| get_api(id));
+    let posture = Resource::new(move || (api_id(), reimport.version().get()), |(id, _)| get_api_posture(id));
     let me = use_me();
     view! {
         <Title text="API"/>
@@ -123,6 +124,10 @@ pub fn ApiPage() -> impl IntoView {
             view! {
                 <h1>{api.summary.name.clone()}</h1>
                 <ApiFacts api=api.clone()/>
+                <section class="card" id="findings">
+                    <h2>"Posture"</h2>
+                    <Loaded resource=posture render=findings_view/>
+                </section>
                 {can_change.then(|| view! { <Reimport reimport api_id=api.summary.id.0/> })}
                 <section class="card">
                     <h2>"Operations"</h2>
@@ -211,6 +216,30 @@ fn security_text(security: &serde_json::Value) -> String {
             .collect::<Vec<_>>()
             .join(" or "),
     }
+}
+
+fn findings_view(posture: ApiPosture) -> AnyView {
+    let count = posture.findings.len();
+    view! {
+        <p data-testid="score">"Score " <strong>{posture.score}</strong> " / 100 · " {count} " findings (OWASP API Security Top 10, 2023)"</p>
+        {(!posture.findings.is_empty()).then(|| view! {
+            <table data-testid="findings">
+                <thead><tr><th>"Severity"</th><th>"OWASP"</th><th>"Where"</th><th>"Finding"</th><th>"Fix"</th></tr></thead>
+                <tbody>
+                    {posture.findings.into_iter().map(|finding: Finding| view! {
+                        <tr class=format!("severity-{}", finding.severity.as_str())>
+                            <td>{finding.severity.as_str()}</td>
+                            <td>{finding.owasp}</td>
+                            <td>{finding.operation.unwrap_or_else(|| "the whole API".to_owned())}</td>
+                            <td>{finding.title}</td>
+                            <td><a href=finding.fix>"settings"</a></td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        })}
+    }
+    .into_any()
 }
 
 fn class_list(classes: Vec<String>) -> String {

@@ -1,10 +1,11 @@
 //! The overview: who you are and where the estate stands. Only real figures appear here.
 
 use crate::auth::use_me;
-use crate::components::EmptyState;
+use crate::api::inventory::get_estate_posture;
+use crate::components::{EmptyState, Loaded};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use store::Role;
+use store::{EstatePosture, Role};
 
 fn role_summary(role: Role) -> &'static str {
     match role {
@@ -31,13 +32,44 @@ pub fn OverviewPage() -> impl IntoView {
                 </section>
             }
         })}
-        <EmptyState title="Your API estate at a glance">
-            <p>
-                "Once APIs are registered and agents report decisions, this page shows how many APIs "
-                "you have and how each is protected (authentication, authorization levels L1–L4), "
-                "the active policy revision and how much of the agent fleet runs it, and the top "
-                "risk signals and posture findings. Nothing is registered yet, so there are no figures to show."
-            </p>
-        </EmptyState>
+        <Loaded resource=Resource::new(|| (), |_| get_estate_posture()) render=estate_view/>
     }
+}
+
+fn estate_view(estate: EstatePosture) -> AnyView {
+    let Some(score) = estate.score else {
+        return view! {
+            <EmptyState title="Your API estate at a glance">
+                <p>
+                    "Once APIs are registered, this page shows how many there are and their posture "
+                    "findings against the OWASP API Security Top 10. Nothing is registered yet, so "
+                    "there are no figures to show."
+                </p>
+            </EmptyState>
+        }
+        .into_any();
+    };
+    let count = estate.apis.len();
+    view! {
+        <section class="card">
+            <h2>"API posture"</h2>
+            <p data-testid="estate-score">"Estate score " <strong>{score}</strong> " / 100 over " {count} " APIs (the mean of each API's score)."</p>
+            <table data-testid="estate">
+                <thead><tr><th>"API"</th><th>"Team"</th><th>"Score"</th><th>"High"</th><th>"Medium"</th><th>"Low"</th></tr></thead>
+                <tbody>
+                    {estate.apis.into_iter().map(|scored| view! {
+                        <tr>
+                            <td><a href=format!("/apis/{}#findings", scored.api.id)>{scored.api.name}</a></td>
+                            <td>{scored.api.team_name}</td>
+                            <td>{scored.score}</td>
+                            <td>{scored.high}</td>
+                            <td>{scored.medium}</td>
+                            <td>{scored.low}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+    .into_any()
 }

@@ -107,10 +107,54 @@ impl From<Operation> for OperationBody {
     }
 }
 
+/// A posture finding (OWASP API Security Top 10, 2023).
+#[derive(Serialize, ToSchema)]
+pub struct FindingBody {
+    /// Stable id of the check: `object-id-without-object-rule`.
+    pub rule: String,
+    /// `API1:2023` …
+    pub owasp: String,
+    /// `high`, `medium` or `low`.
+    pub severity: String,
+    /// The operation concerned; absent for the API as a whole.
+    pub operation: Option<String>,
+    pub title: String,
+    /// Dashboard path of the setting that fixes it.
+    pub fix: String,
+}
+
+impl From<store::Finding> for FindingBody {
+    fn from(finding: store::Finding) -> Self {
+        FindingBody {
+            rule: finding.rule,
+            owasp: finding.owasp,
+            severity: finding.severity.as_str().to_owned(),
+            operation: finding.operation,
+            title: finding.title,
+            fix: finding.fix,
+        }
+    }
+}
+
+/// An API in the list, with its posture.
+#[derive(Serialize, ToSchema)]
+pub struct ApiListItem {
+    #[serde(flatten)]
+    pub summary: ApiSummaryBody,
+    /// Posture score, 0–100.
+    pub score: u8,
+    pub high_findings: usize,
+    pub medium_findings: usize,
+    pub low_findings: usize,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ApiBody {
     #[serde(flatten)]
     pub summary: ApiSummaryBody,
+    /// Posture score, 0–100.
+    pub score: u8,
+    pub findings: Vec<FindingBody>,
     pub description: String,
     pub base_urls: Vec<String>,
     pub tags: Vec<String>,
@@ -122,10 +166,12 @@ pub struct ApiBody {
     pub operations: Vec<OperationBody>,
 }
 
-impl From<ApiDetail> for ApiBody {
-    fn from(api: ApiDetail) -> Self {
+impl ApiBody {
+    fn new(api: ApiDetail, posture: store::ApiPosture) -> Self {
         ApiBody {
             summary: api.summary.into(),
+            score: posture.score,
+            findings: posture.findings.into_iter().map(Into::into).collect(),
             description: api.description,
             base_urls: api.base_urls,
             tags: api.tags,
@@ -238,7 +284,8 @@ pub async fn create_api(
     let context = audit_context_for(&parts.headers, &parts.extensions, Actor::token(&principal));
     let environment = query.environment.unwrap_or_else(|| "production".to_owned());
     let api = apis::create_api(&state.db, team, &environment, &spec, &context).await?;
-    Ok((StatusCode::CREATED, Json(api.into())))
+    let posture = apis::find_posture(&state.db, api.summary.id).await?;
+    Ok((StatusCode::CREATED, Json(ApiBody::new(api, posture))))
 }
 
 /// Re-imports an API's document: the operations are replaced by a diff, atomically;
@@ -275,7 +322,8 @@ pub async fn reimport_spec(
     let (parts, spec) = read_document(request).await?;
     let context = audit_context_for(&parts.headers, &parts.extensions, Actor::token(&principal));
     let (api, diff) = apis::reimport_spec(&state.db, ApiId(id), &spec, &context).await?;
-    Ok(Json(ReimportBody { diff: diff.into(), api: api.into() }))
+    let posture = apis::find_posture(&state.db, ApiId(id)).await?;
+    Ok(Json(ReimportBody { diff: diff.into(), api: ApiBody::new(api, posture) }))
 }
 
 /// Every API in the inventory.
@@ -285,13 +333,26 @@ pub async fn reimport_spec(
     tag = "inventory",
     security(("bearer" = ["admin", "security", "developer", "auditor"])),
     responses(
-        (status = 200, description = "Every API, by name", body = Vec<ApiSummaryBody>),
+        (status = 200, description = "Every API with its posture, worst score first", body = Vec<ApiListItem>),
         (status = 401, description = "No valid token", body = ErrorBody),
     )
 )]
-pub async fn list_apis(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<ApiSummaryBody>>, ApiError> {
+pub async fn list_apis(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<ApiListItem>>, ApiError> {
     caller.require(|_| true)?;
-    Ok(Json(apis::list_apis(&state.db).await?.into_iter().map(Into::into).collect()))
+    let estate = apis::estate_posture(&state.db).await?;
+    Ok(Json(
+        estate
+            .apis
+            .into_iter()
+            .map(|scored| ApiListItem {
+                summary: scored.api.into(),
+                score: scored.score,
+                high_findings: scored.high,
+                medium_findings: scored.medium,
+                low_findings: scored.low,
+            })
+            .collect(),
+    ))
 }
 
 /// One API with its operations.
@@ -302,7 +363,7 @@ pub async fn list_apis(State(state): State<AppState>, caller: Caller) -> Result<
     params(("id" = i64, Path, description = "The API's id")),
     security(("bearer" = ["admin", "security", "developer", "auditor"])),
     responses(
-        (status = 200, description = "The API", body = ApiBody),
+        (status = 200, description = "The API with its operations, data classes and posture findings", body = ApiBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such API", body = ErrorBody),
     )
@@ -314,5 +375,7 @@ pub async fn get_api(
 ) -> Result<Json<ApiBody>, ApiError> {
     caller.require(|_| true)?;
     let Path(id) = id.map_err(|_| ApiError::NotFound("API".into()))?;
-    Ok(Json(apis::find_api(&state.db, ApiId(id)).await?.into()))
+    let api = apis::find_api(&state.db, ApiId(id)).await?;
+    let posture = apis::find_posture(&state.db, ApiId(id)).await?;
+    Ok(Json(ApiBody::new(api, posture)))
 }
