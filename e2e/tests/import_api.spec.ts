@@ -52,6 +52,7 @@ test('a developer imports an OpenAPI document, sees its operations and re-import
   await expect(page.getByTestId('apis').getByRole('row', { name: /Swagger Petstore/ })).toContainText('none found');
   await page.getByTestId('apis').getByRole('link', { name: 'Swagger Petstore' }).click();
   await expect(page.getByRole('heading', { name: 'Swagger Petstore' })).toBeVisible();
+  const apiUrl = page.url();
   await expect(page.getByTestId('api-team')).toHaveText('Pets Team');
   const operations = page.getByTestId('operations');
   await expect(operations.locator('tbody tr')).toHaveCount(4);
@@ -94,7 +95,6 @@ test('a developer imports an OpenAPI document, sees its operations and re-import
   await expect(row).toBeVisible();
   const score = Number((await row.locator('td').nth(2).textContent())!.trim());
   expect(score).toBeLessThan(71);
-  const apiUrl = page.url();
   await signOut(page);
 
   // Another team's developer reads the API but gets no way to change it.

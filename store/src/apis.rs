@@ -2,7 +2,6 @@
 //! re-imports applied as a diff in one transaction, audited with what they changed.
 
 use crate::audit::{self, AuditContext, Change};
-use crate::error::ResultExt;
 use crate::openapi::{ImportedOperation, ImportedSpec};
 use crate::data_classes::{classes_of, classify_operation};
 use crate::{ApiDetail, ApiId, ApiSummary, DataClassHit, Db, Lifecycle, Operation, SpecDiff, StoreError, TeamId, now_millis};
@@ -70,14 +69,9 @@ pub async fn create_api(
     let environment = crate::text::clean_name("environment", environment, MAX_ENVIRONMENT_CHARS)?;
     let now = now_millis();
     let operations = classified(spec);
+    // Writing first (the team is checked by its foreign key) takes SQLite's write lock at
+    // once, instead of upgrading a read mid-transaction, which fails under concurrency.
     let mut tx = db.pool().begin().await?;
-    let team_exists: Option<i64> = sqlx::query_scalar("SELECT team_id FROM team WHERE team_id = $1")
-        .bind(team.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if team_exists.is_none() {
-        return Err(StoreError::NotFound("team"));
-    }
     let api_id: i64 = sqlx::query_scalar(
         "INSERT INTO api (team_id, name, description, environment, version, base_urls, tags, contacts, \
          openapi_version, spec_digest, components, data_classes, created_at, updated_at) \
@@ -98,7 +92,14 @@ pub async fn create_api(
     .bind(now)
     .fetch_one(&mut *tx)
     .await
-    .on_unique("API name")?;
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
+        _ => StoreError::from(error),
+    })
+    .map_err(|error| match error {
+        StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => StoreError::Conflict { field: "API name" },
+        other => other,
+    })?;
     for (operation, hits) in &operations {
         insert_operation(&mut tx, api_id, operation, hits).await?;
     }
@@ -148,8 +149,14 @@ pub async fn reimport_spec(
     context: &AuditContext,
 ) -> Result<(ApiDetail, SpecDiff), StoreError> {
     let mut tx = db.pool().begin().await?;
-    let before: Option<(String, String)> =
-        sqlx::query_as("SELECT version, spec_digest FROM api WHERE api_id = $1").bind(api.0).fetch_optional(&mut *tx).await?;
+    // A write first, so SQLite's write lock is taken at the start (see `create_api`).
+    let before: Option<(String, String)> = sqlx::query_as(
+        "UPDATE api SET updated_at = $1 WHERE api_id = $2 RETURNING version, spec_digest",
+    )
+    .bind(now_millis())
+    .bind(api.0)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some((old_version, old_digest)) = before else { return Err(StoreError::NotFound("API")) };
     let rows = sqlx::query(
         "SELECT api_operation_id, method, path, operation_id, summary, parameters, request_body, responses, \
