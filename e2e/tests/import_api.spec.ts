@@ -95,6 +95,15 @@ test('a developer imports an OpenAPI document, sees its operations and re-import
   await expect(row).toBeVisible();
   const score = Number((await row.locator('td').nth(2).textContent())!.trim());
   expect(score).toBeLessThan(71);
+
+  // Deprecated with a sunset date already past: a lifecycle finding appears.
+  await page.goto(apiUrl);
+  await waitForHydration(page);
+  await page.locator('select[name=lifecycle]').selectOption('deprecated');
+  await page.getByLabel('Sunset date (deprecated only)').fill('2020-01-31');
+  await page.getByRole('button', { name: 'Save lifecycle' }).click();
+  await expect(page.getByText('Lifecycle saved.')).toBeVisible();
+  await expect(page.getByTestId('findings')).toContainText('its sunset date has passed but it is not retired');
   await signOut(page);
 
   // Another team's developer reads the API but gets no way to change it.

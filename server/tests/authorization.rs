@@ -145,6 +145,7 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("get_api_posture", Allowed::SignedIn, format!("api_id={api}")),
         ("get_estate_posture", Allowed::SignedIn, String::new()),
         ("import_api", Allowed::PaymentsWriters, format!("team_id={team}&environment=production&document={document}")),
+        ("set_api_lifecycle", Allowed::PaymentsWriters, format!("api_id={api}&lifecycle=active&sunset=")),
         ("reimport_api", Allowed::PaymentsWriters, format!("api_id={api}&document={document}")),
     ]
 }

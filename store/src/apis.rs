@@ -377,3 +377,40 @@ pub async fn estate_posture(db: &Db) -> Result<crate::EstatePosture, StoreError>
         .then(|| (apis.iter().map(|a| f64::from(a.score)).sum::<f64>() / apis.len() as f64).round() as u8);
     Ok(crate::EstatePosture { score, apis })
 }
+
+/// Sets where an API is in its life. A sunset date belongs to a deprecated API only.
+pub async fn update_lifecycle(
+    db: &Db,
+    api: ApiId,
+    lifecycle: Lifecycle,
+    sunset_at: Option<i64>,
+    context: &AuditContext,
+) -> Result<ApiSummary, StoreError> {
+    if sunset_at.is_some() && lifecycle != Lifecycle::Deprecated {
+        return Err(StoreError::invalid("sunset", "only a deprecated API has a sunset date"));
+    }
+    let mut tx = db.pool().begin().await?;
+    // The old values come from before the write, in the same transaction, which the
+    // UPDATE's row lock (or SQLite's write lock) keeps consistent.
+    let before: Option<(String, Option<i64>)> = sqlx::query_as(
+        "UPDATE api SET updated_at = $1 WHERE api_id = $2 RETURNING lifecycle, sunset_at",
+    )
+    .bind(now_millis())
+    .bind(api.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((old_lifecycle, old_sunset)) = before else { return Err(StoreError::NotFound("API")) };
+    sqlx::query("UPDATE api SET lifecycle = $1, sunset_at = $2 WHERE api_id = $3")
+        .bind(lifecycle.as_str())
+        .bind(sunset_at)
+        .bind(api.0)
+        .execute(&mut *tx)
+        .await?;
+    let details = serde_json::json!({
+        "before": {"lifecycle": old_lifecycle, "sunset_at": old_sunset},
+        "after": {"lifecycle": lifecycle.as_str(), "sunset_at": sunset_at},
+    });
+    audit::append(&mut tx, context, Change::success("api.lifecycle", "api", api.0).with_details(details)).await?;
+    tx.commit().await?;
+    Ok(find_api(db, api).await?.summary)
+}

@@ -138,3 +138,31 @@ both_backends!(data_classes_are_found_per_operation_and_api, |db: Db| async move
     assert_eq!(diff.changed, ["GET /pets", "GET /pets/{id}", "POST /pets"], "{diff:?}");
     assert_eq!(after.summary.data_classes, ["email"]);
 });
+
+both_backends!(lifecycle_changes_are_checked_audited_and_found, |db: Db| async move {
+    use store::{Lifecycle, findings};
+    let team = team(&db, "Payments").await;
+    let spec = openapi::parse(&fixture("petstore-expanded.yaml"), Format::Yaml).unwrap();
+    let api = apis::create_api(&db, team, "production", &spec, &context()).await.unwrap();
+    let id = api.summary.id;
+    let refused = apis::update_lifecycle(&db, id, Lifecycle::Active, Some(1), &context()).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Invalid { field: "sunset", .. }), "{refused}");
+
+    let yesterday = store::now_millis() - 86_400_000;
+    let deprecated = apis::update_lifecycle(&db, id, Lifecycle::Deprecated, Some(yesterday), &context()).await.unwrap();
+    assert_eq!((deprecated.lifecycle, deprecated.sunset_at), (Lifecycle::Deprecated, Some(yesterday)));
+    let entry = audit::list_entries(&db, 0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(entry.action, "api.lifecycle");
+    assert_eq!(entry.details["before"]["lifecycle"], "active");
+    assert_eq!(entry.details["after"]["sunset_at"], yesterday);
+    // Past its sunset and still served: a high finding, and the members-less team another.
+    let posture = apis::find_posture(&db, id).await.unwrap();
+    let rules: Vec<&str> = posture.findings.iter().map(|f| f.rule.as_str()).collect();
+    assert!(rules.contains(&"sunset-api-still-served") && rules.contains(&"no-owner"), "{rules:?}");
+    let retired = apis::update_lifecycle(&db, id, Lifecycle::Retired, None, &context()).await.unwrap();
+    assert_eq!((retired.lifecycle, retired.sunset_at), (Lifecycle::Retired, None));
+    let posture = apis::find_posture(&db, id).await.unwrap();
+    assert!(!posture.findings.iter().any(|f| f.rule.starts_with("sunset")));
+    assert_eq!(posture.score, findings::score(&posture.findings, 4));
+    assert!(matches!(apis::update_lifecycle(&db, ApiId(999_999), Lifecycle::Active, None, &context()).await, Err(StoreError::NotFound("API"))));
+});

@@ -86,3 +86,26 @@ pub async fn reimport_api(api_id: i64, document: String) -> Result<SpecDiff, App
     let (_, diff) = apis::reimport_spec(&db, ApiId(api_id), &spec, &audit_context(&principal)).await.map_err(store_error)?;
     Ok(diff)
 }
+
+/// The owning team's developers, security and admins: sets the API's lifecycle; `sunset`
+/// is a date (YYYY-MM-DD, UTC) for a deprecated API, or empty.
+#[server(prefix = "/rpc", endpoint = "set_api_lifecycle")]
+pub async fn set_api_lifecycle(api_id: i64, lifecycle: String, sunset: String) -> Result<ApiSummary, AppError> {
+    let db = state()?.db;
+    let principal = require_signed_in()?;
+    let owner = apis::find_owner(&db, ApiId(api_id)).await.map_err(store_error)?;
+    if !principal.can_change_owned_by(owner) {
+        return Err(fail(AppError::Forbidden));
+    }
+    let lifecycle: store::Lifecycle = lifecycle.parse().map_err(|message: String| fail(AppError::invalid("lifecycle", message)))?;
+    let sunset_at = match sunset.trim() {
+        "" => None,
+        date => {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            let day = time::Date::parse(date, &format)
+                .map_err(|_| fail(AppError::invalid("sunset", "give the date as YYYY-MM-DD")))?;
+            Some((day.midnight().assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
+        }
+    };
+    apis::update_lifecycle(&db, ApiId(api_id), lifecycle, sunset_at, &audit_context(&principal)).await.map_err(store_error)
+}

@@ -2,7 +2,7 @@
 //! page with its operations and re-import.
 
 use crate::api::admin::list_teams;
-use crate::api::inventory::{ImportApi, ReimportApi, get_api, get_api_posture, list_apis};
+use crate::api::inventory::{ImportApi, ReimportApi, SetApiLifecycle, get_api, get_api_posture, list_apis};
 use crate::auth::use_me;
 use crate::components::{ErrorMessage, Loaded, format_optional_time, format_time};
 use leptos::form::ActionForm;
@@ -114,8 +114,10 @@ pub fn ApiPage() -> impl IntoView {
     let params = use_params_map();
     let api_id = move || params.read().get("api_id").and_then(|id| id.parse::<i64>().ok()).unwrap_or(-1);
     let reimport = ServerAction::<ReimportApi>::new();
-    let api = Resource::new(move || (api_id(), reimport.version().get()), |(id, _)| get_api(id));
-    let posture = Resource::new(move || (api_id(), reimport.version().get()), |(id, _)| get_api_posture(id));
+    let lifecycle = ServerAction::<SetApiLifecycle>::new();
+    let changes = move || (api_id(), reimport.version().get(), lifecycle.version().get());
+    let api = Resource::new(changes, |(id, ..)| get_api(id));
+    let posture = Resource::new(changes, |(id, ..)| get_api_posture(id));
     let me = use_me();
     view! {
         <Title text="API"/>
@@ -128,7 +130,10 @@ pub fn ApiPage() -> impl IntoView {
                     <h2>"Posture"</h2>
                     <Loaded resource=posture render=findings_view/>
                 </section>
-                {can_change.then(|| view! { <Reimport reimport api_id=api.summary.id.0/> })}
+                {can_change.then(|| view! {
+                    <LifecycleForm lifecycle api_id=api.summary.id.0 current=api.summary.lifecycle/>
+                    <Reimport reimport api_id=api.summary.id.0/>
+                })}
                 <section class="card">
                     <h2>"Operations"</h2>
                     {operations_table(api.operations)}
@@ -155,6 +160,31 @@ fn ApiFacts(api: ApiDetail) -> impl IntoView {
                 <dt>"Registered"</dt><dd>{format_time(api.created_at)}", updated "{format_time(summary.updated_at)}</dd>
             </dl>
             <p>{api.description}</p>
+        </section>
+    }
+}
+
+#[component]
+fn LifecycleForm(lifecycle: ServerAction<SetApiLifecycle>, api_id: i64, current: store::Lifecycle) -> impl IntoView {
+    let option = move |value: store::Lifecycle, label: &'static str| {
+        view! { <option value=value.as_str() selected=current == value>{label}</option> }
+    };
+    view! {
+        <section class="card" id="lifecycle">
+            <h2>"Lifecycle"</h2>
+            <ActionForm action=lifecycle>
+                <input type="hidden" name="api_id" value=api_id/>
+                <label>"Lifecycle"
+                    <select name="lifecycle">
+                        {option(store::Lifecycle::Active, "active")}
+                        {option(store::Lifecycle::Deprecated, "deprecated")}
+                        {option(store::Lifecycle::Retired, "retired")}
+                    </select>
+                </label>
+                <label>"Sunset date (deprecated only)" <input type="date" name="sunset"/></label>
+                <button type="submit">"Save lifecycle"</button>
+            </ActionForm>
+            <crate::components::ActionOutcome value=lifecycle.value() success="Lifecycle saved."/>
         </section>
     }
 }
