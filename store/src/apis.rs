@@ -57,6 +57,37 @@ fn all_classes(operations: &[(&ImportedOperation, Vec<DataClassHit>)]) -> Vec<St
     classes_of(&operations.iter().flat_map(|(_, hits)| hits.iter().cloned()).collect::<Vec<_>>())
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds what an API takes from its document, as `$1`…`$9`: description, version, base
+/// URLs, tags, contacts, OpenAPI version, digest, components, data classes.
+fn bind_spec<'q>(query: AnyQuery<'q>, spec: &'q ImportedSpec, classes: &[String]) -> AnyQuery<'q> {
+    query
+        .bind(&spec.description)
+        .bind(&spec.version)
+        .bind(json_text(&spec.servers))
+        .bind(json_text(&spec.tags))
+        .bind(json_text(&spec.contacts))
+        .bind(&spec.openapi_version)
+        .bind(&spec.digest)
+        .bind(json_text(&spec.components))
+        .bind(json_text(&classes))
+}
+
+/// Binds what an operation takes from its document, as `$1`…`$8`: operationId, summary,
+/// parameters, request body, responses, security, deprecated, data classes.
+fn bind_operation<'q>(query: AnyQuery<'q>, operation: &'q ImportedOperation, hits: &[DataClassHit]) -> AnyQuery<'q> {
+    query
+        .bind(&operation.operation_id)
+        .bind(&operation.summary)
+        .bind(json_text(&operation.parameters))
+        .bind(json_text(&operation.request_body))
+        .bind(json_text(&operation.responses))
+        .bind(json_text(&operation.security))
+        .bind(i64::from(operation.deprecated))
+        .bind(json_text(&hits))
+}
+
 /// Registers an API from its document, owned by `team`, with all its operations.
 pub async fn create_api(
     db: &Db,
@@ -72,34 +103,24 @@ pub async fn create_api(
     // Writing first (the team is checked by its foreign key) takes SQLite's write lock at
     // once, instead of upgrading a read mid-transaction, which fails under concurrency.
     let mut tx = db.pool().begin().await?;
-    let api_id: i64 = sqlx::query_scalar(
-        "INSERT INTO api (team_id, name, description, environment, version, base_urls, tags, contacts, \
-         openapi_version, spec_digest, components, data_classes, created_at, updated_at) \
+    let insert = sqlx::query(
+        "INSERT INTO api (description, version, base_urls, tags, contacts, openapi_version, spec_digest, \
+         components, data_classes, team_id, name, environment, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING api_id",
-    )
-    .bind(team.0)
-    .bind(&name)
-    .bind(&spec.description)
-    .bind(&environment)
-    .bind(&spec.version)
-    .bind(json_text(&spec.servers))
-    .bind(json_text(&spec.tags))
-    .bind(json_text(&spec.contacts))
-    .bind(&spec.openapi_version)
-    .bind(&spec.digest)
-    .bind(json_text(&spec.components))
-    .bind(json_text(&all_classes(&operations)))
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|error| match &error {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
-        _ => StoreError::from(error),
-    })
-    .map_err(|error| match error {
-        StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => StoreError::Conflict { field: "API name" },
-        other => other,
-    })?;
+    );
+    let inserted = bind_spec(insert, spec, &all_classes(&operations))
+        .bind(team.0)
+        .bind(&name)
+        .bind(&environment)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict { field: "API name" },
+            _ => StoreError::from(error),
+        })?;
+    let api_id: i64 = inserted.try_get("api_id")?;
     for (operation, hits) in &operations {
         insert_operation(&mut tx, api_id, operation, hits).await?;
     }
@@ -118,23 +139,16 @@ async fn insert_operation(
     operation: &ImportedOperation,
     hits: &[DataClassHit],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO api_operation (api_id, method, path, operation_id, summary, parameters, request_body, \
-         responses, security, deprecated, data_classes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(api_id)
-    .bind(&operation.method)
-    .bind(&operation.path)
-    .bind(&operation.operation_id)
-    .bind(&operation.summary)
-    .bind(json_text(&operation.parameters))
-    .bind(json_text(&operation.request_body))
-    .bind(json_text(&operation.responses))
-    .bind(json_text(&operation.security))
-    .bind(i64::from(operation.deprecated))
-    .bind(json_text(&hits))
-    .execute(&mut **tx)
-    .await?;
+    let insert = sqlx::query(
+        "INSERT INTO api_operation (operation_id, summary, parameters, request_body, responses, security, \
+         deprecated, data_classes, api_id, method, path) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    );
+    bind_operation(insert, operation, hits)
+        .bind(api_id)
+        .bind(&operation.method)
+        .bind(&operation.path)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -195,21 +209,14 @@ pub async fn reimport_spec(
             }
             Some((_, old)) if old == fingerprint(operation, hits) => {}
             Some((id, _)) => {
-                sqlx::query(
+                let update = sqlx::query(
                     "UPDATE api_operation SET operation_id = $1, summary = $2, parameters = $3, request_body = $4, \
                      responses = $5, security = $6, deprecated = $7, data_classes = $8 WHERE api_operation_id = $9",
-                )
-                .bind(&operation.operation_id)
-                .bind(&operation.summary)
-                .bind(json_text(&operation.parameters))
-                .bind(json_text(&operation.request_body))
-                .bind(json_text(&operation.responses))
-                .bind(json_text(&operation.security))
-                .bind(i64::from(operation.deprecated))
-                .bind(json_text(hits))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                );
+                bind_operation(update, operation, hits)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 diff.changed.push(name);
             }
         }
@@ -221,23 +228,15 @@ pub async fn reimport_spec(
     diff.added.sort();
     diff.removed.sort();
     diff.changed.sort();
-    sqlx::query(
+    let update = sqlx::query(
         "UPDATE api SET description = $1, version = $2, base_urls = $3, tags = $4, contacts = $5, \
          openapi_version = $6, spec_digest = $7, components = $8, data_classes = $9, updated_at = $10 WHERE api_id = $11",
-    )
-    .bind(&spec.description)
-    .bind(&spec.version)
-    .bind(json_text(&spec.servers))
-    .bind(json_text(&spec.tags))
-    .bind(json_text(&spec.contacts))
-    .bind(&spec.openapi_version)
-    .bind(&spec.digest)
-    .bind(json_text(&spec.components))
-    .bind(json_text(&all_classes(&operations)))
-    .bind(now_millis())
-    .bind(api.0)
-    .execute(&mut *tx)
-    .await?;
+    );
+    bind_spec(update, spec, &all_classes(&operations))
+        .bind(now_millis())
+        .bind(api.0)
+        .execute(&mut *tx)
+        .await?;
     let listed = |names: &[String]| names.iter().take(MAX_LISTED_IN_AUDIT).cloned().collect::<Vec<_>>();
     let details = serde_json::json!({
         "before": {"version": old_version, "spec_digest": old_digest},
