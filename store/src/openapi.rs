@@ -328,15 +328,15 @@ fn read_operations(document: &Value, problems: &mut Vec<ImportProblem>) -> Vec<I
                 continue;
             };
             let operation_id = operation.get("operationId").and_then(Value::as_str).map(str::to_owned);
-            if let Some(id) = &operation_id {
-                if let Some(first) = operation_ids.insert(id.clone(), at.clone()) {
-                    problems.push(problem(format!("{at}/operationId"), format!("operationId `{id}` is also used at {first}")));
-                }
+            if let Some(id) = &operation_id
+                && let Some(first) = operation_ids.insert(id.clone(), at.clone())
+            {
+                problems.push(problem(format!("{at}/operationId"), format!("operationId `{id}` is also used at {first}")));
             }
             let parameters = merge_parameters(document, &shared_parameters, operation.get("parameters"), &at, problems);
             let request_body = match operation.get("requestBody") {
                 None => Value::Null,
-                Some(body) => resolve(document, body, &format!("{at}/requestBody")).map(Clone::clone).unwrap_or_else(|e| {
+                Some(body) => resolve(document, body, &format!("{at}/requestBody")).cloned().unwrap_or_else(|e| {
                     problems.push(e);
                     Value::Null
                 }),
@@ -348,7 +348,7 @@ fn read_operations(document: &Value, problems: &mut Vec<ImportProblem>) -> Vec<I
                         .iter()
                         .map(|(status, response)| {
                             let resolved = resolve(document, response, &format!("{at}/responses/{}", escape(status)))
-                                .map(Clone::clone)
+                                .cloned()
                                 .unwrap_or_else(|e| {
                                     problems.push(e);
                                     Value::Null

@@ -169,7 +169,7 @@ fn chain(len: usize) -> Vec<AuditEntry> {
 
 /// A checkpoint every `every` entries.
 fn signed(entries: &[AuditEntry], every: usize, signer: &Signer) -> Vec<Checkpoint> {
-    entries.iter().filter(|e| e.seq as usize % every == 0).map(|e| sign(signer, e.seq, &e.hash, e.at)).collect()
+    entries.iter().filter(|e| (e.seq as usize).is_multiple_of(every)).map(|e| sign(signer, e.seq, &e.hash, e.at)).collect()
 }
 
 /// Edits entry `index` and re-hashes everything after it.
