@@ -114,8 +114,14 @@ fn append_to_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// One writer at a time: the file's own last line is the resume point, so two exports
+/// running at once (the periodic one and the flush at shutdown) would both append the
+/// same lines.
+static FILE_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Copies every entry and checkpoint the file does not have yet; returns how many lines.
 pub async fn export_once(db: &Db, path: &Path) -> Result<usize, String> {
+    let _only_writer = FILE_WRITER.lock().await;
     let owned = path.to_path_buf();
     let mut cursor = tokio::task::spawn_blocking(move || resume_point(&owned))
         .await

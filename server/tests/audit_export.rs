@@ -233,3 +233,29 @@ async fn a_failing_sink_catches_up_on_sqlite() {
 async fn a_failing_sink_catches_up_on_postgres() {
     a_failing_sink_catches_up(Backend::Postgres).await;
 }
+
+/// The periodic export and the flush at shutdown can overlap: the file still gets each
+/// line once.
+#[tokio::test]
+async fn concurrent_exports_write_each_line_once() {
+    let database = TestDb::new(Backend::Sqlite).await;
+    let (signer, keys) = signer(&database.db).await;
+    add_entries(&database.db, 60).await;
+    checkpoint(&database.db, &signer).await;
+    let dir = std::env::temp_dir().join(format!("palisade-export-race-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let exports: Vec<_> = (0..4)
+        .map(|_| {
+            let (db, path) = (database.db.clone(), path.clone());
+            tokio::spawn(async move { export_once(&db, &path).await.unwrap() })
+        })
+        .collect();
+    let mut written = 0;
+    for export in exports {
+        written += export.await.unwrap();
+    }
+    assert_eq!(written, 61 + 1, "every line written once, by whichever export came first");
+    assert_eq!(verify_file(&path, &keys).unwrap().entries, 61);
+    std::fs::remove_dir_all(dir).unwrap();
+}

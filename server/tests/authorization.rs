@@ -273,6 +273,10 @@ app_test!(rest_routes_admit_only_documented_roles, |app: TestApp| async move {
                         builder = builder.header(http::header::CONTENT_TYPE, "application/json");
                         axum::body::Body::from(matrix_document(&format!("{route} by {caller:?}")))
                     }
+                    "patch" => {
+                        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+                        axum::body::Body::from(r#"{"lifecycle": "active"}"#)
+                    }
                     other => panic!("add a body to this test for {other} {path}"),
                 };
                 let response = world.app.send(builder.body(body).unwrap()).await;

@@ -101,6 +101,21 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN, "by name too");
     assert_eq!(app.send(send_document("PUT", "/api/v1/apis/424242/spec", &token, "application/json", body.clone())).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(app.send(bearer_get("/api/v1/apis/not-a-number", Some(&token))).await.status(), StatusCode::NOT_FOUND);
+
+    // The lifecycle, from CI: deprecated with a sunset date, checked and audited.
+    let patch = |token: &str, body: &str| send_document("PATCH", &format!("/api/v1/apis/{id}"), token, "application/json", body.to_owned());
+    let deprecated = app.send(patch(&token, r#"{"lifecycle": "deprecated", "sunset_at": 1893456000000}"#)).await;
+    assert_eq!(deprecated.status(), StatusCode::OK);
+    let deprecated = body_json(deprecated).await;
+    assert_eq!((deprecated["lifecycle"].as_str(), deprecated["sunset_at"].as_i64()), (Some("deprecated"), Some(1_893_456_000_000)));
+    assert_eq!(audit::list_entries(&app.db, 0, 1000).await.unwrap().pop().unwrap().action, "api.lifecycle");
+    for bad in [r#"{"lifecycle": "paused"}"#, r#"{"lifecycle": "active", "sunset_at": 1}"#, r#"{"lifecycle": "active", "owner": "x"}"#, "not json"] {
+        let response = app.send(patch(&token, bad)).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    assert_eq!(app.send(patch(&other_token, r#"{"lifecycle": "retired"}"#)).await.status(), StatusCode::FORBIDDEN);
+    let unchanged = body_json(app.send(bearer_get(&format!("/api/v1/apis/{id}"), Some(&token))).await).await;
+    assert_eq!(unchanged["lifecycle"], "deprecated", "refused changes changed nothing");
 });
 
 fn serde_yaml_ng_value(bytes: &[u8]) -> serde_json::Value {

@@ -379,3 +379,50 @@ pub async fn get_api(
     let posture = apis::find_posture(&state.db, ApiId(id)).await?;
     Ok(Json(ApiBody::new(api, posture)))
 }
+
+/// A change to what Palisade holds about an API beyond its document.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ApiChange {
+    /// `active`, `deprecated` or `retired`.
+    pub lifecycle: String,
+    /// Unix milliseconds; only for a deprecated API.
+    pub sunset_at: Option<i64>,
+}
+
+/// Sets an API's lifecycle: active, deprecated (with an optional sunset date) or retired.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/apis/{id}",
+    tag = "inventory",
+    params(("id" = i64, Path, description = "The API's id")),
+    request_body = ApiChange,
+    security(("bearer" = ["admin", "security", "developer"])),
+    responses(
+        (status = 200, description = "The API as it is now", body = ApiSummaryBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The API belongs to a team you are not in", body = ErrorBody),
+        (status = 404, description = "No such API", body = ErrorBody),
+        (status = 422, description = "Not a lifecycle, or a sunset date on an API that is not deprecated", body = ErrorBody),
+    )
+)]
+pub async fn update_api(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+    change: Result<Json<ApiChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ApiSummaryBody>, ApiError> {
+    let Path(id) = id.map_err(|_| ApiError::NotFound("API".into()))?;
+    let principal = caller.require(|p| p.role != store::Role::Auditor)?;
+    let owner = apis::find_owner(&state.db, ApiId(id)).await?;
+    if !principal.can_change_owned_by(owner) {
+        return Err(ApiError::Forbidden);
+    }
+    let Json(change) = change.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
+    let lifecycle: store::Lifecycle = change.lifecycle.parse().map_err(ApiError::Invalid)?;
+    let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
+    let api = apis::update_lifecycle(&state.db, ApiId(id), lifecycle, change.sunset_at, &context).await?;
+    Ok(Json(api.into()))
+}

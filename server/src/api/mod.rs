@@ -58,7 +58,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::list_audit_keys))
         .routes(routes!(apis::list_apis, apis::create_api))
-        .routes(routes!(apis::get_api))
+        .routes(routes!(apis::get_api, apis::update_api))
         .routes(routes!(apis::reimport_spec))
 }
 
