@@ -119,6 +119,14 @@ async fn first_start_creates_schema_and_admin(backend: Backend) {
     for role in Role::ALL {
         assert!(all.iter().any(|a| a.role == role), "demo has a {role}");
     }
+    // Two APIs with real gaps: the public customer lookup returns personal data.
+    let estate = store::apis::estate_posture(&database.db).await.unwrap();
+    assert_eq!(estate.apis.len(), 2);
+    let identity = estate.apis.iter().find(|a| a.api.name == "Customer Identity API").unwrap();
+    let posture = store::apis::find_posture(&database.db, identity.api.id).await.unwrap();
+    assert!(posture.findings.iter().any(|f| f.rule == "sensitive-data-without-authentication"
+        && f.operation.as_deref() == Some("GET /customers/lookup")), "{:?}", posture.findings);
+    assert!(identity.api.data_classes.contains(&"national_id".to_owned()), "{:?}", identity.api.data_classes);
     let (child, _, printed) = serve(&database.url, &["--demo"]);
     assert!(printed.iter().any(|l| l == "Demo data already present."), "{printed:?}");
     stop(child);

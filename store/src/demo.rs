@@ -1,5 +1,6 @@
 //! The demo data set behind `palisade serve --demo`: a small, realistic organisation
-//! (teams and one user of every role) to explore the dashboard with. Loading is idempotent.
+//! (teams, one user of every role, and two APIs with real posture gaps) to explore the
+//! dashboard with. Loading is idempotent.
 
 use crate::accounts::{self, NewAccount};
 use crate::passwords::Passwords;
@@ -14,6 +15,13 @@ pub struct DemoData {
     /// The one password all demo users share; `None` when the data was already there.
     pub password: Option<String>,
 }
+
+/// Demo APIs: (owning team, OpenAPI document). Written for the demo, with the gaps a real
+/// estate has (a public lookup returning personal data, lists without paging).
+const APIS: [(&str, &str); 2] = [
+    ("Payments", include_str!("../demo/payments.yaml")),
+    ("Identity", include_str!("../demo/customers.yaml")),
+];
 
 const TEAMS: [&str; 4] = ["Payments", "Identity", "Mobile Banking", "Data Platform"];
 
@@ -56,6 +64,15 @@ pub async fn load(db: &Db, passwords: &Passwords) -> Result<DemoData, StoreError
             password_hash: Some(hash.clone()),
         };
         match accounts::create_account(db, new, &context).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    for (team_name, document) in APIS {
+        let Some(team) = all_teams.iter().find(|team| team.name == team_name) else { continue };
+        let spec = crate::openapi::parse(document.as_bytes(), crate::openapi::Format::Yaml)
+            .map_err(|problems| StoreError::invalid("demo API", format!("{problems:?}")))?;
+        match crate::apis::create_api(db, team.id, "production", &spec, &context).await {
             Ok(_) | Err(StoreError::Conflict { .. }) => {}
             Err(error) => return Err(error),
         }
