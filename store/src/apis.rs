@@ -350,11 +350,15 @@ async fn team_members(db: &Db, team: TeamId) -> Result<i64, StoreError> {
 
 /// One API's posture findings and score.
 pub async fn find_posture(db: &Db, api: ApiId) -> Result<crate::ApiPosture, StoreError> {
-    let detail = find_api(db, api).await?;
+    posture_of(db, &find_api(db, api).await?).await
+}
+
+/// The posture of an API already loaded, so callers that hold it do not load it twice.
+pub async fn posture_of(db: &Db, detail: &ApiDetail) -> Result<crate::ApiPosture, StoreError> {
     let members = team_members(db, detail.summary.team_id).await?;
-    let findings = crate::findings::check_api(&detail, members, now_millis());
+    let findings = crate::findings::check_api(detail, members, now_millis());
     let score = crate::findings::score(&findings, detail.operations.len());
-    Ok(crate::ApiPosture { api: detail.summary, score, findings })
+    Ok(crate::ApiPosture { api: detail.summary.clone(), score, findings })
 }
 
 /// Every API's score and finding counts, worst first, and the estate's mean score.

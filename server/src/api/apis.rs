@@ -284,7 +284,7 @@ pub async fn create_api(
     let context = audit_context_for(&parts.headers, &parts.extensions, Actor::token(&principal));
     let environment = query.environment.unwrap_or_else(|| "production".to_owned());
     let api = apis::create_api(&state.db, team, &environment, &spec, &context).await?;
-    let posture = apis::find_posture(&state.db, api.summary.id).await?;
+    let posture = apis::posture_of(&state.db, &api).await?;
     Ok((StatusCode::CREATED, Json(ApiBody::new(api, posture))))
 }
 
@@ -322,7 +322,7 @@ pub async fn reimport_spec(
     let (parts, spec) = read_document(request).await?;
     let context = audit_context_for(&parts.headers, &parts.extensions, Actor::token(&principal));
     let (api, diff) = apis::reimport_spec(&state.db, ApiId(id), &spec, &context).await?;
-    let posture = apis::find_posture(&state.db, ApiId(id)).await?;
+    let posture = apis::posture_of(&state.db, &api).await?;
     Ok(Json(ReimportBody { diff: diff.into(), api: ApiBody::new(api, posture) }))
 }
 
@@ -376,7 +376,7 @@ pub async fn get_api(
     caller.require(|_| true)?;
     let Path(id) = id.map_err(|_| ApiError::NotFound("API".into()))?;
     let api = apis::find_api(&state.db, ApiId(id)).await?;
-    let posture = apis::find_posture(&state.db, ApiId(id)).await?;
+    let posture = apis::posture_of(&state.db, &api).await?;
     Ok(Json(ApiBody::new(api, posture)))
 }
 
