@@ -3,7 +3,8 @@
 
 use crate::audit::{self, AuditContext, Change};
 use crate::openapi::{ImportedOperation, ImportedSpec};
-use crate::data_classes::{classes_of, classify_operation};
+use crate::data_classes::{CustomRule, classes_of, classify_operation};
+use crate::protection::ClassEdits;
 use crate::{ApiDetail, ApiId, ApiSummary, DataClassHit, Db, Lifecycle, Operation, SpecDiff, StoreError, TeamId, now_millis};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -14,11 +15,11 @@ const MAX_ENVIRONMENT_CHARS: usize = 32;
 /// Operations named in one audit entry; the counts are always complete.
 const MAX_LISTED_IN_AUDIT: usize = 50;
 
-fn json_text(value: &impl serde::Serialize) -> String {
+pub(crate) fn json_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-fn json_value<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
+pub(crate) fn json_value<T: serde::de::DeserializeOwned + Default>(text: &str) -> T {
     serde_json::from_str(text).unwrap_or_default()
 }
 
@@ -43,11 +44,11 @@ fn fingerprint(operation: &ImportedOperation, hits: &[DataClassHit]) -> String {
 }
 
 /// Each operation of `spec` with the data-class fields found in its schemas.
-fn classified(spec: &ImportedSpec) -> Vec<(&ImportedOperation, Vec<DataClassHit>)> {
+fn classified<'s>(spec: &'s ImportedSpec, custom: &[CustomRule]) -> Vec<(&'s ImportedOperation, Vec<DataClassHit>)> {
     spec.operations
         .iter()
         .map(|operation| {
-            let hits = classify_operation(&operation.parameters, &operation.request_body, &operation.responses, &spec.components);
+            let hits = classify_operation(&operation.parameters, &operation.request_body, &operation.responses, &spec.components, custom);
             (operation, hits)
         })
         .collect()
@@ -99,7 +100,8 @@ pub async fn create_api(
     let name = crate::text::clean_name("API name", &spec.title, MAX_NAME_CHARS)?;
     let environment = crate::text::clean_name("environment", environment, MAX_ENVIRONMENT_CHARS)?;
     let now = now_millis();
-    let operations = classified(spec);
+    let custom = crate::custom_classes::rules(&crate::custom_classes::list_custom_classes(db).await?);
+    let operations = classified(spec, &custom);
     // Writing first (the team is checked by its foreign key) takes SQLite's write lock at
     // once, instead of upgrading a read mid-transaction, which fails under concurrency.
     let mut tx = db.pool().begin().await?;
@@ -162,6 +164,7 @@ pub async fn reimport_spec(
     spec: &ImportedSpec,
     context: &AuditContext,
 ) -> Result<(ApiDetail, SpecDiff), StoreError> {
+    let custom = crate::custom_classes::rules(&crate::custom_classes::list_custom_classes(db).await?);
     let mut tx = db.pool().begin().await?;
     // A write first, so SQLite's write lock is taken at the start (see `create_api`).
     let before: Option<(String, String)> = sqlx::query_as(
@@ -173,8 +176,7 @@ pub async fn reimport_spec(
     .await?;
     let Some((old_version, old_digest)) = before else { return Err(StoreError::NotFound("API")) };
     let rows = sqlx::query(
-        "SELECT api_operation_id, method, path, operation_id, summary, parameters, request_body, responses, \
-         security, deprecated, data_classes FROM api_operation WHERE api_id = $1",
+        &format!("SELECT {OPERATION_COLUMNS} FROM api_operation WHERE api_id = $1"),
     )
     .bind(api.0)
     .fetch_all(&mut *tx)
@@ -182,6 +184,8 @@ pub async fn reimport_spec(
     let mut existing: HashMap<String, (i64, String)> = HashMap::new();
     for row in &rows {
         let operation = operation_from_row(row)?;
+        // Compared as detected, before the owner's corrections (which are kept anyway).
+        let detected: Vec<DataClassHit> = json_value(&row.try_get::<String, _>("data_classes")?);
         let as_imported = ImportedOperation {
             method: operation.method.clone(),
             path: operation.path.clone(),
@@ -195,10 +199,10 @@ pub async fn reimport_spec(
         };
         existing.insert(
             key(&operation.method, &operation.path),
-            (operation.id, fingerprint(&as_imported, &operation.data_classes)),
+            (operation.id, fingerprint(&as_imported, &detected)),
         );
     }
-    let operations = classified(spec);
+    let operations = classified(spec, &custom);
     let mut diff = SpecDiff::default();
     for (operation, hits) in &operations {
         let name = key(&operation.method, &operation.path);
@@ -237,6 +241,7 @@ pub async fn reimport_spec(
         .bind(api.0)
         .execute(&mut *tx)
         .await?;
+    refresh_api_classes(&mut tx, api.0).await?;
     let listed = |names: &[String]| names.iter().take(MAX_LISTED_IN_AUDIT).cloned().collect::<Vec<_>>();
     let details = serde_json::json!({
         "before": {"version": old_version, "spec_digest": old_digest},
@@ -269,12 +274,17 @@ fn summary_from_row(row: &AnyRow) -> Result<ApiSummary, StoreError> {
     })
 }
 
-fn operation_from_row(row: &AnyRow) -> Result<Operation, StoreError> {
+pub(crate) const OPERATION_COLUMNS: &str = "api_operation_id, method, path, operation_id, summary, parameters, \
+     request_body, responses, security, deprecated, data_classes, class_edits, protection";
+
+pub(crate) fn operation_from_row(row: &AnyRow) -> Result<Operation, StoreError> {
     let text = |column: &str| -> Result<serde_json::Value, StoreError> {
         let text: String = row.try_get(column)?;
         Ok(json_value(&text))
     };
     let deprecated: i64 = row.try_get("deprecated")?;
+    let detected: Vec<DataClassHit> = json_value(&row.try_get::<String, _>("data_classes")?);
+    let class_edits: ClassEdits = json_value(&row.try_get::<String, _>("class_edits")?);
     Ok(Operation {
         id: row.try_get("api_operation_id")?,
         method: row.try_get("method")?,
@@ -286,7 +296,9 @@ fn operation_from_row(row: &AnyRow) -> Result<Operation, StoreError> {
         responses: text("responses")?,
         security: text("security")?,
         deprecated: deprecated != 0,
-        data_classes: json_value(&row.try_get::<String, _>("data_classes")?),
+        data_classes: class_edits.apply(&detected),
+        class_edits,
+        protection: json_value(&row.try_get::<String, _>("protection")?),
     })
 }
 
@@ -304,15 +316,14 @@ pub async fn list_apis(db: &Db) -> Result<Vec<ApiSummary>, StoreError> {
 pub async fn find_api(db: &Db, api: ApiId) -> Result<ApiDetail, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {SUMMARY_COLUMNS}, a.description, a.base_urls, a.tags, a.contacts, a.openapi_version, \
-         a.spec_digest, a.created_at FROM api a JOIN team t ON t.team_id = a.team_id WHERE a.api_id = $1"
+         a.spec_digest, a.created_at, a.protection FROM api a JOIN team t ON t.team_id = a.team_id WHERE a.api_id = $1"
     ))
     .bind(api.0)
     .fetch_optional(db.pool())
     .await?
     .ok_or(StoreError::NotFound("API"))?;
     let operations = sqlx::query(
-        "SELECT api_operation_id, method, path, operation_id, summary, parameters, request_body, responses, \
-         security, deprecated, data_classes FROM api_operation WHERE api_id = $1 ORDER BY path, method",
+        &format!("SELECT {OPERATION_COLUMNS} FROM api_operation WHERE api_id = $1 ORDER BY path, method"),
     )
     .bind(api.0)
     .fetch_all(db.pool())
@@ -333,8 +344,26 @@ pub async fn find_api(db: &Db, api: ApiId) -> Result<ApiDetail, StoreError> {
         openapi_version: row.try_get("openapi_version")?,
         spec_digest: row.try_get("spec_digest")?,
         created_at: row.try_get("created_at")?,
+        protection: json_value(&row.try_get::<String, _>("protection")?),
         operations,
     })
+}
+
+/// Sets an API's class list to the distinct classes of its operations, corrections
+/// included: after a re-import, a correction or a change of custom classes.
+pub(crate) async fn refresh_api_classes(tx: &mut sqlx::Transaction<'_, sqlx::Any>, api_id: i64) -> Result<(), StoreError> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT data_classes, class_edits FROM api_operation WHERE api_id = $1").bind(api_id).fetch_all(&mut **tx).await?;
+    let hits: Vec<DataClassHit> = rows
+        .iter()
+        .flat_map(|(detected, edits)| json_value::<ClassEdits>(edits).apply(&json_value::<Vec<DataClassHit>>(detected)))
+        .collect();
+    sqlx::query("UPDATE api SET data_classes = $1 WHERE api_id = $2")
+        .bind(json_text(&classes_of(&hits)))
+        .bind(api_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// The team that owns `api`, for ownership checks before a change.
@@ -356,7 +385,16 @@ pub async fn find_posture(db: &Db, api: ApiId) -> Result<crate::ApiPosture, Stor
 /// The posture of an API already loaded, so callers that hold it do not load it twice.
 pub async fn posture_of(db: &Db, detail: &ApiDetail) -> Result<crate::ApiPosture, StoreError> {
     let members = team_members(db, detail.summary.team_id).await?;
-    let findings = crate::findings::check_api(detail, members, now_millis());
+    let now = now_millis();
+    // Keys matter where they can be used: the applications L2 admits, else any.
+    let admitted = detail.protection.requestor.as_ref().map(|r| r.client_apps.clone()).filter(|apps| !apps.is_empty());
+    let apps: Vec<crate::ClientApp> = crate::client_apps::list_client_apps(db)
+        .await?
+        .into_iter()
+        .filter(|app| admitted.as_ref().is_none_or(|ids| ids.contains(&app.id)))
+        .collect();
+    let keys_due = crate::client_apps::keys_due_for_rotation(&apps, now);
+    let findings = crate::findings::check_api(detail, members, &keys_due, now);
     let score = crate::findings::score(&findings, detail.operations.len());
     Ok(crate::ApiPosture { api: detail.summary.clone(), score, findings })
 }

@@ -1,7 +1,9 @@
 //! Built-in data classes and how fields are assigned to them from an OpenAPI schema: an
 //! explicit `x-data-class`, then the field's `format`, then its name. The result says,
 //! per operation, which classes it receives and returns and in which fields, so the
-//! inventory can show where personal data flows.
+//! inventory can show where personal data flows. An organisation's own classes (see
+//! `custom_classes`) are matched by field name after `x-data-class` and before the
+//! built-in rules: they are the more specific knowledge.
 
 use crate::DataClassHit;
 use serde_json::Value;
@@ -56,16 +58,33 @@ const NAMES: &[(&str, &[&str])] = &[
     ("ip_address", &["ip", "ipaddress", "clientip", "remoteaddr", "remoteip"]),
 ];
 
-fn normalised(name: &str) -> String {
+pub(crate) fn normalised(name: &str) -> String {
     name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
 }
 
+/// A custom class as the classifier uses it: normalised keywords and compiled patterns.
+#[derive(Clone, Debug)]
+pub struct CustomRule {
+    pub class: String,
+    pub keywords: Vec<String>,
+    pub patterns: Vec<regex::Regex>,
+}
+
+impl CustomRule {
+    fn matches(&self, name: &str, key: &str) -> bool {
+        self.keywords.iter().any(|keyword| keyword == key) || self.patterns.iter().any(|pattern| pattern.is_match(name))
+    }
+}
+
 /// The class a field belongs to, if any.
-fn classify(name: &str, schema: &Value) -> Option<String> {
+fn classify(name: &str, schema: &Value, custom: &[CustomRule]) -> Option<String> {
     if let Some(explicit) = schema.get("x-data-class").and_then(Value::as_str) {
         return Some(explicit.trim().to_owned()).filter(|class| !class.is_empty());
     }
     let key = normalised(name);
+    if let Some(rule) = custom.iter().find(|rule| rule.matches(name, &key)) {
+        return Some(rule.class.clone());
+    }
     match schema.get("format").and_then(Value::as_str) {
         Some("email" | "idn-email") => return Some("email".into()),
         Some("ipv4" | "ipv6") => return Some("ip_address".into()),
@@ -79,6 +98,7 @@ fn classify(name: &str, schema: &Value) -> Option<String> {
 /// Walks schemas, resolving `#/components/...` references against `components`.
 struct Walker<'a> {
     components: &'a Value,
+    custom: &'a [CustomRule],
     hits: Vec<DataClassHit>,
     seen: HashSet<(String, String)>,
 }
@@ -113,7 +133,7 @@ impl<'a> Walker<'a> {
             for (name, property) in properties {
                 let property = self.resolve(property);
                 let path = format!("{field}.{name}");
-                if let Some(class) = classify(name, property) {
+                if let Some(class) = classify(name, property, self.custom) {
                     self.hit(class, direction, path.clone());
                 }
                 self.schema(property, direction, &path, depth + 1, stack);
@@ -144,8 +164,14 @@ impl<'a> Walker<'a> {
 
 /// The classes an operation receives (parameters, request body) and returns (successful
 /// and default responses), with the fields they were found in.
-pub fn classify_operation(parameters: &Value, request_body: &Value, responses: &Value, components: &Value) -> Vec<DataClassHit> {
-    let mut walker = Walker { components, hits: Vec::new(), seen: HashSet::new() };
+pub fn classify_operation(
+    parameters: &Value,
+    request_body: &Value,
+    responses: &Value,
+    components: &Value,
+    custom: &[CustomRule],
+) -> Vec<DataClassHit> {
+    let mut walker = Walker { components, custom, hits: Vec::new(), seen: HashSet::new() };
     for parameter in parameters.as_array().into_iter().flatten() {
         let name = parameter.get("name").and_then(Value::as_str).unwrap_or_default();
         let place = parameter.get("in").and_then(Value::as_str).unwrap_or("query");
@@ -153,7 +179,7 @@ pub fn classify_operation(parameters: &Value, request_body: &Value, responses: &
         let schema = parameter.get("schema").unwrap_or(&Value::Null);
         let resolved = walker.resolve(schema);
         let explicit = parameter.get("x-data-class").map(|class| serde_json::json!({"x-data-class": class}));
-        if let Some(class) = classify(name, explicit.as_ref().unwrap_or(resolved)) {
+        if let Some(class) = classify(name, explicit.as_ref().unwrap_or(resolved), custom) {
             walker.hit(class, "request", field.clone());
         }
         walker.schema(schema, "request", &field, 1, &mut Vec::new());
@@ -196,7 +222,7 @@ mod tests {
                                "404": {"content": {"application/json": {"schema": {"properties": {"email": {}}}}}}});
         let parameters = json!([{"name": "X-Forwarded-For", "in": "header", "x-data-class": "ip_address", "schema": {"type": "string"}},
                                 {"name": "phone", "in": "query", "schema": {"type": "string"}}]);
-        let hits = classify_operation(&parameters, &Value::Null, &responses, &components);
+        let hits = classify_operation(&parameters, &Value::Null, &responses, &components, &[]);
         let found: Vec<(String, String, String)> = hits.iter().map(|h| (h.class.clone(), h.direction.clone(), h.field.clone())).collect();
         assert!(found.contains(&("email".into(), "response".into(), "200.body.contact".into())), "{found:?}");
         assert!(found.contains(&("person_name".into(), "response".into(), "200.body.first_name".into())));
@@ -212,6 +238,23 @@ mod tests {
     #[test]
     fn plain_fields_are_left_alone() {
         let responses = json!({"200": {"content": {"application/json": {"schema": {"properties": {"name": {}, "id": {}, "status": {}}}}}}});
-        assert!(classify_operation(&json!([]), &Value::Null, &responses, &Value::Null).is_empty());
+        assert!(classify_operation(&json!([]), &Value::Null, &responses, &Value::Null, &[]).is_empty());
+    }
+
+    #[test]
+    fn custom_classes_match_keywords_and_patterns_before_built_ins() {
+        let responses = json!({"200": {"content": {"application/json": {"schema": {"properties": {
+            "loyalty-number": {}, "memberCard7": {}, "email": {}, "status": {}}}}}}});
+        let custom = [CustomRule {
+            class: "loyalty_number".into(),
+            keywords: vec![normalised("loyalty_number")],
+            patterns: vec![regex::Regex::new("^memberCard[0-9]+$").unwrap()],
+        }];
+        let hits = classify_operation(&json!([]), &Value::Null, &responses, &Value::Null, &custom);
+        let found: Vec<(&str, &str)> = hits.iter().map(|h| (h.class.as_str(), h.field.as_str())).collect();
+        assert_eq!(
+            found,
+            [("email", "200.body.email"), ("loyalty_number", "200.body.loyalty-number"), ("loyalty_number", "200.body.memberCard7")]
+        );
     }
 }

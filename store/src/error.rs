@@ -11,6 +11,9 @@ pub enum StoreError {
     Conflict { field: &'static str },
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// A settings document with problems, each at its path, sorted.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Settings(Vec<crate::protection::SettingProblem>),
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]

@@ -2,9 +2,11 @@
 //! Security Top 10 (2023), each with a severity, why it matters, and where to fix it, and
 //! a score per API and for the estate. Pure functions over what the inventory holds.
 //!
-//! Palisade has no object-level (L2) rules or rate limits to declare yet, so those checks
-//! report every operation that would need one: that is the true state of the estate.
+//! Checks read what applies to each operation: its override of the API's protection,
+//! else the API's; where Palisade holds no authentication setting, the document's own
+//! security requirement says whether an operation is public.
 
+use crate::protection::{AuthMethod, AuthMode, Protection};
 use crate::{ApiDetail, Finding, Lifecycle, Operation, Severity};
 use serde_json::Value;
 
@@ -62,24 +64,46 @@ fn looks_administrative(operation: &Operation) -> bool {
     ADMIN_WORDS.iter().any(|word| text.contains(word))
 }
 
-/// Every finding for one API. `team_members` is how many people the owning team has.
-pub fn check_api(api: &ApiDetail, team_members: i64, now: i64) -> Vec<Finding> {
+/// Whether anyone may call without credentials: Palisade's setting when there is one,
+/// else the document's requirement.
+fn open_to_anyone(protection: &Protection, operation: &Operation) -> bool {
+    match &protection.authentication {
+        Some(authentication) => authentication.mode == AuthMode::Public,
+        None => is_public(&operation.security),
+    }
+}
+
+fn accepts_api_keys(protection: &Protection) -> bool {
+    protection
+        .authentication
+        .as_ref()
+        .is_some_and(|a| a.mode == AuthMode::Required && a.methods.iter().any(|m| matches!(m, AuthMethod::ApiKey { .. })))
+}
+
+/// Every finding for one API. `team_members` is how many people the owning team has;
+/// `keys_due` the client applications that may call it with API keys past their
+/// rotation period, and how many such keys each holds.
+pub fn check_api(api: &ApiDetail, team_members: i64, keys_due: &[(String, usize)], now: i64) -> Vec<Finding> {
     let id = api.summary.id;
     let mut findings = Vec::new();
     let mut add = |rule: &'static str, owasp: &'static str, severity: Severity, operation: Option<String>, title: String, fix: &str| {
         findings.push(Finding { rule: rule.to_owned(), owasp: owasp.to_owned(), severity, operation, title, fix: format!("/apis/{id}#{fix}") });
     };
-    for operation in &api.operations {
+    let effective: Vec<Protection> =
+        api.operations.iter().map(|operation| Protection::effective(&api.protection, &operation.protection)).collect();
+    let limited = effective.iter().filter(|p| p.rate_limits.as_ref().is_some_and(|l| !l.is_empty())).count();
+    let undeclared = effective.iter().filter(|p| p.authentication.is_none()).count();
+    for (operation, protection) in api.operations.iter().zip(&effective) {
         let returned: Vec<&str> = operation
             .data_classes
             .iter()
             .filter(|hit| hit.direction == "response")
             .map(|hit| hit.class.as_str())
             .collect();
-        if is_public(&operation.security) && !returned.is_empty() {
-            let mut classes = returned.clone();
-            classes.sort();
-            classes.dedup();
+        let mut classes = returned.clone();
+        classes.sort();
+        classes.dedup();
+        if open_to_anyone(protection, operation) && !classes.is_empty() {
             add(
                 "sensitive-data-without-authentication",
                 "API2:2023",
@@ -89,7 +113,18 @@ pub fn check_api(api: &ApiDetail, team_members: i64, now: i64) -> Vec<Finding> {
                 "authentication",
             );
         }
-        if operation.path.contains('{') {
+        if !classes.is_empty() && protection.data.is_none() {
+            add(
+                "data-without-data-rule",
+                "API3:2023",
+                Severity::Medium,
+                Some(name(operation)),
+                format!("returns {} but no data (L3) rule says which client applications may receive it", classes.join(", ")),
+                "authorization",
+            );
+        }
+        let requestor = protection.requestor.as_ref();
+        if operation.path.contains('{') && requestor.is_none_or(|rule| rule.object_owner.is_none()) {
             add(
                 "object-id-without-object-rule",
                 "API1:2023",
@@ -99,7 +134,7 @@ pub fn check_api(api: &ApiDetail, team_members: i64, now: i64) -> Vec<Finding> {
                 "authorization",
             );
         }
-        if looks_administrative(operation) {
+        if looks_administrative(operation) && requestor.is_none_or(|rule| rule.roles.is_empty()) {
             add(
                 "admin-operation-without-role-rule",
                 "API5:2023",
@@ -119,6 +154,16 @@ pub fn check_api(api: &ApiDetail, team_members: i64, now: i64) -> Vec<Finding> {
                 "operations",
             );
         }
+        if limited > 0 && protection.rate_limits.as_ref().is_none_or(Vec::is_empty) {
+            add(
+                "no-rate-limit",
+                "API4:2023",
+                Severity::Medium,
+                Some(name(operation)),
+                "has no rate limit while other operations of the API do".into(),
+                "rate-limits",
+            );
+        }
         if operation.deprecated && api.summary.lifecycle == Lifecycle::Active {
             add(
                 "deprecated-operation-in-active-api",
@@ -130,7 +175,32 @@ pub fn check_api(api: &ApiDetail, team_members: i64, now: i64) -> Vec<Finding> {
             );
         }
     }
-    if !api.operations.is_empty() {
+    if undeclared > 0 {
+        add(
+            "authentication-undeclared",
+            "API2:2023",
+            Severity::Medium,
+            None,
+            format!(
+                "declares no authentication in Palisade for {undeclared} of {} operations, so agents cannot enforce one",
+                api.operations.len()
+            ),
+            "authentication",
+        );
+    }
+    if effective.iter().any(accepts_api_keys) {
+        for (app, count) in keys_due {
+            add(
+                "api-key-past-rotation",
+                "API2:2023",
+                Severity::Medium,
+                None,
+                format!("accepts API keys, and client application {app} holds {count} past its rotation period"),
+                "authentication",
+            );
+        }
+    }
+    if !api.operations.is_empty() && limited == 0 {
         add(
             "no-rate-limit",
             "API4:2023",
@@ -221,6 +291,8 @@ mod tests {
             security,
             deprecated: false,
             data_classes: Vec::new(),
+            class_edits: Default::default(),
+            protection: Protection::default(),
         }
     }
 
@@ -246,6 +318,7 @@ mod tests {
             openapi_version: "3.0.3".into(),
             spec_digest: String::new(),
             created_at: 0,
+            protection: Protection::default(),
             operations,
         }
     }
@@ -264,15 +337,17 @@ mod tests {
         let mut admin = operation("POST", "/admin/reset", json!([{"bearer": []}]), json!({}));
         admin.deprecated = true;
         let by_id = operation("GET", "/pets/{id}", json!([{"bearer": []}]), json!({}));
-        let findings = check_api(&api(vec![public_email, paged, admin, by_id], Lifecycle::Active, None), 2, 1_000);
+        let findings = check_api(&api(vec![public_email, paged, admin, by_id], Lifecycle::Active, None), 2, &[], 1_000);
         assert_eq!(
             rules(&findings),
             [
                 "sensitive-data-without-authentication GET /users",
+                "data-without-data-rule GET /users",
                 "unbounded-list GET /users",
                 "admin-operation-without-role-rule POST /admin/reset",
                 "deprecated-operation-in-active-api POST /admin/reset",
                 "object-id-without-object-rule GET /pets/{id}",
+                "authentication-undeclared ",
                 "no-rate-limit ",
             ]
         );
@@ -283,12 +358,38 @@ mod tests {
     #[test]
     fn lifecycle_and_ownership_are_checked() {
         let ops = vec![operation("GET", "/a", json!([{"k": []}]), json!({}))];
-        let sunset = check_api(&api(ops.clone(), Lifecycle::Deprecated, Some(500)), 1, 1_000);
+        let sunset = check_api(&api(ops.clone(), Lifecycle::Deprecated, Some(500)), 1, &[], 1_000);
         assert!(rules(&sunset).contains(&"sunset-api-still-served ".to_owned()));
-        let pending = check_api(&api(ops.clone(), Lifecycle::Deprecated, Some(5_000)), 1, 1_000);
+        let pending = check_api(&api(ops.clone(), Lifecycle::Deprecated, Some(5_000)), 1, &[], 1_000);
         assert!(!rules(&pending).iter().any(|r| r.starts_with("sunset")));
-        let nobody = check_api(&api(ops, Lifecycle::Active, None), 0, 1_000);
+        let nobody = check_api(&api(ops, Lifecycle::Active, None), 0, &[], 1_000);
         assert!(rules(&nobody).contains(&"no-owner ".to_owned()));
+    }
+
+    #[test]
+    fn declared_protection_clears_the_findings_it_answers() {
+        let mut users = operation("GET", "/users/{id}", Value::Null, json!({}));
+        users.data_classes = vec![DataClassHit { class: "email".into(), direction: "response".into(), field: "200.body.email".into() }];
+        let admin = operation("POST", "/admin/reset", Value::Null, json!({}));
+        let mut api = api(vec![users, admin], Lifecycle::Active, None);
+        let before = rules(&check_api(&api, 1, &[], 0));
+        assert!(before.contains(&"sensitive-data-without-authentication GET /users/{id}".to_owned()), "{before:?}");
+        api.protection = serde_json::from_value(json!({
+            "authentication": {"mode": "required", "methods": [{"type": "api_key"}]},
+            "requestor": {"object_owner": {"parameter": "id", "claim": "sub"}},
+            "data": {"grants": [{"client_app": 1, "classes": ["email"]}], "otherwise": "mask"},
+        }))
+        .unwrap();
+        // The admin operation overrides L2 with a role rule and sets a rate limit of its own.
+        api.operations[1].protection =
+            serde_json::from_value(json!({"requestor": {"roles": ["admin"]}, "rate_limits": [{"requests": 5, "window_seconds": 60}]})).unwrap();
+        let due = [("Billing".to_owned(), 2)];
+        assert_eq!(
+            rules(&check_api(&api, 1, &due, 0)),
+            ["no-rate-limit GET /users/{id}", "api-key-past-rotation "],
+            "only the operation without a limit and the stale keys are left"
+        );
+        assert!(check_api(&api, 1, &due, 0)[1].title.contains("Billing holds 2"));
     }
 
     #[test]

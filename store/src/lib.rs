@@ -2,6 +2,7 @@
 //! PostgreSQL (chosen at run time by the database URL).
 
 pub mod model;
+pub mod protection;
 
 #[cfg(feature = "db")]
 pub mod accounts;
@@ -13,6 +14,10 @@ pub mod audit;
 pub mod audit_sinks;
 #[cfg(feature = "db")]
 pub mod checkpoints;
+#[cfg(feature = "db")]
+pub mod client_apps;
+#[cfg(feature = "db")]
+pub mod custom_classes;
 #[cfg(feature = "db")]
 pub mod data_classes;
 #[cfg(feature = "db")]
@@ -32,6 +37,8 @@ pub mod passwords;
 #[cfg(feature = "db")]
 pub mod sessions;
 #[cfg(feature = "db")]
+pub mod settings;
+#[cfg(feature = "db")]
 pub mod signing;
 #[cfg(feature = "db")]
 pub mod teams;
@@ -48,3 +55,4 @@ pub use db::{Backend, Db, now_millis};
 #[cfg(feature = "db")]
 pub use error::StoreError;
 pub use model::*;
+pub use protection::Protection;

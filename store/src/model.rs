@@ -36,6 +36,15 @@ id_type!(
     /// Primary key of an `api` in the inventory.
     ApiId
 );
+id_type!(
+    /// Primary key of a `client_app`: a service, partner, mobile or web application
+    /// that calls APIs.
+    ClientAppId
+);
+id_type!(
+    /// Primary key of a `client_credential`.
+    CredentialId
+);
 
 /// What a dashboard user or API token may do. One role per account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -425,7 +434,12 @@ pub struct Operation {
     /// The effective security requirement; `null` when the document says nothing.
     pub security: serde_json::Value,
     pub deprecated: bool,
+    /// What the schemas show, with the owner's corrections applied.
     pub data_classes: Vec<DataClassHit>,
+    /// The owner's corrections to the detected classes.
+    pub class_edits: crate::protection::ClassEdits,
+    /// This operation's override of the API's protection (empty: all inherited).
+    pub protection: crate::protection::Protection,
 }
 
 /// An API with everything the inventory holds about it.
@@ -439,6 +453,8 @@ pub struct ApiDetail {
     pub openapi_version: String,
     pub spec_digest: String,
     pub created_at: i64,
+    /// How the API is protected, as declared in Palisade.
+    pub protection: crate::protection::Protection,
     pub operations: Vec<Operation>,
 }
 
@@ -514,4 +530,129 @@ pub struct ApiScore {
     pub high: usize,
     pub medium: usize,
     pub low: usize,
+}
+
+/// What kind of software a client application is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientKind {
+    Service,
+    Partner,
+    Mobile,
+    Web,
+}
+
+impl ClientKind {
+    pub const ALL: [ClientKind; 4] = [ClientKind::Service, ClientKind::Partner, ClientKind::Mobile, ClientKind::Web];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Service => "service",
+            ClientKind::Partner => "partner",
+            ClientKind::Mobile => "mobile",
+            ClientKind::Web => "web",
+        }
+    }
+}
+
+impl FromStr for ClientKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ClientKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| format!("unknown client type {text:?}: service, partner, mobile or web"))
+    }
+}
+
+/// How a client credential proves who is calling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// A random key Palisade issues; only its digest is kept.
+    ApiKey,
+    /// A client certificate identity (subject or SAN) registered for the instance.
+    Mtls,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::ApiKey => "api_key",
+            CredentialKind::Mtls => "mtls",
+        }
+    }
+}
+
+impl FromStr for CredentialKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "api_key" => Ok(CredentialKind::ApiKey),
+            "mtls" => Ok(CredentialKind::Mtls),
+            other => Err(format!("unknown credential kind {other:?}: api_key or mtls")),
+        }
+    }
+}
+
+/// One credential of one instance of a client application. Never carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub id: CredentialId,
+    pub client_app_id: ClientAppId,
+    pub kind: CredentialKind,
+    /// Which instance of the caller holds it (`orders-7f9c`, `eu-west-1a`).
+    pub instance: String,
+    /// The first characters of an API key, to recognise it; `None` for mTLS.
+    pub prefix: Option<String>,
+    /// The certificate subject or SAN of an mTLS credential.
+    pub identity: Option<String>,
+    pub created_at: i64,
+    /// Set when rotated: the old key keeps working until then.
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Credential {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// A client application and its credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientApp {
+    pub id: ClientAppId,
+    pub name: String,
+    pub team_id: TeamId,
+    pub team_name: String,
+    pub kind: ClientKind,
+    pub description: String,
+    /// API keys older than this are due for rotation (a posture finding).
+    pub rotation_days: i64,
+    pub created_at: i64,
+    pub credentials: Vec<Credential>,
+}
+
+/// A credential just issued, with its secret (an API key), shown this once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCredential {
+    pub credential: Credential,
+    pub secret: Option<String>,
+}
+
+/// A data class an organisation defines beside the built-in ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomClass {
+    /// `loyalty_number`: lower case, digits and `_`.
+    pub name: String,
+    pub description: String,
+    /// Field names (any case, `_`/`-` ignored) that carry the class.
+    pub keywords: Vec<String>,
+    /// Regular expressions over values, for the agents' response inspection, and over
+    /// field names at import.
+    pub patterns: Vec<String>,
+    pub created_at: i64,
 }
