@@ -65,6 +65,10 @@ impl From<store::StoreError> for AppError {
             }
             StoreError::Conflict { field } => AppError::Conflict(field.to_owned()),
             StoreError::Invalid { field, message } => AppError::invalid(field, message),
+            StoreError::Settings(problems) => {
+                let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                AppError::invalid("settings", listed.join("; "))
+            }
             internal => {
                 tracing::error!(error = %internal, "server function failed");
                 AppError::Internal

@@ -65,7 +65,18 @@ fn role_of(caller: Caller) -> Option<Role> {
 }
 
 const READERS: &[Role] = &[Role::Admin, Role::Auditor];
+/// Organisation-wide settings (custom data classes).
+const DEFINERS: &[Role] = &[Role::Admin, Role::Security];
 const ADMINS: &[Role] = &[Role::Admin];
+
+#[derive(Clone, Debug)]
+struct Objects {
+    client_app: i64,
+    rotate_key: i64,
+    revoke_key: i64,
+    doomed_app: i64,
+    class: String,
+}
 
 struct World {
     app: TestApp,
@@ -73,8 +84,13 @@ struct World {
     tokens: BTreeMap<Caller, Option<String>>,
     target_id: i64,
     team_id: i64,
-    /// An API owned by Payments.
+    /// An API owned by Payments, and its one operation.
     api_id: i64,
+    operation_id: i64,
+    /// Per caller, so each one's writes have something of their own to act on: a Payments
+    /// client application with two API keys (to rotate, to revoke), another to delete,
+    /// and a custom data class to delete.
+    objects: BTreeMap<Caller, Objects>,
     /// A live invitation, so the set-up page has something to show.
     setup_token: String,
 }
@@ -100,7 +116,36 @@ async fn world(app: TestApp) -> World {
     let setup_token = store::accounts::create_password_setup(&app.db, target.id, 3_600_000, &store::audit::AuditContext::system("test")).await.unwrap();
     let spec = store::openapi::parse(&matrix_document("Owned by Payments"), store::openapi::Format::Json).unwrap();
     let api = store::apis::create_api(&app.db, payments.id, "production", &spec, &store::audit::AuditContext::system("test")).await.unwrap();
-    World { app, sessions, tokens, target_id: target.id.0, team_id: payments.id.0, api_id: api.summary.id.0, setup_token }
+    let system = store::audit::AuditContext::system("test");
+    let mut objects = BTreeMap::new();
+    for caller in CALLERS {
+        let name = format!("{caller:?}").to_lowercase();
+        let service = store::ClientKind::Service;
+        let client_app = store::client_apps::create_client_app(&app.db, payments.id, &format!("app {name}"), service, "", 90, &system).await.unwrap();
+        let doomed = store::client_apps::create_client_app(&app.db, payments.id, &format!("doomed {name}"), service, "", 90, &system).await.unwrap();
+        let key = |instance: &'static str| {
+            let db = app.db.clone();
+            let system = system.clone();
+            async move {
+                store::client_apps::issue_credential(&db, client_app.id, store::CredentialKind::ApiKey, instance, None, &system).await.unwrap().credential.id.0
+            }
+        };
+        let (rotate_key, revoke_key) = (key("rotate").await, key("revoke").await);
+        let class = format!("class_{name}");
+        store::custom_classes::create_custom_class(&app.db, &class, "", &[format!("kw{name}")], &[], &system).await.unwrap();
+        objects.insert(caller, Objects { client_app: client_app.id.0, rotate_key, revoke_key, doomed_app: doomed.id.0, class });
+    }
+    World {
+        app,
+        sessions,
+        tokens,
+        target_id: target.id.0,
+        team_id: payments.id.0,
+        api_id: api.summary.id.0,
+        operation_id: api.operations[0].id,
+        objects,
+        setup_token,
+    }
 }
 
 fn check(route: &str, caller: Caller, allowed: Allowed, status: StatusCode, detail: &str) {
@@ -117,7 +162,9 @@ fn check(route: &str, caller: Caller, allowed: Allowed, status: StatusCode, deta
 
 /// Every server function: who may call it, and arguments that reach its body.
 fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed, String)> {
-    let (target, team, api) = (world.target_id, world.team_id, world.api_id);
+    let (target, team, api, operation) = (world.target_id, world.team_id, world.api_id, world.operation_id);
+    let own = &world.objects[&caller];
+    let (client_app, rotate_key, revoke_key, doomed_app, class) = (own.client_app, own.rotate_key, own.revoke_key, own.doomed_app, &own.class);
     let unique = format!("{caller:?}").to_lowercase();
     let document = encode(&String::from_utf8(matrix_document(&format!("Matrix {unique}"))).unwrap());
     vec![
@@ -147,6 +194,29 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("import_api", Allowed::PaymentsWriters, format!("team_id={team}&environment=production&document={document}")),
         ("set_api_lifecycle", Allowed::PaymentsWriters, format!("api_id={api}&lifecycle=active&sunset=")),
         ("reimport_api", Allowed::PaymentsWriters, format!("api_id={api}&document={document}")),
+        ("set_protection", Allowed::PaymentsWriters, format!("api_id={api}&document=%7B%7D")),
+        ("set_operation_protection", Allowed::PaymentsWriters, format!("api_id={api}&operation_id={operation}&document=")),
+        (
+            "set_authentication",
+            Allowed::PaymentsWriters,
+            format!("api_id={api}&mode=unset&jwt_issuer=&jwt_audiences=&jwt_jwks_url=&jwt_algorithms=&jwt_scopes=&mtls_identities="),
+        ),
+        ("set_data_rule", Allowed::PaymentsWriters, format!("api_id={api}&client_app_id={client_app}&classes=email&otherwise=mask")),
+        ("set_rate_limit", Allowed::PaymentsWriters, format!("api_id={api}&client_app_id=0&requests=10&window_seconds=60")),
+        (
+            "set_class_edit",
+            Allowed::PaymentsWriters,
+            format!("api_id={api}&operation_id={operation}&change=add&class=email&direction=response&field=200.body.contact"),
+        ),
+        ("list_client_apps", Allowed::SignedIn, String::new()),
+        ("create_client_app", Allowed::PaymentsWriters, format!("team_id={team}&name=new-{unique}&kind=service&description=&rotation_days=90")),
+        ("delete_client_app", Allowed::PaymentsWriters, format!("client_app_id={doomed_app}")),
+        ("issue_credential", Allowed::PaymentsWriters, format!("client_app_id={client_app}&kind=api_key&instance=i-{unique}&identity=")),
+        ("rotate_credential", Allowed::PaymentsWriters, format!("client_app_id={client_app}&credential_id={rotate_key}&overlap_minutes=5")),
+        ("revoke_credential", Allowed::PaymentsWriters, format!("client_app_id={client_app}&credential_id={revoke_key}")),
+        ("list_data_classes", Allowed::SignedIn, String::new()),
+        ("create_data_class", Allowed::Roles(DEFINERS), format!("name=new_{unique}&description=&keywords=kw&patterns=")),
+        ("delete_data_class", Allowed::Roles(DEFINERS), format!("name={class}")),
     ]
 }
 
@@ -177,6 +247,9 @@ fn pages(world: &World) -> Vec<(String, Allowed)> {
         ("/".into(), Allowed::SignedIn),
         ("/apis".into(), Allowed::SignedIn),
         (format!("/apis/{}", world.api_id), Allowed::SignedIn),
+        (format!("/apis/{}/operations/{}", world.api_id, world.operation_id), Allowed::SignedIn),
+        ("/clients".into(), Allowed::SignedIn),
+        ("/data-classes".into(), Allowed::SignedIn),
         ("/agents".into(), Allowed::SignedIn),
         ("/policies".into(), Allowed::SignedIn),
         ("/consent".into(), Allowed::SignedIn),
@@ -194,7 +267,13 @@ app_test!(pages_admit_only_their_roles, |app: TestApp| async move {
     let world = world(app).await;
     let listed: BTreeSet<String> = leptos_axum::generate_route_list(app::App)
         .iter()
-        .map(|route| route.path().replace("{id}", &world.target_id.to_string()).replace("{api_id}", &world.api_id.to_string()))
+        .map(|route| {
+            route
+                .path()
+                .replace("{id}", &world.target_id.to_string())
+                .replace("{api_id}", &world.api_id.to_string())
+                .replace("{operation_id}", &world.operation_id.to_string())
+        })
         .collect();
     let tabled: BTreeSet<String> = pages(&world).into_iter().map(|(path, _)| path).collect();
     assert_eq!(listed, tabled, "every page must be in this table, and only those");
@@ -257,27 +336,19 @@ app_test!(rest_routes_admit_only_documented_roles, |app: TestApp| async move {
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
             let allowed = documented_access(operation);
-            let mut uri = path.replace("{id}", &world.api_id.to_string());
-            if method == "post" && path == "/api/v1/apis" {
-                uri.push_str(&format!("?team={}", world.team_id));
-            }
             for caller in CALLERS {
                 let route = format!("{} {path}", method.to_uppercase());
+                let (uri, body) = rest_call(&world, method, path, caller);
                 let mut builder = http::Request::builder().method(method.to_uppercase().as_str()).uri(uri.as_str());
                 if let Some(token) = world.tokens[&caller].as_deref() {
                     builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
                 }
-                let body = match method.as_str() {
-                    "get" => axum::body::Body::empty(),
-                    "post" | "put" => {
+                let body = match body {
+                    None => axum::body::Body::empty(),
+                    Some(bytes) => {
                         builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-                        axum::body::Body::from(matrix_document(&format!("{route} by {caller:?}")))
+                        axum::body::Body::from(bytes)
                     }
-                    "patch" => {
-                        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-                        axum::body::Body::from(r#"{"lifecycle": "active"}"#)
-                    }
-                    other => panic!("add a body to this test for {other} {path}"),
                 };
                 let response = world.app.send(builder.body(body).unwrap()).await;
                 let status = response.status();
@@ -306,6 +377,39 @@ app_test!(rest_routes_admit_only_documented_roles, |app: TestApp| async move {
         .await;
     assert_eq!(with_cookie.status(), StatusCode::UNAUTHORIZED);
 });
+
+/// The URI and JSON body with which `caller` exercises a documented route: every id
+/// is one of the caller's own objects, so a write by one caller never spoils another's.
+fn rest_call(world: &World, method: &str, path: &str, caller: Caller) -> (String, Option<Vec<u8>>) {
+    let own = &world.objects[&caller];
+    let route = format!("{} {path}", method.to_uppercase());
+    let name = format!("{caller:?}").to_lowercase();
+    let client_app = if method == "delete" && path == "/api/v1/client-apps/{id}" { own.doomed_app } else { own.client_app };
+    let credential = if method == "delete" { own.revoke_key } else { own.rotate_key };
+    let id = if path.starts_with("/api/v1/client-apps/") { client_app } else { world.api_id };
+    let mut uri = path
+        .replace("{id}", &id.to_string())
+        .replace("{operation_id}", &world.operation_id.to_string())
+        .replace("{credential_id}", &credential.to_string())
+        .replace("{name}", &own.class);
+    if method == "post" && (path == "/api/v1/apis" || path == "/api/v1/client-apps") {
+        uri.push_str(&format!("?team={}", world.team_id));
+    }
+    let json = |value: serde_json::Value| Some(serde_json::to_vec(&value).unwrap());
+    let body = match (method, path) {
+        ("get" | "delete", _) => None,
+        ("post", "/api/v1/apis") | ("put", "/api/v1/apis/{id}/spec") => Some(matrix_document(&format!("{route} by {caller:?}"))),
+        ("patch", "/api/v1/apis/{id}") => json(serde_json::json!({"lifecycle": "active"})),
+        ("put", "/api/v1/apis/{id}/protection" | "/api/v1/apis/{id}/operations/{operation_id}/protection") => json(serde_json::json!({})),
+        ("put", "/api/v1/apis/{id}/operations/{operation_id}/data-classes") => json(serde_json::json!({"added": [], "removed": []})),
+        ("post", "/api/v1/client-apps") => json(serde_json::json!({"name": format!("rest {name}"), "kind": "partner"})),
+        ("post", "/api/v1/client-apps/{id}/credentials") => json(serde_json::json!({"kind": "api_key", "instance": format!("rest-{name}")})),
+        ("post", "/api/v1/client-apps/{id}/credentials/{credential_id}/rotate") => json(serde_json::json!({"overlap_seconds": 60})),
+        ("post", "/api/v1/data-classes") => json(serde_json::json!({"name": format!("rest_{name}"), "keywords": ["restkw"]})),
+        _ => panic!("add a request for {route} to this test"),
+    };
+    (uri, body)
+}
 
 /// A small OpenAPI document whose title (and so API name) is `title`.
 fn matrix_document(title: &str) -> Vec<u8> {

@@ -24,6 +24,10 @@ fn send_document(method: &str, path: &str, token: &str, content_type: &str, body
         .unwrap()
 }
 
+fn send_json(method: &str, path: &str, token: &str, value: &serde_json::Value) -> Request<Body> {
+    send_document(method, path, token, "application/json", serde_json::to_vec(value).unwrap())
+}
+
 app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     let context = audit::AuditContext::system("test");
     let payments = teams::create_team(&app.db, "Payments", &context).await.unwrap();
@@ -49,8 +53,9 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     assert_eq!(listed[0]["operation_count"], 4);
     assert_eq!(listed[0]["data_classes"], serde_json::json!([]), "the petstore carries no personal data");
     let fetched = body_json(app.send(bearer_get(&format!("/api/v1/apis/{id}"), Some(&other_token))).await).await;
-    // Its posture: two operations take an object id with no object-level rule, and no
-    // rate limit is set. 100 − 25 × (0.5 + 0.5 × 2/4) − 10 = 71.
+    // Its posture: two operations take an object id with no object-level rule, no
+    // authentication is declared in Palisade and no rate limit is set.
+    // 100 − 25 × (0.5 + 0.5 × 2/4) − 10 − 10 = 61.
     let rules: Vec<(String, String)> = fetched["findings"]
         .as_array()
         .unwrap()
@@ -60,13 +65,57 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     assert_eq!(rules, [
         ("object-id-without-object-rule".to_owned(), "DELETE /pets/{id}".to_owned()),
         ("object-id-without-object-rule".to_owned(), "GET /pets/{id}".to_owned()),
+        ("authentication-undeclared".to_owned(), String::new()),
         ("no-rate-limit".to_owned(), String::new()),
     ]);
-    assert_eq!(fetched["score"], 71);
-    assert_eq!(listed[0]["score"], 71);
+    assert_eq!(fetched["score"], 61);
+    assert_eq!(listed[0]["score"], 61);
     assert_eq!(listed[0]["high_findings"], 2);
     let find_pets = fetched["operations"].as_array().unwrap().iter().find(|o| o["operation_id"] == "findPets").unwrap();
     assert_eq!(find_pets["parameters"][1]["name"], "limit");
+
+    // The owner declares how it is protected. A bad document is refused whole, with
+    // every problem at its path, and changes nothing.
+    let protection_path = format!("/api/v1/apis/{id}/protection");
+    let bad = serde_json::json!({"authentication": {"mode": "required", "methods": [{"type": "jwt", "issuer": "http://login.example.com",
+        "audiences": [], "jwks_url": "https://login.example.com/jwks", "algorithms": ["HS256"]}]}});
+    let refused = app.send(send_json("PUT", &protection_path, &token, &bad)).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = body_json(refused).await;
+    assert_eq!(refused["code"], "invalid_settings");
+    let pointers: Vec<&str> = refused["problems"].as_array().unwrap().iter().map(|p| p["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["authentication.methods[0].algorithms[0]", "authentication.methods[0].audiences", "authentication.methods[0].issuer"]);
+    let typo = app.send(send_json("PUT", &protection_path, &token, &serde_json::json!({"authentcation": {}}))).await;
+    assert_eq!(typo.status(), StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused, not ignored");
+    let unchanged = body_json(app.send(bearer_get(&protection_path, Some(&other_token))).await).await;
+    assert_eq!(unchanged["protection"], serde_json::json!({}));
+    let declared = serde_json::json!({
+        "authentication": {"mode": "required", "methods": [{"type": "jwt", "issuer": "https://login.example.com",
+            "audiences": ["pets"], "jwks_url": "https://login.example.com/jwks", "algorithms": ["RS256"], "required_scopes": []}]},
+        "rate_limits": [{"requests": 100, "window_seconds": 60}],
+    });
+    let saved = app.send(send_json("PUT", &protection_path, &token, &declared)).await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    assert_eq!(body_json(saved).await["protection"], declared);
+    let by_id = fetched["operations"].as_array().unwrap().iter().find(|o| o["operation_id"] == "find pet by id").unwrap()["id"].as_i64().unwrap();
+    let override_rule = serde_json::json!({"requestor": {"object_owner": {"parameter": "id", "claim": "sub"}}});
+    let saved = app.send(send_json("PUT", &format!("/api/v1/apis/{id}/operations/{by_id}/protection"), &token, &override_rule)).await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    let saved = body_json(saved).await;
+    let operation = saved["operations"].as_array().unwrap().iter().find(|o| o["id"] == by_id).unwrap().clone();
+    assert_eq!(operation["override"], override_rule);
+    assert_eq!(operation["effective"]["authentication"], declared["authentication"], "the rest is inherited");
+    let correction = serde_json::json!({"added": [{"class": "person_name", "direction": "response", "field": "200.body.name"}]});
+    let corrected = app.send(send_json("PUT", &format!("/api/v1/apis/{id}/operations/{by_id}/data-classes"), &token, &correction)).await;
+    assert_eq!(corrected.status(), StatusCode::OK);
+    assert_eq!(body_json(corrected).await["data_classes"][0]["class"], "person_name");
+    // The findings these settings answer are gone; the one they raise appears.
+    let protected = body_json(app.send(bearer_get(&format!("/api/v1/apis/{id}"), Some(&token))).await).await;
+    let rules: Vec<&str> = protected["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["object-id-without-object-rule", "data-without-data-rule"], "{:?}", protected["findings"]);
+    // Another team's developer may not change any of it.
+    let refused = app.send(send_json("PUT", &protection_path, &other_token, &serde_json::json!({}))).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
     // Re-import a changed document (JSON this time): the diff comes back.
     let mut changed: serde_json::Value = serde_yaml_ng_value(&fixture("petstore-expanded.yaml"));
@@ -81,16 +130,22 @@ app_test!(ci_registers_and_reimports_an_api, |app: TestApp| async move {
     let reimported = body_json(reimported).await;
     assert_eq!(reimported["diff"], serde_json::json!({"added": ["GET /owners"], "removed": ["GET /pets", "POST /pets"], "changed": ["GET /pets/{id}"]}));
     assert_eq!(reimported["api"]["operations"].as_array().unwrap().len(), 3);
+    // Settings made in Palisade are kept: protection, override and class correction.
+    assert_eq!(reimported["api"]["protection"], declared);
+    let kept = reimported["api"]["operations"].as_array().unwrap().iter().find(|o| o["id"] == by_id).unwrap().clone();
+    assert_eq!(kept["protection"], override_rule);
+    assert_eq!(kept["class_edits"], serde_json::json!({"added": correction["added"], "removed": []}));
     // The new operation returns email addresses: the inventory says where.
-    assert_eq!(reimported["api"]["data_classes"], serde_json::json!(["email"]));
+    assert_eq!(reimported["api"]["data_classes"], serde_json::json!(["email", "person_name"]));
     let owners = reimported["api"]["operations"].as_array().unwrap().iter().find(|o| o["path"] == "/owners").unwrap().clone();
     assert_eq!(owners["data_classes"], serde_json::json!([{"class": "email", "direction": "response", "field": "200.body[].email"}]));
-    // …to anyone, in a list without paging: two more findings, and the score drops.
+    // …with no data rule, in a list without paging: two more findings, and the score drops.
     let findings = reimported["api"]["findings"].as_array().unwrap();
-    for rule in ["sensitive-data-without-authentication", "unbounded-list"] {
+    for rule in ["data-without-data-rule", "unbounded-list"] {
         assert!(findings.iter().any(|f| f["rule"] == rule && f["operation"] == "GET /owners"), "{rule}: {findings:?}");
     }
-    assert!(reimported["api"]["score"].as_i64().unwrap() < 71);
+    assert!(!findings.iter().any(|f| f["rule"] == "sensitive-data-without-authentication"), "authentication is declared");
+    assert!(reimported["api"]["score"].as_i64().unwrap() < protected["score"].as_i64().unwrap());
 
     // Another team's developer can read but not change it, nor register for Payments.
     let refused = app.send(send_document("PUT", &path, &other_token, "application/json", body.clone())).await;

@@ -70,8 +70,14 @@ pub struct OperationBody {
     #[schema(value_type = Object)]
     pub security: serde_json::Value,
     pub deprecated: bool,
-    /// Fields that carry a data class, found in the schemas.
+    /// Fields that carry a data class: found in the schemas, with the owner's corrections.
     pub data_classes: Vec<DataClassBody>,
+    /// The owner's corrections: `{added, removed}`.
+    #[schema(value_type = Object)]
+    pub class_edits: serde_json::Value,
+    /// This operation's override of the API's protection (`{}`: all inherited).
+    #[schema(value_type = Object)]
+    pub protection: serde_json::Value,
 }
 
 /// A field of an operation that carries a data class.
@@ -103,6 +109,8 @@ impl From<Operation> for OperationBody {
                 .into_iter()
                 .map(|hit| DataClassBody { class: hit.class, direction: hit.direction, field: hit.field })
                 .collect(),
+            class_edits: serde_json::to_value(&operation.class_edits).unwrap_or_default(),
+            protection: serde_json::to_value(&operation.protection).unwrap_or_default(),
         }
     }
 }
@@ -163,6 +171,10 @@ pub struct ApiBody {
     /// SHA-256 of the imported document.
     pub spec_digest: String,
     pub created_at: i64,
+    /// How the API is protected: `{authentication, network, requestor, data, consent,
+    /// rate_limits}`, each optional (see `/api/v1/apis/{id}/protection`).
+    #[schema(value_type = Object)]
+    pub protection: serde_json::Value,
     pub operations: Vec<OperationBody>,
 }
 
@@ -179,6 +191,7 @@ impl ApiBody {
             openapi_version: api.openapi_version,
             spec_digest: api.spec_digest,
             created_at: api.created_at,
+            protection: serde_json::to_value(&api.protection).unwrap_or_default(),
             operations: api.operations.into_iter().map(Into::into).collect(),
         }
     }

@@ -11,11 +11,12 @@ use utoipa::ToSchema;
 #[derive(Serialize, ToSchema, Debug)]
 pub struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `forbidden`, `not_found`, `invalid`,
-    /// `invalid_document`, `conflict`, `too_large`, `unsupported_media_type`, `internal`.
+    /// `invalid_document`, `invalid_settings`, `conflict`, `too_large`, `unsupported_media_type`, `internal`.
     pub code: &'static str,
     /// For humans; never contains internals.
     pub message: String,
-    /// For `invalid_document`: every problem found, each with where it is.
+    /// For `invalid_document` and `invalid_settings`: every problem found, each with
+    /// where it is (a JSON pointer, or a settings path like `authentication.methods[0].issuer`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<ProblemBody>,
 }
@@ -41,6 +42,8 @@ pub enum ApiError {
     UnsupportedMediaType(&'static str),
     /// A document (OpenAPI) with located problems.
     InvalidDocument(Vec<store::openapi::ImportProblem>),
+    /// A settings document (protection, class corrections) with problems at their paths.
+    InvalidSettings(Vec<store::protection::SettingProblem>),
     Internal,
 }
 
@@ -51,6 +54,7 @@ impl From<store::StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(what.to_owned()),
             StoreError::Conflict { field } => ApiError::Conflict(format!("{field} is already taken")),
             StoreError::Invalid { field, message } => ApiError::Invalid(format!("{field}: {message}")),
+            StoreError::Settings(problems) => ApiError::InvalidSettings(problems),
             internal => {
                 tracing::error!(error = %internal, "REST request failed");
                 ApiError::Internal
@@ -88,6 +92,17 @@ impl IntoResponse for ApiError {
                     .map(|p| ProblemBody { pointer: p.pointer, line: p.line, column: p.column, message: p.message })
                     .collect();
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", message)
+            }
+            ApiError::InvalidSettings(found) => {
+                let message = match found.first() {
+                    Some(first) => format!("the settings have {} problem(s); the first: {first}", found.len()),
+                    None => "the settings are not valid".to_owned(),
+                };
+                problems = found
+                    .into_iter()
+                    .map(|p| ProblemBody { pointer: p.path, line: None, column: None, message: p.message })
+                    .collect();
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", message)
             }
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -6,8 +6,11 @@
 mod apis;
 mod audit;
 mod caller;
+mod client_apps;
+mod data_classes;
 mod error;
 mod me;
+mod protection;
 mod users;
 
 pub use caller::Caller;
@@ -60,6 +63,16 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apis::list_apis, apis::create_api))
         .routes(routes!(apis::get_api, apis::update_api))
         .routes(routes!(apis::reimport_spec))
+        .routes(routes!(protection::get_protection, protection::put_protection))
+        .routes(routes!(protection::put_operation_protection))
+        .routes(routes!(protection::put_class_edits))
+        .routes(routes!(client_apps::list_client_apps, client_apps::create_client_app))
+        .routes(routes!(client_apps::get_client_app, client_apps::delete_client_app))
+        .routes(routes!(client_apps::issue_credential))
+        .routes(routes!(client_apps::rotate_credential))
+        .routes(routes!(client_apps::revoke_credential))
+        .routes(routes!(data_classes::list_data_classes, data_classes::create_data_class))
+        .routes(routes!(data_classes::delete_data_class))
 }
 
 /// The OpenAPI document of every `/api/v1` route.
