@@ -17,6 +17,8 @@ pub fn Shell() -> impl IntoView {
     let sections = [
         ("/", "Overview"),
         ("/apis", "APIs"),
+        ("/clients", "Clients"),
+        ("/data-classes", "Data classes"),
         ("/agents", "Agents"),
         ("/policies", "Policies"),
         ("/consent", "Consent"),

@@ -77,6 +77,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=OverviewPage ssr=SsrMode::Async/>
                     <Route path=path!("apis") view=ApisPage ssr=SsrMode::Async/>
                     <Route path=path!("apis/:api_id") view=ApiPage ssr=SsrMode::Async/>
+                    <Route path=path!("apis/:api_id/operations/:operation_id") view=OperationPage ssr=SsrMode::Async/>
+                    <Route path=path!("clients") view=ClientsPage ssr=SsrMode::Async/>
+                    <Route path=path!("data-classes") view=DataClassesPage ssr=SsrMode::Async/>
                     <Route path=path!("agents") view=AgentsPage ssr=SsrMode::Async/>
                     <Route path=path!("policies") view=PoliciesPage ssr=SsrMode::Async/>
                     <Route path=path!("consent") view=ConsentPage ssr=SsrMode::Async/>

@@ -37,3 +37,24 @@ export function watchForViolations(page: Page): string[] {
 export async function waitForHydration(page: Page) {
   await page.locator('body[data-hydrated="true"]').waitFor({ state: 'attached' });
 }
+
+/** As an admin: creates a developer of `team` with an initial password. */
+export async function createDeveloper(page: Page, email: string, team: string, password: string) {
+  await page.goto('/settings/users');
+  await waitForHydration(page);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Role').selectOption('developer');
+  await page.getByLabel('Team').selectOption({ label: team });
+  await page.getByLabel(/Initial password/).fill(password);
+  await page.getByRole('button', { name: 'Create user' }).click();
+  await expect(page.getByText(`${email} created.`)).toBeVisible();
+}
+
+/** As an admin: creates a team. */
+export async function createTeam(page: Page, name: string) {
+  await page.goto('/settings/teams');
+  await waitForHydration(page);
+  await page.getByLabel('Name').fill(name);
+  await page.getByRole('button', { name: 'Create team' }).click();
+  await expect(page.getByRole('cell', { name })).toBeVisible();
+}

@@ -4,7 +4,9 @@
 
 pub mod account;
 pub mod audit;
+pub mod clients;
 pub mod inventory;
+pub mod protection;
 pub mod admin;
 pub mod setup;
 

@@ -4,7 +4,9 @@
 use crate::api::admin::list_teams;
 use crate::api::inventory::{ImportApi, ReimportApi, SetApiLifecycle, get_api, get_api_posture, list_apis};
 use crate::auth::use_me;
+use crate::api::clients::{ClientAppList, list_client_apps, list_data_classes};
 use crate::components::{ErrorMessage, Loaded, format_optional_time, format_time};
+use crate::pages::protection::{ProtectionActions, ProtectionForms, ProtectionSummary};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -40,10 +42,11 @@ fn registrable(me: &Option<Principal>, all: Vec<Team>) -> Vec<Team> {
 #[component]
 fn RegisterApi(import: ServerAction<ImportApi>, me: Option<Principal>) -> impl IntoView {
     let teams = Resource::new(|| (), |_| list_teams());
+    let document = NodeRef::<leptos::html::Textarea>::new();
     view! {
         <section class="card">
             <h2>"Register an API"</h2>
-            <p>"Paste its OpenAPI 3.0 or 3.1 document, JSON or YAML. CI can do the same with "
+            <p>"Paste or choose its OpenAPI 3.0 or 3.1 document, JSON or YAML. CI can do the same with "
                <code>"POST /api/v1/apis"</code> "."</p>
             <ActionForm action=import>
                 <label>"Team"
@@ -61,11 +64,13 @@ fn RegisterApi(import: ServerAction<ImportApi>, me: Option<Principal>) -> impl I
                     </select>
                 </label>
                 <label>"Environment" <input type="text" name="environment" value="production" maxlength="32"/></label>
+                <DocumentFile target=document/>
                 <label>"OpenAPI document"
-                    <textarea name="document" rows="12" required spellcheck="false"></textarea>
+                    <textarea name="document" rows="12" required spellcheck="false" node_ref=document></textarea>
                 </label>
                 <button type="submit">"Import"</button>
             </ActionForm>
+            <Progress pending=import.pending()/>
             {move || match import.value().get() {
                 Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
                 Some(Ok(api)) => view! {
@@ -78,6 +83,42 @@ fn RegisterApi(import: ServerAction<ImportApi>, me: Option<Principal>) -> impl I
             }}
         </section>
     }
+}
+
+/// A file picker that puts the chosen document's text into the form's field, so a file
+/// goes through the same checks as a pasted document.
+#[component]
+fn DocumentFile(target: NodeRef<leptos::html::Textarea>) -> impl IntoView {
+    let on_change = move |event: leptos::ev::Event| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let Some(input) = event.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else { return };
+            let Some(file) = input.files().and_then(|files| files.get(0)) else { return };
+            leptos::task::spawn_local(async move {
+                if let Ok(text) = wasm_bindgen_futures::JsFuture::from(file.text()).await
+                    && let (Some(text), Some(area)) = (text.as_string(), target.get_untracked())
+                {
+                    area.set_value(&text);
+                }
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (event, target);
+    };
+    view! {
+        <label>"Or choose a file"
+            <input type="file" accept=".json,.yaml,.yml,application/json,application/yaml" on:change=on_change/>
+        </label>
+    }
+}
+
+/// Said while a document is being imported: a large one (GitHub's, 13 MB) takes seconds.
+#[component]
+fn Progress(pending: Memo<bool>) -> impl IntoView {
+    move || pending.get().then(|| view! {
+        <p class="progress" aria-live="polite" data-testid="import-progress">"Importing: reading, checking every reference, classifying the fields…"</p>
+    })
 }
 
 fn apis_table(list: Vec<ApiSummary>) -> AnyView {
@@ -115,9 +156,12 @@ pub fn ApiPage() -> impl IntoView {
     let api_id = move || params.read().get("api_id").and_then(|id| id.parse::<i64>().ok()).unwrap_or(-1);
     let reimport = ServerAction::<ReimportApi>::new();
     let lifecycle = ServerAction::<SetApiLifecycle>::new();
-    let changes = move || (api_id(), reimport.version().get(), lifecycle.version().get());
+    let protection = ProtectionActions::new();
+    let changes = move || (api_id(), reimport.version().get(), lifecycle.version().get(), protection.version());
     let api = Resource::new(changes, |(id, ..)| get_api(id));
     let posture = Resource::new(changes, |(id, ..)| get_api_posture(id));
+    let apps = Resource::new(|| (), |_| list_client_apps());
+    let classes = Resource::new(|| (), |_| list_data_classes());
     let me = use_me();
     view! {
         <Title text="API"/>
@@ -130,14 +174,35 @@ pub fn ApiPage() -> impl IntoView {
                     <h2>"Posture"</h2>
                     <Loaded resource=posture render=findings_view/>
                 </section>
-                {can_change.then(|| view! {
-                    <LifecycleForm lifecycle api_id=api.summary.id.0 current=api.summary.lifecycle/>
-                    <Reimport reimport api_id=api.summary.id.0/>
-                })}
-                <section class="card">
-                    <h2>"Operations"</h2>
-                    {operations_table(api.operations)}
+                <section class="card" id="protection">
+                    <h2>"Protection"</h2>
+                    <Loaded resource=apps render={
+                        let protection = api.protection.clone();
+                        move |list: ClientAppList| view! { <ProtectionSummary protection=protection.clone() apps=list.apps/> }
+                    }/>
                 </section>
+                <section class="card" id="operations">
+                    <h2>"Operations"</h2>
+                    {operations_table(api.summary.id.0, &api.protection, api.operations.clone())}
+                </section>
+                {can_change.then(|| {
+                    let forms_api = api.clone();
+                    view! {
+                        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                            {move || {
+                                let api = forms_api.clone();
+                                Suspend::new(async move {
+                                    match (apps.await, classes.await) {
+                                        (Ok(list), Ok(classes)) => view! { <ProtectionForms api actions=protection apps=list.apps classes/> }.into_any(),
+                                        (Err(error), _) | (_, Err(error)) => view! { <ErrorMessage error/> }.into_any(),
+                                    }
+                                })
+                            }}
+                        </Suspense>
+                        <LifecycleForm lifecycle api_id=api.summary.id.0 current=api.summary.lifecycle/>
+                        <Reimport reimport api_id=api.summary.id.0/>
+                    }
+                })}
             }
         }/>
     }
@@ -191,17 +256,20 @@ fn LifecycleForm(lifecycle: ServerAction<SetApiLifecycle>, api_id: i64, current:
 
 #[component]
 fn Reimport(reimport: ServerAction<ReimportApi>, api_id: i64) -> impl IntoView {
+    let document = NodeRef::<leptos::html::Textarea>::new();
     view! {
         <section class="card">
             <h2>"Re-import the document"</h2>
             <p>"Operations are replaced by a diff, all at once; settings made here stay."</p>
             <ActionForm action=reimport>
                 <input type="hidden" name="api_id" value=api_id/>
+                <DocumentFile target=document/>
                 <label>"OpenAPI document"
-                    <textarea name="document" rows="8" required spellcheck="false"></textarea>
+                    <textarea name="document" rows="8" required spellcheck="false" node_ref=document></textarea>
                 </label>
                 <button type="submit">"Re-import"</button>
             </ActionForm>
+            <Progress pending=reimport.pending()/>
             {move || match reimport.value().get() {
                 Some(Err(error)) => view! { <ErrorMessage error/> }.into_any(),
                 Some(Ok(diff)) => diff_view(diff),
@@ -298,7 +366,18 @@ fn class_details(hits: &[store::DataClassHit]) -> AnyView {
         .into_any()
 }
 
-fn operations_table(operations: Vec<Operation>) -> AnyView {
+/// How callers of an operation authenticate: Palisade's setting when there is one, else
+/// what the document says.
+fn authentication_text(api: &store::Protection, operation: &Operation) -> String {
+    use store::protection::AuthMode;
+    match store::Protection::effective(api, &operation.protection).authentication {
+        Some(a) if a.mode == AuthMode::Public => "public".to_owned(),
+        Some(a) => a.methods.iter().map(|m| m.kind()).collect::<Vec<_>>().join(" or "),
+        None => format!("{} (document)", security_text(&operation.security)),
+    }
+}
+
+fn operations_table(api_id: i64, protection: &store::Protection, operations: Vec<Operation>) -> AnyView {
     if operations.is_empty() {
         return view! { <p>"The document declares no operations."</p> }.into_any();
     }
@@ -309,10 +388,10 @@ fn operations_table(operations: Vec<Operation>) -> AnyView {
                 {operations.into_iter().map(|operation| view! {
                     <tr class:deprecated=operation.deprecated>
                         <td><code>{operation.method.clone()}</code></td>
-                        <td><code>{operation.path.clone()}</code></td>
+                        <td><a href=format!("/apis/{api_id}/operations/{}", operation.id)><code>{operation.path.clone()}</code></a></td>
                         <td>{operation.operation_id.clone().unwrap_or_default()}</td>
                         <td>{operation.summary.clone()}</td>
-                        <td>{security_text(&operation.security)}</td>
+                        <td>{authentication_text(protection, &operation)}</td>
                         <td>{class_details(&operation.data_classes)}</td>
                     </tr>
                 }).collect_view()}

@@ -2,9 +2,11 @@
 
 mod apis;
 mod audit;
+mod clients;
 mod login;
 mod not_found;
 mod overview;
+mod protection;
 mod sections;
 mod settings;
 mod setup_password;
@@ -17,6 +19,8 @@ pub use not_found::NotFoundPage;
 pub use overview::OverviewPage;
 pub use audit::AuditPage;
 pub use apis::{ApiPage, ApisPage};
+pub use clients::{ClientsPage, DataClassesPage};
+pub use protection::OperationPage;
 pub use sections::{AgentsPage, ConsentPage, PoliciesPage, RiskPage};
 pub use settings::{ProfilePage, SettingsNav};
 pub use setup_password::SetupPasswordPage;
