@@ -127,6 +127,13 @@ async fn first_start_creates_schema_and_admin(backend: Backend) {
     assert!(posture.findings.iter().any(|f| f.rule == "sensitive-data-without-authentication"
         && f.operation.as_deref() == Some("GET /customers/lookup")), "{:?}", posture.findings);
     assert!(identity.api.data_classes.contains(&"national_id".to_owned()), "{:?}", identity.api.data_classes);
+    // The Payments API is protected and scores better; its client holds a key per instance.
+    let payments = estate.apis.iter().find(|a| a.api.team_name == "Payments").unwrap();
+    let protected = store::apis::find_api(&database.db, payments.api.id).await.unwrap();
+    assert!(protected.protection.authentication.is_some() && protected.protection.data.is_some());
+    assert!(payments.score > identity.score, "{} > {}", payments.score, identity.score);
+    let clients = store::client_apps::list_client_apps(&database.db).await.unwrap();
+    assert_eq!(clients.iter().map(|c| c.credentials.len()).sum::<usize>(), 2);
     let (child, _, printed) = serve(&database.url, &["--demo"]);
     assert!(printed.iter().any(|l| l == "Demo data already present."), "{printed:?}");
     stop(child);

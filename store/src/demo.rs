@@ -1,6 +1,7 @@
 //! The demo data set behind `palisade serve --demo`: a small, realistic organisation
-//! (teams, one user of every role, and two APIs with real posture gaps) to explore the
-//! dashboard with. Loading is idempotent.
+//! (teams, one user of every role, two APIs with real posture gaps, client applications
+//! with a key per instance, and one API protected) to explore the dashboard with.
+//! Loading is idempotent.
 
 use crate::accounts::{self, NewAccount};
 use crate::passwords::Passwords;
@@ -77,5 +78,38 @@ pub async fn load(db: &Db, passwords: &Passwords) -> Result<DemoData, StoreError
             Err(error) => return Err(error),
         }
     }
+    protect_payments(db, &all_teams, &context).await?;
     Ok(DemoData { users, password: Some(password) })
+}
+
+/// The Payments API declares JWT or API-key authentication, grants its checkout web
+/// application card data only, and limits every caller; the Identity API is left as
+/// registered, so the two compare on the Overview.
+async fn protect_payments(db: &Db, all_teams: &[crate::Team], context: &AuditContext) -> Result<(), StoreError> {
+    let Some(payments) = all_teams.iter().find(|team| team.name == "Payments") else { return Ok(()) };
+    let Some(api) = crate::apis::list_apis(db).await?.into_iter().find(|api| api.team_id == payments.id) else { return Ok(()) };
+    let checkout = crate::client_apps::create_client_app(
+        db,
+        payments.id,
+        "Checkout Web",
+        crate::ClientKind::Web,
+        "The storefront's checkout pages",
+        90,
+        context,
+    )
+    .await?;
+    for instance in ["checkout-eu-1", "checkout-us-1"] {
+        crate::client_apps::issue_credential(db, checkout.id, crate::CredentialKind::ApiKey, instance, None, context).await?;
+    }
+    let protection: crate::Protection = serde_json::from_value(serde_json::json!({
+        "authentication": {"mode": "required", "methods": [
+            {"type": "jwt", "issuer": "https://login.demo.palisade.local", "audiences": ["payments"],
+             "jwks_url": "https://login.demo.palisade.local/.well-known/jwks.json", "algorithms": ["RS256", "ES256"], "required_scopes": ["payments"]},
+            {"type": "api_key", "header": "x-api-key"}]},
+        "data": {"grants": [{"client_app": checkout.id, "classes": ["payment_card", "email"]}], "otherwise": "mask"},
+        "rate_limits": [{"requests": 600, "window_seconds": 60}, {"client_app": checkout.id, "requests": 50, "window_seconds": 1}],
+    }))
+    .map_err(|error| StoreError::invalid("demo protection", error.to_string()))?;
+    crate::settings::update_api_protection(db, api.id, &protection, context).await?;
+    Ok(())
 }
