@@ -135,11 +135,12 @@ fn credentials_table(app: &ClientApp, can_change: bool, now: i64, actions: Crede
         <table data-testid="credentials">
             <thead><tr><th>"Instance"</th><th>"Kind"</th><th>"Key or identity"</th><th>"Issued"</th><th>"Expires"</th><th>"Status"</th><th></th></tr></thead>
             <tbody>
-                {app.credentials.iter().cloned().map(|credential| {
+                {app.credentials.iter().map(|credential| {
                     let active = credential.is_active(now);
                     let status = if credential.revoked_at.is_some() { "revoked" } else if !active { "expired" } else if credential.expires_at.is_some() { "rotated, still valid" } else { "active" };
                     let shown = credential.prefix.clone().map(|p| format!("{p}…")).or(credential.identity.clone()).unwrap_or_default();
                     let rotatable = active && credential.kind == CredentialKind::ApiKey && credential.expires_at.is_none();
+                    let (credential_id, revocable) = (credential.id.0, credential.revoked_at.is_none());
                     view! {
                         <tr>
                             <td>{credential.instance.clone()}</td>
@@ -152,15 +153,15 @@ fn credentials_table(app: &ClientApp, can_change: bool, now: i64, actions: Crede
                                 {(can_change && rotatable).then(|| view! {
                                     <ActionForm action=actions.rotate>
                                         <input type="hidden" name="client_app_id" value=app_id/>
-                                        <input type="hidden" name="credential_id" value=credential.id.0/>
+                                        <input type="hidden" name="credential_id" value=credential_id/>
                                         <label>"Overlap (minutes)" <input type="number" name="overlap_minutes" min="0" max="10080" value="60"/></label>
                                         <button type="submit">"Rotate"</button>
                                     </ActionForm>
                                 })}
-                                {(can_change && credential.revoked_at.is_none()).then(|| view! {
+                                {(can_change && revocable).then(|| view! {
                                     <ActionForm action=actions.revoke>
                                         <input type="hidden" name="client_app_id" value=app_id/>
-                                        <input type="hidden" name="credential_id" value=credential.id.0/>
+                                        <input type="hidden" name="credential_id" value=credential_id/>
                                         <button type="submit" class="danger">"Revoke"</button>
                                     </ActionForm>
                                 })}

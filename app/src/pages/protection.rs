@@ -389,6 +389,28 @@ pub fn OperationPage() -> impl IntoView {
     }
 }
 
+/// One button that adds (or restores) or removes one field's class.
+fn class_edit_button(
+    action: ServerAction<SetClassEdit>,
+    api_id: i64,
+    operation_id: i64,
+    change: &'static str,
+    hit: store::DataClassHit,
+    label: &'static str,
+) -> impl IntoView + use<> {
+    view! {
+        <ActionForm action>
+            <input type="hidden" name="api_id" value=api_id/>
+            <input type="hidden" name="operation_id" value=operation_id/>
+            <input type="hidden" name="change" value=change/>
+            <input type="hidden" name="class" value=hit.class/>
+            <input type="hidden" name="direction" value=hit.direction/>
+            <input type="hidden" name="field" value=hit.field/>
+            <button type="submit" class="link">{label}</button>
+        </ActionForm>
+    }
+}
+
 fn class_table(operation: &Operation, edit: Option<(ServerAction<SetClassEdit>, i64)>) -> AnyView {
     if operation.data_classes.is_empty() && operation.class_edits.removed.is_empty() {
         return view! { <p>"No data class found in this operation's schemas."</p> }.into_any();
@@ -399,39 +421,19 @@ fn class_table(operation: &Operation, edit: Option<(ServerAction<SetClassEdit>, 
         <table data-testid="operation-classes">
             <thead><tr><th>"Class"</th><th>"Direction"</th><th>"Field"</th><th>"Source"</th><th></th></tr></thead>
             <tbody>
-                {operation.data_classes.iter().cloned().map(|hit| {
-                    let source = if added.contains(&hit) { "added by the owner" } else { "schema" };
+                {operation.data_classes.iter().map(|hit| {
+                    let source = if added.contains(hit) { "added by the owner" } else { "schema" };
                     view! {
                         <tr>
                             <td>{hit.class.clone()}</td><td>{hit.direction.clone()}</td><td><code>{hit.field.clone()}</code></td><td>{source}</td>
-                            <td>{edit.map(|(action, api_id)| view! {
-                                <ActionForm action>
-                                    <input type="hidden" name="api_id" value=api_id/>
-                                    <input type="hidden" name="operation_id" value=operation_id/>
-                                    <input type="hidden" name="change" value="remove"/>
-                                    <input type="hidden" name="class" value=hit.class.clone()/>
-                                    <input type="hidden" name="direction" value=hit.direction.clone()/>
-                                    <input type="hidden" name="field" value=hit.field.clone()/>
-                                    <button type="submit" class="link">"Remove"</button>
-                                </ActionForm>
-                            })}</td>
+                            <td>{edit.map(|(action, api_id)| class_edit_button(action, api_id, operation_id, "remove", hit.clone(), "Remove"))}</td>
                         </tr>
                     }
                 }).collect_view()}
-                {operation.class_edits.removed.iter().cloned().map(|hit| view! {
+                {operation.class_edits.removed.iter().map(|hit| view! {
                     <tr class="removed">
                         <td><s>{hit.class.clone()}</s></td><td>{hit.direction.clone()}</td><td><code>{hit.field.clone()}</code></td><td>"removed by the owner"</td>
-                        <td>{edit.map(|(action, api_id)| view! {
-                            <ActionForm action>
-                                <input type="hidden" name="api_id" value=api_id/>
-                                <input type="hidden" name="operation_id" value=operation_id/>
-                                <input type="hidden" name="change" value="add"/>
-                                <input type="hidden" name="class" value=hit.class.clone()/>
-                                <input type="hidden" name="direction" value=hit.direction.clone()/>
-                                <input type="hidden" name="field" value=hit.field.clone()/>
-                                <button type="submit" class="link">"Restore"</button>
-                            </ActionForm>
-                        })}</td>
+                        <td>{edit.map(|(action, api_id)| class_edit_button(action, api_id, operation_id, "add", hit.clone(), "Restore"))}</td>
                     </tr>
                 }).collect_view()}
             </tbody>

@@ -12,7 +12,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use store::audit::Actor;
 use store::openapi::{self, Format, ImportedSpec};
-use store::{ApiDetail, ApiId, ApiSummary, Operation, Principal, SpecDiff, TeamId, apis, teams};
+use store::{ApiDetail, ApiId, ApiSummary, Operation, SpecDiff, apis};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Serialize, ToSchema)]
@@ -244,23 +244,6 @@ async fn read_document(request: Request) -> Result<(http::request::Parts, Import
     Ok((parts, spec))
 }
 
-/// The team a new API goes to: the one named, else the caller's only team.
-async fn owning_team(state: &AppState, principal: &Principal, named: Option<&str>) -> Result<TeamId, ApiError> {
-    match named.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(team) => match team.parse::<i64>() {
-            Ok(id) => Ok(TeamId(id)),
-            Err(_) => Ok(teams::find_team_by_name(&state.db, team).await?.id),
-        },
-        None => match principal.teams.as_slice() {
-            [only] => Ok(only.id),
-            teams => Err(ApiError::Invalid(format!(
-                "say which team owns the API with ?team= (you belong to {} teams)",
-                teams.len()
-            ))),
-        },
-    }
-}
-
 /// Registers an API from its OpenAPI document. Developers may register for their own
 /// teams; security and admins for any.
 #[utoipa::path(
@@ -289,7 +272,7 @@ pub async fn create_api(
 ) -> Result<(StatusCode, Json<ApiBody>), ApiError> {
     let principal = caller.require(|p| p.role != store::Role::Auditor)?;
     let Query(query) = query.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
-    let team = owning_team(&state, &principal, query.team.as_deref()).await?;
+    let team = super::owning_team(&state, &principal, query.team.as_deref()).await?;
     if !principal.can_change_owned_by(team) {
         return Err(ApiError::Forbidden);
     }

@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use store::audit::Actor;
 use store::client_apps::{self, DEFAULT_ROTATION_DAYS};
-use store::{ClientApp, ClientAppId, Credential, CredentialId, IssuedCredential, Principal, TeamId, teams};
+use store::{ClientApp, ClientAppId, Credential, CredentialId, IssuedCredential, Principal};
 use utoipa::{IntoParams, ToSchema};
 
 type PathRejection = axum::extract::rejection::PathRejection;
@@ -134,20 +134,6 @@ fn parse_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(value)| value).map_err(|rejection| ApiError::Invalid(rejection.body_text()))
 }
 
-/// The team a new client application goes to: the one named, else the caller's only team.
-async fn owning_team(state: &AppState, principal: &Principal, named: Option<&str>) -> Result<TeamId, ApiError> {
-    match named.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(team) => match team.parse::<i64>() {
-            Ok(id) => Ok(TeamId(id)),
-            Err(_) => Ok(teams::find_team_by_name(&state.db, team).await?.id),
-        },
-        None => match principal.teams.as_slice() {
-            [only] => Ok(only.id),
-            teams => Err(ApiError::Invalid(format!("say which team owns it with ?team= (you belong to {} teams)", teams.len()))),
-        },
-    }
-}
-
 /// The caller, when they may change the client application.
 async fn owner_of(state: &AppState, caller: Caller, app: ClientAppId) -> Result<Principal, ApiError> {
     let principal = caller.require(|p| p.role != store::Role::Auditor)?;
@@ -207,7 +193,7 @@ pub async fn create_client_app(
 ) -> Result<(StatusCode, Json<ClientAppBody>), ApiError> {
     let principal = caller.require(|p| p.role != store::Role::Auditor)?;
     let Query(query) = query.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
-    let team = owning_team(&state, &principal, query.team.as_deref()).await?;
+    let team = super::owning_team(&state, &principal, query.team.as_deref()).await?;
     if !principal.can_change_owned_by(team) {
         return Err(ApiError::Forbidden);
     }

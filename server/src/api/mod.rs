@@ -97,3 +97,25 @@ pub fn router() -> Router<AppState> {
 async fn openapi_json() -> axum::Json<&'static OpenApiDocument> {
     axum::Json(openapi())
 }
+
+/// The team a new API or client application goes to: the one named (id or name), else
+/// the caller's only team.
+async fn owning_team(
+    state: &AppState,
+    principal: &store::Principal,
+    named: Option<&str>,
+) -> Result<store::TeamId, ApiError> {
+    match named.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(team) => match team.parse::<i64>() {
+            Ok(id) => Ok(store::TeamId(id)),
+            Err(_) => Ok(store::teams::find_team_by_name(&state.db, team).await?.id),
+        },
+        None => match principal.teams.as_slice() {
+            [only] => Ok(only.id),
+            teams => Err(ApiError::Invalid(format!(
+                "say which team owns it with ?team= (you belong to {} teams)",
+                teams.len()
+            ))),
+        },
+    }
+}
