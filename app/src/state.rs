@@ -7,6 +7,7 @@ use std::time::Duration;
 use store::Db;
 use store::login_throttle::ThrottlePolicy;
 use store::passwords::Passwords;
+use store::signing::MasterKey;
 
 /// Session and login rules, from configuration.
 #[derive(Clone, Debug)]
@@ -39,6 +40,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub leptos_options: LeptosOptions,
     pub auth: Arc<AuthSettings>,
+    /// Seals and opens secrets at rest (signing keys, HMAC client keys).
+    pub master: Arc<MasterKey>,
 }
 
 /// The Content-Security-Policy nonce of the current response, put in the request's

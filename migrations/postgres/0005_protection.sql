@@ -22,7 +22,9 @@ CREATE TABLE client_app (
 );
 CREATE INDEX client_app_team_idx ON client_app (team_id);
 
--- One row per instance's credential. API keys are kept as SHA-256 digests only.
+-- One row per instance's credential. API keys are kept as SHA-256 digests only; HMAC
+-- signing keys, which the agents need to verify signatures, sealed under the master key
+-- (ChaCha20-Poly1305, bound to the key id).
 CREATE TABLE client_credential (
     client_credential_id  BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     client_app_id         BIGINT  NOT NULL,
@@ -31,12 +33,13 @@ CREATE TABLE client_credential (
     key_prefix            TEXT,
     key_digest            TEXT,
     identity              TEXT,
+    sealed_secret         TEXT,
     created_at            BIGINT  NOT NULL,
     expires_at            BIGINT,
     revoked_at            BIGINT,
     CONSTRAINT client_credential_app_fk FOREIGN KEY (client_app_id) REFERENCES client_app (client_app_id) ON DELETE CASCADE,
     CONSTRAINT client_credential_digest_key UNIQUE (key_digest),
-    CONSTRAINT client_credential_kind_check CHECK (kind IN ('api_key', 'mtls'))
+    CONSTRAINT client_credential_kind_check CHECK (kind IN ('api_key', 'mtls', 'hmac'))
 );
 CREATE INDEX client_credential_app_idx ON client_credential (client_app_id);
 

@@ -34,7 +34,7 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("audit signing key: {e}"))?;
     tracing::info!(key_id = %signer.key_id, "audit checkpoints are signed with this key");
     if args.demo {
-        let loaded = demo::load(&db, &passwords).await.map_err(|e| format!("demo data: {e}"))?;
+        let loaded = demo::load(&db, &passwords, &master).await.map_err(|e| format!("demo data: {e}"))?;
         match loaded.password {
             Some(password) => {
                 println!("Demo data loaded. Every demo user's password is: {password}");
@@ -52,7 +52,7 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
         .site_pkg_dir("pkg")
         .site_addr(args.listen)
         .build();
-    let state = AppState { db: db.clone(), passwords, leptos_options, auth: Arc::new(auth) };
+    let state = AppState { db: db.clone(), passwords, leptos_options, auth: Arc::new(auth), master: master.clone() };
     spawn_upkeep(db.clone());
     let export_file = args.audit_export_file.clone().unwrap_or_else(|| data.data_dir.join("audit.jsonl"));
     if let Some(folder) = export_file.parent().filter(|p| !p.as_os_str().is_empty()) {

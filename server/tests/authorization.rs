@@ -124,10 +124,10 @@ async fn world(app: TestApp) -> World {
         let client_app = store::client_apps::create_client_app(&app.db, payments.id, &format!("app {name}"), service, "", 90, &system).await.unwrap();
         let doomed = store::client_apps::create_client_app(&app.db, payments.id, &format!("doomed {name}"), service, "", 90, &system).await.unwrap();
         let key = |instance: &'static str| {
-            let db = app.db.clone();
-            let system = system.clone();
+            let (db, system, master) = (app.db.clone(), system.clone(), app.state.master.clone());
             async move {
-                store::client_apps::issue_credential(&db, client_app.id, store::CredentialKind::ApiKey, instance, None, &system).await.unwrap().credential.id.0
+                let kind = store::CredentialKind::ApiKey;
+                store::client_apps::issue_credential(&db, &master, client_app.id, kind, instance, None, &system).await.unwrap().credential.id.0
             }
         };
         let (rotate_key, revoke_key) = (key("rotate").await, key("revoke").await);

@@ -1,9 +1,12 @@
 //! Client applications (the callers of APIs) and their credentials: one per instance of
 //! a calling service. API keys are random, shown once and stored as SHA-256 digests;
-//! rotating one issues a successor and lets the old key live for an overlap window so
-//! instances can switch without an outage.
+//! HMAC signing keys are random, shown once and sealed under the master key (agents need
+//! them to verify signatures); mTLS credentials register a certificate identity. Rotating a
+//! key issues a successor and lets the old one live for an overlap window so instances can
+//! switch without an outage.
 
 use crate::audit::{self, AuditContext, Change};
+use crate::signing::MasterKey;
 use crate::tokens::{digest, generate_secret};
 use crate::{
     ClientApp, ClientAppId, ClientKind, Credential, CredentialId, CredentialKind, Db, IssuedCredential, StoreError, TeamId,
@@ -15,6 +18,8 @@ use std::collections::BTreeSet;
 
 /// What every issued API key starts with, so secret scanners can recognise leaked ones.
 pub const API_KEY_PREFIX: &str = "pak_";
+/// What every HMAC key id starts with.
+pub const HMAC_KEY_ID_PREFIX: &str = "phk_";
 const SHOWN_PREFIX_CHARS: usize = 12;
 const MAX_NAME_CHARS: usize = 120;
 const MAX_DESCRIPTION_CHARS: usize = 1_000;
@@ -187,10 +192,11 @@ pub async fn delete_client_app(db: &Db, id: ClientAppId, context: &AuditContext)
     Ok(())
 }
 
-/// Issues a credential for one instance: a new API key (returned once), or a registered
-/// mTLS certificate identity.
+/// Issues a credential for one instance: a new API key or HMAC key (returned once), or a
+/// registered mTLS certificate identity.
 pub async fn issue_credential(
     db: &Db,
+    master: &MasterKey,
     app: ClientAppId,
     kind: CredentialKind,
     instance: &str,
@@ -203,13 +209,13 @@ pub async fn issue_credential(
             return Err(StoreError::invalid("identity", "give the certificate subject or SAN, like spiffe://acme/orders"));
         }
         (CredentialKind::Mtls, Some(identity)) => Some(crate::text::clean_name("identity", identity, MAX_IDENTITY_CHARS)?),
-        (CredentialKind::ApiKey, Some(_)) => {
-            return Err(StoreError::invalid("identity", "an API key has no certificate identity"));
+        (CredentialKind::ApiKey | CredentialKind::Hmac, Some(_)) => {
+            return Err(StoreError::invalid("identity", "only an mTLS credential has a certificate identity"));
         }
-        (CredentialKind::ApiKey, None) => None,
+        (CredentialKind::ApiKey | CredentialKind::Hmac, None) => None,
     };
     let mut tx = db.pool().begin().await?;
-    let issued = insert_credential(&mut tx, app, kind, &instance, identity.as_deref()).await?;
+    let issued = insert_credential(&mut tx, master, app, kind, &instance, identity.as_deref()).await?;
     let details = serde_json::json!({"after": {"client_app": app.0, "kind": kind.as_str(), "instance": instance,
         "prefix": issued.credential.prefix, "identity": identity}});
     audit::append(&mut tx, context, Change::success("client_credential.issue", "client_credential", issued.credential.id.0).with_details(details))
@@ -218,24 +224,45 @@ pub async fn issue_credential(
     Ok(issued)
 }
 
+/// The context an HMAC key is sealed under: its key id, so a sealed value copied onto
+/// another row does not open.
+fn hmac_context(key_id: &str) -> Vec<u8> {
+    format!("hmac-credential:{key_id}").into_bytes()
+}
+
 async fn insert_credential(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    master: &MasterKey,
     app: ClientAppId,
     kind: CredentialKind,
     instance: &str,
     identity: Option<&str>,
 ) -> Result<IssuedCredential, StoreError> {
-    let secret = (kind == CredentialKind::ApiKey).then(|| generate_secret(API_KEY_PREFIX));
-    let prefix = secret.as_ref().map(|s| s[..SHOWN_PREFIX_CHARS].to_owned());
+    let (secret, prefix, digest_of_key, sealed) = match kind {
+        CredentialKind::ApiKey => {
+            let secret = generate_secret(API_KEY_PREFIX);
+            let prefix = secret[..SHOWN_PREFIX_CHARS].to_owned();
+            let digest_of_key = digest(&secret);
+            (Some(secret), Some(prefix), Some(digest_of_key), None)
+        }
+        CredentialKind::Hmac => {
+            let key_id = generate_secret(HMAC_KEY_ID_PREFIX)[..HMAC_KEY_ID_PREFIX.len() + 16].to_owned();
+            let secret = generate_secret("");
+            let sealed = hex::encode(master.seal(&hmac_context(&key_id), secret.as_bytes()));
+            (Some(secret), Some(key_id), None, Some(sealed))
+        }
+        CredentialKind::Mtls => (None, None, None, None),
+    };
     let row = sqlx::query(&format!(
-        "INSERT INTO client_credential (client_app_id, kind, instance, key_prefix, key_digest, identity, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {CREDENTIAL_COLUMNS}"
+        "INSERT INTO client_credential (client_app_id, kind, instance, key_prefix, key_digest, sealed_secret, identity, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {CREDENTIAL_COLUMNS}"
     ))
     .bind(app.0)
     .bind(kind.as_str())
     .bind(instance)
     .bind(&prefix)
-    .bind(secret.as_deref().map(digest))
+    .bind(digest_of_key)
+    .bind(sealed)
     .bind(identity)
     .bind(now_millis())
     .fetch_one(&mut **tx)
@@ -265,10 +292,11 @@ async fn lock_credential(
     credential_from_row(&row)
 }
 
-/// Issues a successor to an active API key for the same instance; the old key keeps
-/// working for `overlap_seconds` (default one hour, at most a week), then expires.
+/// Issues a successor to an active API or HMAC key for the same instance; the old key
+/// keeps working for `overlap_seconds` (default one hour, at most a week), then expires.
 pub async fn rotate_credential(
     db: &Db,
+    master: &MasterKey,
     app: ClientAppId,
     credential: CredentialId,
     overlap_seconds: Option<i64>,
@@ -281,8 +309,8 @@ pub async fn rotate_credential(
     let now = now_millis();
     let mut tx = db.pool().begin().await?;
     let old = lock_credential(&mut tx, app, credential).await?;
-    if old.kind != CredentialKind::ApiKey {
-        return Err(StoreError::invalid("credential", "only API keys rotate; register the new certificate identity as a new credential"));
+    if old.kind == CredentialKind::Mtls {
+        return Err(StoreError::invalid("credential", "only keys rotate; register the new certificate identity as a new credential"));
     }
     if !old.is_active(now) {
         return Err(StoreError::invalid("credential", "is revoked or expired; issue a new key instead"));
@@ -295,7 +323,7 @@ pub async fn rotate_credential(
         .bind(credential.0)
         .execute(&mut *tx)
         .await?;
-    let issued = insert_credential(&mut tx, app, old.kind, &old.instance, None).await?;
+    let issued = insert_credential(&mut tx, master, app, old.kind, &old.instance, None).await?;
     let details = serde_json::json!({"before": {"credential": credential.0, "prefix": old.prefix},
         "after": {"credential": issued.credential.id.0, "prefix": issued.credential.prefix, "old_expires_at": expires_at}});
     audit::append(&mut tx, context, Change::success("client_credential.rotate", "client_credential", credential.0).with_details(details))
@@ -344,6 +372,37 @@ pub async fn authenticate_api_key(db: &Db, key: &str) -> Result<Option<ClientApp
     Ok(row.and_then(|(app, expires_at, revoked_at)| {
         (revoked_at.is_none() && expires_at.is_none_or(|at| at > now)).then_some(ClientAppId(app))
     }))
+}
+
+/// An active HMAC key, opened, for compiling into what agents verify signatures with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HmacKey {
+    pub client_app: ClientAppId,
+    pub key_id: String,
+    pub secret: Vec<u8>,
+    /// When a rotated key stops working.
+    pub expires_at: Option<i64>,
+}
+
+/// Every active HMAC key, opened with the master key. A key that does not open (another
+/// master key, or a sealed value moved between rows) is an error, not skipped.
+pub async fn active_hmac_keys(db: &Db, master: &MasterKey) -> Result<Vec<HmacKey>, StoreError> {
+    let rows: Vec<(i64, String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT client_app_id, key_prefix, sealed_secret, expires_at FROM client_credential \
+         WHERE kind = 'hmac' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) ORDER BY client_credential_id",
+    )
+    .bind(now_millis())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(app, key_id, sealed, expires_at)| {
+            let secret = hex::decode(&sealed)
+                .ok()
+                .and_then(|sealed| master.open(&hmac_context(&key_id), &sealed))
+                .ok_or(StoreError::Sealed { purpose: "hmac", key_id: key_id.clone() })?;
+            Ok(HmacKey { client_app: ClientAppId(app), key_id, secret, expires_at })
+        })
+        .collect()
 }
 
 /// Active API keys older than their application's rotation period, by application name.

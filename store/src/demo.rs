@@ -36,7 +36,7 @@ const USERS: [(&str, &str, Role, &[&str]); 6] = [
 ];
 
 /// Loads the demo organisation unless it is already there.
-pub async fn load(db: &Db, passwords: &Passwords) -> Result<DemoData, StoreError> {
+pub async fn load(db: &Db, passwords: &Passwords, master: &crate::signing::MasterKey) -> Result<DemoData, StoreError> {
     let users = USERS.iter().map(|(email, _, role, _)| ((*email).to_owned(), *role)).collect();
     let context = AuditContext::system("demo loader");
     if accounts::find_account_by_email(db, USERS[0].0).await.is_ok() {
@@ -78,14 +78,19 @@ pub async fn load(db: &Db, passwords: &Passwords) -> Result<DemoData, StoreError
             Err(error) => return Err(error),
         }
     }
-    protect_payments(db, &all_teams, &context).await?;
+    protect_payments(db, master, &all_teams, &context).await?;
     Ok(DemoData { users, password: Some(password) })
 }
 
 /// The Payments API declares JWT or API-key authentication, grants its checkout web
 /// application card data only, and limits every caller; the Identity API is left as
 /// registered, so the two compare on the Overview.
-async fn protect_payments(db: &Db, all_teams: &[crate::Team], context: &AuditContext) -> Result<(), StoreError> {
+async fn protect_payments(
+    db: &Db,
+    master: &crate::signing::MasterKey,
+    all_teams: &[crate::Team],
+    context: &AuditContext,
+) -> Result<(), StoreError> {
     let Some(payments) = all_teams.iter().find(|team| team.name == "Payments") else { return Ok(()) };
     let Some(api) = crate::apis::list_apis(db).await?.into_iter().find(|api| api.team_id == payments.id) else { return Ok(()) };
     let checkout = crate::client_apps::create_client_app(
@@ -99,7 +104,7 @@ async fn protect_payments(db: &Db, all_teams: &[crate::Team], context: &AuditCon
     )
     .await?;
     for instance in ["checkout-eu-1", "checkout-us-1"] {
-        crate::client_apps::issue_credential(db, checkout.id, crate::CredentialKind::ApiKey, instance, None, context).await?;
+        crate::client_apps::issue_credential(db, master, checkout.id, crate::CredentialKind::ApiKey, instance, None, context).await?;
     }
     let protection: crate::Protection = serde_json::from_value(serde_json::json!({
         "authentication": {"mode": "required", "methods": [

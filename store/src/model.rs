@@ -574,6 +574,9 @@ pub enum CredentialKind {
     ApiKey,
     /// A client certificate identity (subject or SAN) registered for the instance.
     Mtls,
+    /// A key for HMAC request signatures, named by its key id; Palisade issues it and keeps
+    /// it sealed under the master key, since agents need it to verify signatures.
+    Hmac,
 }
 
 impl CredentialKind {
@@ -581,6 +584,7 @@ impl CredentialKind {
         match self {
             CredentialKind::ApiKey => "api_key",
             CredentialKind::Mtls => "mtls",
+            CredentialKind::Hmac => "hmac",
         }
     }
 }
@@ -592,7 +596,8 @@ impl FromStr for CredentialKind {
         match text {
             "api_key" => Ok(CredentialKind::ApiKey),
             "mtls" => Ok(CredentialKind::Mtls),
-            other => Err(format!("unknown credential kind {other:?}: api_key or mtls")),
+            "hmac" => Ok(CredentialKind::Hmac),
+            other => Err(format!("unknown credential kind {other:?}: api_key, mtls or hmac")),
         }
     }
 }
@@ -605,7 +610,8 @@ pub struct Credential {
     pub kind: CredentialKind,
     /// Which instance of the caller holds it (`orders-7f9c`, `eu-west-1a`).
     pub instance: String,
-    /// The first characters of an API key, to recognise it; `None` for mTLS.
+    /// The first characters of an API key, to recognise it, or an HMAC key's id (which
+    /// callers send with their signatures); `None` for mTLS.
     pub prefix: Option<String>,
     /// The certificate subject or SAN of an mTLS credential.
     pub identity: Option<String>,
@@ -636,7 +642,7 @@ pub struct ClientApp {
     pub credentials: Vec<Credential>,
 }
 
-/// A credential just issued, with its secret (an API key), shown this once.
+/// A credential just issued, with its secret (an API key or HMAC key), shown this once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedCredential {
     pub credential: Credential,

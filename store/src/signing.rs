@@ -85,7 +85,7 @@ impl MasterKey {
 
     /// Seals `secret`; `context` (purpose and key id) is bound in, so a sealed value
     /// copied onto another row does not open.
-    fn seal(&self, context: &[u8], secret: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(&self, context: &[u8], secret: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_BYTES];
         OsRng.fill_bytes(&mut nonce);
         let sealed = self
@@ -95,7 +95,7 @@ impl MasterKey {
         [nonce.as_slice(), &sealed].concat()
     }
 
-    fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_BYTES {
             return None;
         }

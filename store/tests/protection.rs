@@ -7,6 +7,7 @@ use serde_json::json;
 use store::audit::{self, AuditContext};
 use store::openapi::{self, Format};
 use store::protection::ClassEdits;
+use store::signing::MasterKey;
 use store::{
     ApiDetail, ClientAppId, ClientKind, CredentialKind, DataClassHit, Db, Protection, StoreError, TeamId, apis, both_backends,
     client_apps, custom_classes, settings, teams,
@@ -138,6 +139,7 @@ both_backends!(declared_protection_moves_the_posture, |db: Db| async move {
 });
 
 both_backends!(api_keys_are_digests_that_rotate_and_revoke, |db: Db| async move {
+    let master = MasterKey::generate().0;
     let team = teams::create_team(&db, "Orders", &context()).await.unwrap().id;
     let app = client_apps::create_client_app(&db, team, "Orders", ClientKind::Service, "order service", 30, &context()).await.unwrap();
     let taken = client_apps::create_client_app(&db, team, "Orders", ClientKind::Service, "", 30, &context()).await.unwrap_err();
@@ -145,7 +147,7 @@ both_backends!(api_keys_are_digests_that_rotate_and_revoke, |db: Db| async move 
     let bad_rotation = client_apps::create_client_app(&db, team, "Other", ClientKind::Service, "", 0, &context()).await.unwrap_err();
     assert!(matches!(bad_rotation, StoreError::Invalid { field: "rotation_days", .. }), "{bad_rotation}");
 
-    let first = client_apps::issue_credential(&db, app.id, CredentialKind::ApiKey, "orders-1", None, &context()).await.unwrap();
+    let first = client_apps::issue_credential(&db, &master, app.id, CredentialKind::ApiKey, "orders-1", None, &context()).await.unwrap();
     let secret = first.secret.clone().unwrap();
     assert!(secret.starts_with(client_apps::API_KEY_PREFIX));
     assert!(secret.starts_with(first.credential.prefix.as_deref().unwrap()));
@@ -158,18 +160,18 @@ both_backends!(api_keys_are_digests_that_rotate_and_revoke, |db: Db| async move 
     assert_eq!(client_apps::authenticate_api_key(&db, "pak_guess").await.unwrap(), None);
 
     // Rotation: a new key for the same instance; the old one lives through the overlap.
-    let second = client_apps::rotate_credential(&db, app.id, first.credential.id, Some(600), &context()).await.unwrap();
+    let second = client_apps::rotate_credential(&db, &master, app.id, first.credential.id, Some(600), &context()).await.unwrap();
     assert_eq!(second.credential.instance, "orders-1");
     let new_secret = second.secret.clone().unwrap();
     assert_ne!(new_secret, secret);
     assert_eq!(client_apps::authenticate_api_key(&db, &secret).await.unwrap(), Some(app.id), "within the overlap");
     assert_eq!(client_apps::authenticate_api_key(&db, &new_secret).await.unwrap(), Some(app.id));
-    let again = client_apps::rotate_credential(&db, app.id, first.credential.id, Some(600), &context()).await.unwrap();
+    let again = client_apps::rotate_credential(&db, &master, app.id, first.credential.id, Some(600), &context()).await.unwrap();
     assert!(again.secret.is_some(), "an old key may be rotated again while it lives");
-    let too_long = client_apps::rotate_credential(&db, app.id, second.credential.id, Some(30 * 24 * 3600), &context()).await.unwrap_err();
+    let too_long = client_apps::rotate_credential(&db, &master, app.id, second.credential.id, Some(30 * 24 * 3600), &context()).await.unwrap_err();
     assert!(matches!(too_long, StoreError::Invalid { field: "overlap_seconds", .. }), "{too_long}");
     // Zero overlap: the old key stops at once.
-    client_apps::rotate_credential(&db, app.id, second.credential.id, Some(0), &context()).await.unwrap();
+    client_apps::rotate_credential(&db, &master, app.id, second.credential.id, Some(0), &context()).await.unwrap();
     assert_eq!(client_apps::authenticate_api_key(&db, &new_secret).await.unwrap(), None);
 
     // Revocation is immediate; another application's credential id is not found.
@@ -182,17 +184,42 @@ both_backends!(api_keys_are_digests_that_rotate_and_revoke, |db: Db| async move 
     assert!(matches!(foreign, StoreError::NotFound("credential")), "{foreign}");
 
     // mTLS credentials register a certificate identity and carry no secret.
-    let missing = client_apps::issue_credential(&db, app.id, CredentialKind::Mtls, "orders-2", None, &context()).await.unwrap_err();
+    let missing = client_apps::issue_credential(&db, &master, app.id, CredentialKind::Mtls, "orders-2", None, &context()).await.unwrap_err();
     assert!(matches!(missing, StoreError::Invalid { field: "identity", .. }), "{missing}");
-    let mtls = client_apps::issue_credential(&db, app.id, CredentialKind::Mtls, "orders-2", Some("spiffe://acme/orders"), &context())
+    let mtls = client_apps::issue_credential(&db, &master, app.id, CredentialKind::Mtls, "orders-2", Some("spiffe://acme/orders"), &context())
         .await
         .unwrap();
     assert!(mtls.secret.is_none());
-    let not_rotatable = client_apps::rotate_credential(&db, app.id, mtls.credential.id, None, &context()).await.unwrap_err();
+    let not_rotatable = client_apps::rotate_credential(&db, &master, app.id, mtls.credential.id, None, &context()).await.unwrap_err();
     assert!(matches!(not_rotatable, StoreError::Invalid { .. }), "{not_rotatable}");
     let found = client_apps::find_client_app(&db, app.id).await.unwrap();
     assert_eq!(found.credentials.len(), 5);
     assert!(matches!(client_apps::find_client_app(&db, ClientAppId(9_999)).await, Err(StoreError::NotFound(_))));
+
+    // HMAC keys: shown once, sealed at rest, opened only with the same master key.
+    let hmac = client_apps::issue_credential(&db, &master, app.id, CredentialKind::Hmac, "orders-3", None, &context()).await.unwrap();
+    let key_id = hmac.credential.prefix.clone().unwrap();
+    assert!(key_id.starts_with(client_apps::HMAC_KEY_ID_PREFIX));
+    let hmac_secret = hmac.secret.clone().unwrap();
+    let sealed: Vec<(Option<String>,)> =
+        sqlx::query_as("SELECT sealed_secret FROM client_credential WHERE kind = 'hmac'").fetch_all(db.pool()).await.unwrap();
+    assert!(!sealed[0].0.as_deref().unwrap().contains(&hmac_secret), "never stored in the clear");
+    let opened = client_apps::active_hmac_keys(&db, &master).await.unwrap();
+    assert_eq!((opened.len(), opened[0].key_id.as_str(), opened[0].secret.as_slice()), (1, key_id.as_str(), hmac_secret.as_bytes()));
+    let other_master = MasterKey::generate().0;
+    assert!(matches!(client_apps::active_hmac_keys(&db, &other_master).await, Err(StoreError::Sealed { .. })));
+    // A sealed value copied onto another key's row does not open there.
+    let rotated = client_apps::rotate_credential(&db, &master, app.id, hmac.credential.id, Some(600), &context()).await.unwrap();
+    assert_eq!(client_apps::active_hmac_keys(&db, &master).await.unwrap().len(), 2, "both live through the overlap");
+    sqlx::query("UPDATE client_credential SET sealed_secret = (SELECT sealed_secret FROM client_credential WHERE client_credential_id = $1) WHERE client_credential_id = $2")
+        .bind(hmac.credential.id.0)
+        .bind(rotated.credential.id.0)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(matches!(client_apps::active_hmac_keys(&db, &master).await, Err(StoreError::Sealed { .. })));
+    client_apps::revoke_credential(&db, app.id, rotated.credential.id, &context()).await.unwrap();
+    client_apps::revoke_credential(&db, app.id, hmac.credential.id, &context()).await.unwrap();
 
     // Keys past the rotation period are reported; rotated (expiring) ones are not.
     let later = store::now_millis() + 31 * 24 * 3600 * 1000;

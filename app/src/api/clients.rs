@@ -55,6 +55,11 @@ async fn owned(client_app_id: i64) -> Result<(Db, Principal), AppError> {
 #[cfg(feature = "ssr")]
 async fn announce(issued: IssuedCredential, what: &str) -> Result<Issued, AppError> {
     let message = match &issued.secret {
+        Some(_) if issued.credential.kind == store::CredentialKind::Hmac => format!(
+            "{what} for {}: key id {}. Copy the key now: it is shown only once.",
+            issued.credential.instance,
+            issued.credential.prefix.clone().unwrap_or_default()
+        ),
         Some(_) => format!("{what} for {}. Copy the key now: it is shown only once.", issued.credential.instance),
         None => format!("{what} for {}.", issued.credential.instance),
     };
@@ -97,26 +102,27 @@ pub async fn delete_client_app(client_app_id: i64) -> Result<(), AppError> {
 }
 
 /// The owning team's developers, security and admins: issues a credential for one
-/// instance (`api_key`, shown once, or `mtls` with a certificate identity).
+/// instance (`api_key` or `hmac`, shown once, or `mtls` with a certificate identity).
 #[server(prefix = "/rpc", endpoint = "issue_credential")]
 pub async fn issue_credential(client_app_id: i64, kind: String, instance: String, identity: String) -> Result<Issued, AppError> {
     let (db, principal) = owned(client_app_id).await?;
     let kind = kind.parse().map_err(|message: String| fail(AppError::invalid("kind", message)))?;
     let identity = Some(identity.trim()).filter(|i| !i.is_empty());
-    let issued = client_apps::issue_credential(&db, ClientAppId(client_app_id), kind, &instance, identity, &audit_context(&principal))
+    let issued = client_apps::issue_credential(&db, &state()?.master, ClientAppId(client_app_id), kind, &instance, identity, &audit_context(&principal))
         .await
         .map_err(store_error)?;
     announce(issued, "Credential issued").await
 }
 
-/// The owning team's developers, security and admins: rotates an API key; the old one
-/// works for `overlap_minutes` more.
+/// The owning team's developers, security and admins: rotates an API or HMAC key; the
+/// old one works for `overlap_minutes` more.
 #[server(prefix = "/rpc", endpoint = "rotate_credential")]
 pub async fn rotate_credential(client_app_id: i64, credential_id: i64, overlap_minutes: i64) -> Result<Issued, AppError> {
     let (db, principal) = owned(client_app_id).await?;
     let overlap = overlap_minutes.checked_mul(60).ok_or_else(|| fail(AppError::invalid("overlap_minutes", "is too large")))?;
     let issued = client_apps::rotate_credential(
         &db,
+        &state()?.master,
         ClientAppId(client_app_id),
         CredentialId(credential_id),
         Some(overlap),

@@ -107,6 +107,7 @@ fn apps_view(ClientAppList { now, apps: list }: ClientAppList, me: Option<Princi
                             <label>"Credential"
                                 <select name="kind">
                                     <option value=CredentialKind::ApiKey.as_str()>"API key"</option>
+                                    <option value=CredentialKind::Hmac.as_str()>"HMAC signing key"</option>
                                     <option value=CredentialKind::Mtls.as_str()>"mTLS certificate identity"</option>
                                 </select>
                             </label>
@@ -138,8 +139,12 @@ fn credentials_table(app: &ClientApp, can_change: bool, now: i64, actions: Crede
                 {app.credentials.iter().map(|credential| {
                     let active = credential.is_active(now);
                     let status = if credential.revoked_at.is_some() { "revoked" } else if !active { "expired" } else if credential.expires_at.is_some() { "rotated, still valid" } else { "active" };
-                    let shown = credential.prefix.clone().map(|p| format!("{p}…")).or(credential.identity.clone()).unwrap_or_default();
-                    let rotatable = active && credential.kind == CredentialKind::ApiKey && credential.expires_at.is_none();
+                    let shown = match credential.kind {
+                        CredentialKind::ApiKey => credential.prefix.clone().map(|p| format!("{p}…")).unwrap_or_default(),
+                        CredentialKind::Hmac => format!("key id {}", credential.prefix.clone().unwrap_or_default()),
+                        CredentialKind::Mtls => credential.identity.clone().unwrap_or_default(),
+                    };
+                    let rotatable = active && credential.kind != CredentialKind::Mtls && credential.expires_at.is_none();
                     let (credential_id, revocable) = (credential.id.0, credential.revoked_at.is_none());
                     view! {
                         <tr>

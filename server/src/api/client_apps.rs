@@ -20,11 +20,11 @@ type JsonRejection = axum::extract::rejection::JsonRejection;
 #[derive(Serialize, ToSchema)]
 pub struct CredentialBody {
     pub id: i64,
-    /// `api_key` or `mtls`.
+    /// `api_key`, `hmac` or `mtls`.
     pub kind: String,
     /// The instance of the caller that holds it.
     pub instance: String,
-    /// The first characters of an API key.
+    /// The first characters of an API key, or an HMAC key's id.
     pub prefix: Option<String>,
     /// An mTLS credential's certificate subject or SAN.
     pub identity: Option<String>,
@@ -80,7 +80,8 @@ impl From<ClientApp> for ClientAppBody {
     }
 }
 
-/// A credential just issued. `secret` (an API key) is shown this once.
+/// A credential just issued. `secret` (an API key, or an HMAC key as 64 hex characters)
+/// is shown this once.
 #[derive(Serialize, ToSchema)]
 pub struct IssuedBody {
     pub credential: CredentialBody,
@@ -115,7 +116,7 @@ pub struct TeamQuery {
 #[derive(Deserialize, ToSchema, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct NewCredential {
-    /// `api_key` or `mtls`.
+    /// `api_key`, `hmac` or `mtls`.
     pub kind: String,
     /// Which instance holds it (`orders-7f9c`): one credential per instance.
     pub instance: String,
@@ -256,8 +257,8 @@ pub async fn delete_client_app(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Issues a credential for one instance: an API key (its secret in this response only)
-/// or a registered mTLS certificate identity.
+/// Issues a credential for one instance: an API key or HMAC key (its secret in this
+/// response only) or a registered mTLS certificate identity.
 #[utoipa::path(
     post,
     path = "/api/v1/client-apps/{id}/credentials",
@@ -286,12 +287,12 @@ pub async fn issue_credential(
     let new = parse_body(body)?;
     let kind = new.kind.parse().map_err(ApiError::Invalid)?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
-    let issued = client_apps::issue_credential(&state.db, app, kind, &new.instance, new.identity.as_deref(), &context).await?;
+    let issued = client_apps::issue_credential(&state.db, &state.master, app, kind, &new.instance, new.identity.as_deref(), &context).await?;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 
-/// Rotates an API key: a successor for the same instance (its secret in this response
-/// only); the old key keeps working for the overlap, then expires.
+/// Rotates an API or HMAC key: a successor for the same instance (its secret in this
+/// response only); the old key keeps working for the overlap, then expires.
 #[utoipa::path(
     post,
     path = "/api/v1/client-apps/{id}/credentials/{credential_id}/rotate",
@@ -304,7 +305,7 @@ pub async fn issue_credential(
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "It belongs to a team you are not in", body = ErrorBody),
         (status = 404, description = "No such credential of that application", body = ErrorBody),
-        (status = 422, description = "Not an active API key, or a bad overlap", body = ErrorBody),
+        (status = 422, description = "Not an active key, or a bad overlap", body = ErrorBody),
     )
 )]
 pub async fn rotate_credential(
@@ -319,7 +320,7 @@ pub async fn rotate_credential(
     let principal = owner_of(&state, caller, app).await?;
     let rotation = parse_body(body)?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
-    let issued = client_apps::rotate_credential(&state.db, app, credential, rotation.overlap_seconds, &context).await?;
+    let issued = client_apps::rotate_credential(&state.db, &state.master, app, credential, rotation.overlap_seconds, &context).await?;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 

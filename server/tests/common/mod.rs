@@ -59,6 +59,7 @@ impl TestApp {
             passwords: Passwords::new().unwrap(),
             leptos_options: LeptosOptions::builder().output_name("palisade").site_root("target/site").build(),
             auth: Arc::new(auth),
+            master: Arc::new(store::signing::MasterKey::generate().0),
         };
         TestApp { router: server::router(state.clone()), db, state, _database: database }
     }
