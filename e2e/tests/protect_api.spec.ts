@@ -39,6 +39,15 @@ test('a developer imports the petstore, corrects a data class, sets JWT authenti
   const key = (await page.getByTestId('secret').textContent())!;
   await expect(portal.getByTestId('credentials')).toContainText('portal-eu-1');
   await expect(portal.getByTestId('credentials')).not.toContainText(key);
+  // An HMAC signing key for another instance: shown once, with the key id callers send.
+  await portal.getByLabel('Credential').selectOption('hmac');
+  await portal.getByLabel('Instance').fill('portal-eu-2');
+  await portal.getByRole('button', { name: 'Issue credential' }).click();
+  await expect(page.getByText(/for portal-eu-2: key id phk_/)).toBeVisible();
+  const hmacKey = (await page.getByTestId('secret').textContent())!;
+  expect(hmacKey).toMatch(/^[0-9a-f]{64}$/);
+  await expect(portal.getByTestId('credentials')).toContainText('key id phk_');
+  await expect(portal.getByTestId('credentials')).not.toContainText(hmacKey);
 
   // Import the fixture as it is.
   await page.goto('/apis');
