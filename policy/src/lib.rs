@@ -1,3 +1,15 @@
-//! Palisade's policy language, with no I/O: model types, the compiler from inventory
-//! settings to bundles, bundle encoding and signatures, and the evaluator. Shared by the
-//! server and the agent; it is filled in by the bundles issue.
+//! Palisade's policy language, with no I/O: the compiler from a snapshot of inventory
+//! settings to a compiled policy, bundle encoding and signatures, route matching and the
+//! evaluator. Shared by the server and the agent. The pipeline reads in the module names:
+//! `model` -> `compile` -> `routes` (indexed tables) -> `evaluate`; `bundle` carries it.
+
+pub mod bundle;
+pub mod compile;
+pub mod evaluate;
+pub mod model;
+pub mod routes;
+
+pub use compile::compile;
+pub use evaluate::{Decision, Request, VerifiedCredential, evaluate};
+pub use model::{CompiledPolicy, Diagnostic, Snapshot};
+pub use routes::Prepared;

@@ -1,0 +1,218 @@
+//! The compiler: a snapshot of the inventory and its settings in, the compiled policy out.
+//! Deterministic (inputs are ordered by id, output maps are sorted), and every problem is
+//! collected with the path of the setting that causes it, sorted, never first-error-only.
+
+use crate::model::{CompiledPolicy, Diagnostic, Route, Segment, Snapshot};
+use std::collections::{BTreeMap, BTreeSet};
+use store::protection::{Protection, path_parameters};
+
+const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"];
+
+/// Splits a path template into segments; `Err` says why it cannot be matched.
+pub fn parse_template(template: &str) -> Result<Vec<Segment>, String> {
+    let Some(rest) = template.strip_prefix('/') else { return Err("a path template starts with /".into()) };
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    rest.split('/')
+        .map(|segment| {
+            if segment.is_empty() {
+                return Err("empty segment (// or a trailing /)".to_owned());
+            }
+            match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) if !name.is_empty() && !name.contains(['{', '}']) => Ok(Segment::Parameter(name.to_owned())),
+                _ if segment.contains(['{', '}']) => {
+                    Err(format!("segment {segment:?} mixes a parameter with text; only whole-segment parameters are matched"))
+                }
+                _ => Ok(Segment::Literal(segment.to_owned())),
+            }
+        })
+        .collect()
+}
+
+/// The shape two templates conflict on: literals as they are, parameters as one mark.
+fn shape(segments: &[Segment]) -> Vec<Option<&str>> {
+    segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Literal(text) => Some(text.as_str()),
+            Segment::Parameter(_) => None,
+        })
+        .collect()
+}
+
+/// Compiles `snapshot`, or returns every problem found.
+pub fn compile(snapshot: &Snapshot) -> Result<CompiledPolicy, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let mut add = |path: String, message: String| diagnostics.push(Diagnostic { path, message });
+    let known: BTreeSet<&str> = snapshot.known_classes.iter().map(String::as_str).collect();
+    let mut routes: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+    let mut apis: Vec<_> = snapshot.apis.iter().collect();
+    apis.sort_by_key(|api| api.id);
+    for api in apis {
+        let at = format!("apis[{}]", api.id);
+        for problem in api.protection.problems(None) {
+            add(format!("{at}.{}", problem.path), problem.message);
+        }
+        let mut operations: Vec<_> = api.operations.iter().collect();
+        operations.sort_by_key(|operation| operation.id);
+        for operation in operations {
+            let at = format!("{at}.operations[{}]", operation.id);
+            for problem in operation.protection.problems(Some(&path_parameters(&operation.path))) {
+                add(format!("{at}.{}", problem.path), problem.message);
+            }
+            if !METHODS.contains(&operation.method.as_str()) {
+                add(format!("{at}.method"), format!("{:?} is not an HTTP method Palisade routes", operation.method));
+                continue;
+            }
+            let segments = match parse_template(&operation.path) {
+                Ok(segments) => segments,
+                Err(message) => {
+                    add(format!("{at}.path"), message);
+                    continue;
+                }
+            };
+            let rules = Protection::effective(&api.protection, &operation.protection);
+            for app in rules.client_apps() {
+                if !snapshot.client_apps.contains_key(&app.0) {
+                    add(format!("{at}.client_app"), format!("no client application has id {app}"));
+                }
+            }
+            for class in rules.data_classes() {
+                if !known.contains(class.as_str()) {
+                    add(format!("{at}.data.grants"), format!("{class:?} is not a data class"));
+                }
+            }
+            routes.entry(operation.method.clone()).or_default().push(Route {
+                api_id: api.id,
+                api_name: api.name.clone(),
+                operation_id: operation.id,
+                template: operation.path.clone(),
+                segments,
+                rules,
+                response_classes: operation.response_classes.clone(),
+            });
+        }
+    }
+    for (method, list) in &mut routes {
+        // Literal segments before parameters, position by position, so the most specific
+        // route is listed (and so matched) first; ids break ties.
+        // Routes of the same shape end up side by side, where the check below finds them.
+        list.sort_by(|a, b| {
+            let mask = |route: &Route| route.segments.iter().map(|s| matches!(s, Segment::Parameter(_))).collect::<Vec<_>>();
+            (mask(a), shape(&a.segments), &a.template, a.operation_id).cmp(&(mask(b), shape(&b.segments), &b.template, b.operation_id))
+        });
+        for pair in list.windows(2) {
+            if shape(&pair[0].segments) == shape(&pair[1].segments) {
+                for route in pair {
+                    add(
+                        format!("apis[{}].operations[{}].path", route.api_id, route.operation_id),
+                        format!("{method} {} is also declared by another operation ({} in {})", route.template, pair[0].template, pair[0].api_name),
+                    );
+                }
+            }
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(CompiledPolicy { routes, client_apps: snapshot.client_apps.clone() })
+    } else {
+        diagnostics.sort();
+        diagnostics.dedup();
+        Err(diagnostics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ApiInput, OperationInput};
+    use serde_json::json;
+
+    fn operation(id: i64, method: &str, path: &str, protection: serde_json::Value) -> OperationInput {
+        OperationInput {
+            id,
+            method: method.into(),
+            path: path.into(),
+            protection: serde_json::from_value(protection).unwrap(),
+            response_classes: Vec::new(),
+        }
+    }
+
+    fn api(id: i64, protection: serde_json::Value, operations: Vec<OperationInput>) -> ApiInput {
+        ApiInput {
+            id,
+            name: format!("api {id}"),
+            environment: "production".into(),
+            protection: serde_json::from_value(protection).unwrap(),
+            operations,
+        }
+    }
+
+    #[test]
+    fn templates_are_split_into_literals_and_parameters() {
+        assert_eq!(parse_template("/").unwrap(), vec![]);
+        assert_eq!(
+            parse_template("/pets/{id}").unwrap(),
+            vec![Segment::Literal("pets".into()), Segment::Parameter("id".into())]
+        );
+        assert!(parse_template("pets").is_err());
+        assert!(parse_template("/pets//x").is_err());
+        assert!(parse_template("/files/{name}.json").is_err());
+    }
+
+    #[test]
+    fn every_problem_is_collected_sorted_with_its_path() {
+        let snapshot = Snapshot {
+            apis: vec![
+                api(2, json!({"authentication": {"mode": "required"}}), vec![
+                    operation(20, "GET", "/pets/{id}", json!({"requestor": {"object_owner": {"parameter": "petId", "claim": "sub"}}})),
+                    operation(21, "FETCH", "/pets", json!({})),
+                ]),
+                api(1, json!({"data": {"grants": [{"client_app": 9, "classes": ["shoe_size"]}], "otherwise": "mask"}}), vec![
+                    operation(10, "GET", "/pets/{petId}", json!({})),
+                ]),
+            ],
+            client_apps: BTreeMap::new(),
+            known_classes: vec!["email".into()],
+        };
+        let paths: Vec<String> = compile(&snapshot).unwrap_err().into_iter().map(|d| d.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "apis[1].operations[10].client_app",
+                "apis[1].operations[10].data.grants",
+                "apis[1].operations[10].path",
+                "apis[2].authentication.methods",
+                "apis[2].operations[20].path",
+                "apis[2].operations[20].requestor.object_owner.parameter",
+                "apis[2].operations[21].method",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_snapshot_compiles_to_the_same_bytes() {
+        let operations = |order: &[i64]| {
+            order.iter().map(|id| operation(*id, "GET", &format!("/things/{id}/{{x}}"), json!({}))).collect::<Vec<_>>()
+        };
+        let one = Snapshot { apis: vec![api(1, json!({}), operations(&[1, 2, 3]))], ..Snapshot::default() };
+        let other = Snapshot { apis: vec![api(1, json!({}), operations(&[3, 1, 2]))], ..Snapshot::default() };
+        let bytes = |snapshot: &Snapshot| serde_jcs::to_vec(&compile(snapshot).unwrap()).unwrap();
+        assert_eq!(bytes(&one), bytes(&other));
+    }
+
+    #[test]
+    fn literal_routes_come_before_parameters() {
+        let snapshot = Snapshot {
+            apis: vec![api(1, json!({}), vec![
+                operation(1, "GET", "/pets/{id}", json!({})),
+                operation(2, "GET", "/pets/mine", json!({})),
+                operation(3, "GET", "/{kind}/mine", json!({})),
+            ])],
+            ..Snapshot::default()
+        };
+        let compiled = compile(&snapshot).unwrap();
+        let order: Vec<&str> = compiled.routes["GET"].iter().map(|r| r.template.as_str()).collect();
+        assert_eq!(order, ["/pets/mine", "/pets/{id}", "/{kind}/mine"]);
+    }
+}

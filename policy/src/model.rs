@@ -1,0 +1,82 @@
+//! The compiler's input (a snapshot of the inventory and its settings) and its output
+//! (the compiled policy an agent evaluates). Both serialize canonically, so the same
+//! snapshot always compiles to the same bytes.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use store::protection::Protection;
+
+/// Everything the compiler reads, as the control plane holds it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub apis: Vec<ApiInput>,
+    /// Client applications that exist, by id, with their name (for reasons and logs).
+    pub client_apps: BTreeMap<i64, String>,
+    /// Every data class a rule may name (built-in and custom).
+    pub known_classes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiInput {
+    pub id: i64,
+    pub name: String,
+    pub environment: String,
+    pub protection: Protection,
+    pub operations: Vec<OperationInput>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationInput {
+    pub id: i64,
+    /// Upper case.
+    pub method: String,
+    /// The path template: `/pets/{id}`.
+    pub path: String,
+    /// The operation's override of the API's protection.
+    pub protection: Protection,
+    /// Data classes the operation returns (after the owner's corrections), sorted.
+    pub response_classes: Vec<String>,
+}
+
+/// What agents enforce: per method, a route table, and each route's effective rules.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompiledPolicy {
+    /// Method (upper case) → its routes, most specific first.
+    pub routes: BTreeMap<String, Vec<Route>>,
+    pub client_apps: BTreeMap<i64, String>,
+}
+
+/// One operation as an agent matches and enforces it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub api_id: i64,
+    pub api_name: String,
+    pub operation_id: i64,
+    pub template: String,
+    /// The template split at `/`: a literal, or `None` for a parameter.
+    pub segments: Vec<Segment>,
+    /// What applies: the operation's override, else the API's.
+    pub rules: Protection,
+    pub response_classes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Segment {
+    Literal(String),
+    Parameter(String),
+}
+
+/// A problem found while compiling, at the path of the offending setting.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// `apis[3].operations[17].requestor.object_owner.parameter`.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
