@@ -40,11 +40,18 @@ export async function waitForHydration(page: Page) {
 
 /** As an admin: creates a developer of `team` with an initial password. */
 export async function createDeveloper(page: Page, email: string, team: string, password: string) {
+  await createUser(page, email, 'developer', team, password);
+}
+
+/** As an admin: creates a user with a role, in a team or none, with an initial password. */
+export async function createUser(page: Page, email: string, role: string, team: string | null, password: string) {
   await page.goto('/settings/users');
   await waitForHydration(page);
   await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Role').selectOption('developer');
-  await page.getByLabel('Team').selectOption({ label: team });
+  await page.getByLabel('Role').selectOption(role);
+  if (team !== null) {
+    await page.getByLabel('Team').selectOption({ label: team });
+  }
   await page.getByLabel(/Initial password/).fill(password);
   await page.getByRole('button', { name: 'Create user' }).click();
   await expect(page.getByText(`${email} created.`)).toBeVisible();

@@ -79,24 +79,56 @@ pub fn key_id(key: &VerifyingKey) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))[..16].to_owned()
 }
 
-/// Signs a bundle; its header must name the signing key and carry the content hash.
-pub fn sign(bundle: &Bundle, key: &SigningKey) -> Vec<u8> {
+/// The signed file of a bundle; `sign` returns the hex Ed25519 signature of the bytes it
+/// is given (the key stays with its owner: the control plane's sealed key, or a test's).
+pub fn encode_signed(bundle: &Bundle, sign: impl FnOnce(&[u8]) -> String) -> Vec<u8> {
     let signed = serde_jcs::to_string(bundle).unwrap_or_default();
-    let signature = hex::encode(key.sign(signed.as_bytes()).to_bytes());
+    let signature = sign(signed.as_bytes());
     serde_json::to_vec(&SignedFile { signed, signature }).unwrap_or_default()
 }
 
+/// Signs a bundle with a key in hand.
+pub fn sign(bundle: &Bundle, key: &SigningKey) -> Vec<u8> {
+    encode_signed(bundle, |message| hex::encode(key.sign(message).to_bytes()))
+}
+
+/// The bundle inside a signed file, without verifying it: for reading back what this
+/// control plane itself stored. Agents use [`verify`].
+pub fn decode_unverified(bytes: &[u8]) -> Result<Bundle, VerifyError> {
+    let file: SignedFile = serde_json::from_slice(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    serde_json::from_str(&file.signed).map_err(|e| VerifyError::Malformed(e.to_string()))
+}
+
 /// The header a new bundle for `policy` carries.
-pub fn header(policy: &CompiledPolicy, revision: u64, created_at: i64, key: &VerifyingKey, target: BTreeMap<String, String>) -> Header {
+pub fn header(policy: &CompiledPolicy, revision: u64, created_at: i64, key_id: &str, target: BTreeMap<String, String>) -> Header {
     Header {
         format_version: FORMAT_VERSION,
         revision,
         created_at,
-        key_id: key_id(key),
+        key_id: key_id.to_owned(),
         content_hash: content_hash(policy),
         target,
         rollback_of: None,
     }
+}
+
+/// Trusted keys from `(key id, public key hex)` pairs; a key whose id is not its own
+/// (the first 16 hex characters of SHA-256 of the key) is refused.
+pub fn trusted_keys<'a>(records: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<BTreeMap<String, VerifyingKey>, String> {
+    records
+        .into_iter()
+        .map(|(id, public_key)| {
+            let bytes: [u8; 32] = hex::decode(public_key)
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| format!("key {id}: not a 32-byte hex public key"))?;
+            let key = VerifyingKey::from_bytes(&bytes).map_err(|_| format!("key {id}: not an Ed25519 public key"))?;
+            if key_id(&key) != id {
+                return Err(format!("key {id}: the id does not belong to this key"));
+            }
+            Ok((id.to_owned(), key))
+        })
+        .collect()
 }
 
 /// Verifies a signed bundle against the trusted keys and the active revision (`0` when
@@ -150,7 +182,7 @@ mod tests {
 
     fn bundle(key: &SigningKey, revision: u64) -> Bundle {
         let policy = CompiledPolicy::default();
-        Bundle { header: header(&policy, revision, 1_700_000_000_000, &key.verifying_key(), BTreeMap::new()), policy }
+        Bundle { header: header(&policy, revision, 1_700_000_000_000, &key_id(&key.verifying_key()), BTreeMap::new()), policy }
     }
 
     /// The signed file with its `signed` text changed by `edit`, signature kept.

@@ -2,7 +2,7 @@
 //! Deterministic (inputs are ordered by id, output maps are sorted), and every problem is
 //! collected with the path of the setting that causes it, sorted, never first-error-only.
 
-use crate::model::{CompiledPolicy, Diagnostic, Route, Segment, Snapshot};
+use crate::model::{CompiledApi, CompiledPolicy, Diagnostic, Route, Segment, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 use store::protection::{Protection, path_parameters};
 
@@ -46,11 +46,12 @@ pub fn compile(snapshot: &Snapshot) -> Result<CompiledPolicy, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let mut add = |path: String, message: String| diagnostics.push(Diagnostic { path, message });
     let known: BTreeSet<&str> = snapshot.known_classes.iter().map(String::as_str).collect();
-    let mut routes: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+    let mut compiled: BTreeMap<i64, CompiledApi> = BTreeMap::new();
     let mut apis: Vec<_> = snapshot.apis.iter().collect();
     apis.sort_by_key(|api| api.id);
     for api in apis {
         let at = format!("apis[{}]", api.id);
+        let mut routes: BTreeMap<String, Vec<Route>> = BTreeMap::new();
         for problem in api.protection.problems(None) {
             add(format!("{at}.{}", problem.path), problem.message);
         }
@@ -93,8 +94,22 @@ pub fn compile(snapshot: &Snapshot) -> Result<CompiledPolicy, Vec<Diagnostic>> {
                 response_classes: operation.response_classes.clone(),
             });
         }
+        check_conflicts(&mut routes, &mut add);
+        compiled.insert(api.id, CompiledApi { name: api.name.clone(), environment: api.environment.clone(), routes });
     }
-    for (method, list) in &mut routes {
+    if diagnostics.is_empty() {
+        Ok(CompiledPolicy { apis: compiled, client_apps: snapshot.client_apps.clone() })
+    } else {
+        diagnostics.sort();
+        diagnostics.dedup();
+        Err(diagnostics)
+    }
+}
+
+/// Orders one API's routes (most specific first) and reports two operations of the same
+/// shape, which no request could tell apart.
+fn check_conflicts(routes: &mut BTreeMap<String, Vec<Route>>, add: &mut impl FnMut(String, String)) {
+    for (method, list) in routes {
         // Literal segments before parameters, position by position, so the most specific
         // route is listed (and so matched) first; ids break ties.
         // Routes of the same shape end up side by side, where the check below finds them.
@@ -104,21 +119,15 @@ pub fn compile(snapshot: &Snapshot) -> Result<CompiledPolicy, Vec<Diagnostic>> {
         });
         for pair in list.windows(2) {
             if shape(&pair[0].segments) == shape(&pair[1].segments) {
-                for route in pair {
+                let (first, second) = (&pair[0], &pair[1]);
+                for (route, other) in [(first, second), (second, first)] {
                     add(
                         format!("apis[{}].operations[{}].path", route.api_id, route.operation_id),
-                        format!("{method} {} is also declared by another operation ({} in {})", route.template, pair[0].template, pair[0].api_name),
+                        format!("{method} {} cannot be told apart from {method} {} of the same API", route.template, other.template),
                     );
                 }
             }
         }
-    }
-    if diagnostics.is_empty() {
-        Ok(CompiledPolicy { routes, client_apps: snapshot.client_apps.clone() })
-    } else {
-        diagnostics.sort();
-        diagnostics.dedup();
-        Err(diagnostics)
     }
 }
 
@@ -170,6 +179,8 @@ mod tests {
                 ]),
                 api(1, json!({"data": {"grants": [{"client_app": 9, "classes": ["shoe_size"]}], "otherwise": "mask"}}), vec![
                     operation(10, "GET", "/pets/{petId}", json!({})),
+                    operation(11, "GET", "/pets/{id}", json!({})),
+                    operation(12, "GET", "/pets/mine", json!({})),
                 ]),
             ],
             client_apps: BTreeMap::new(),
@@ -182,8 +193,12 @@ mod tests {
                 "apis[1].operations[10].client_app",
                 "apis[1].operations[10].data.grants",
                 "apis[1].operations[10].path",
+                "apis[1].operations[11].client_app",
+                "apis[1].operations[11].data.grants",
+                "apis[1].operations[11].path",
+                "apis[1].operations[12].client_app",
+                "apis[1].operations[12].data.grants",
                 "apis[2].authentication.methods",
-                "apis[2].operations[20].path",
                 "apis[2].operations[20].requestor.object_owner.parameter",
                 "apis[2].operations[21].method",
             ]
@@ -212,7 +227,7 @@ mod tests {
             ..Snapshot::default()
         };
         let compiled = compile(&snapshot).unwrap();
-        let order: Vec<&str> = compiled.routes["GET"].iter().map(|r| r.template.as_str()).collect();
+        let order: Vec<&str> = compiled.apis[&1].routes["GET"].iter().map(|r| r.template.as_str()).collect();
         assert_eq!(order, ["/pets/mine", "/pets/{id}", "/{kind}/mine"]);
     }
 }

@@ -38,6 +38,8 @@ pub struct VerifiedCredential {
 /// What the evaluator is asked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
+    /// The API the agent fronts.
+    pub api: i64,
     pub method: String,
     /// The request target's path (a query string is ignored).
     pub path: String,
@@ -184,8 +186,8 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
         Ok(segments) => segments,
         Err(error) => return trace.deny(400, Level::Route, "non_canonical_path", error.to_string()),
     };
-    let Some(found) = prepared.find(&request.method, &segments) else {
-        return trace.deny(404, Level::Route, "undeclared_route", format!("no API declares {} {}", request.method, request.path));
+    let Some(found) = prepared.find(request.api, &request.method, &segments) else {
+        return trace.deny(404, Level::Route, "undeclared_route", format!("the API does not declare {} {}", request.method, request.path));
     };
     let route = found.route;
     trace.matched = Some(MatchedOperation {

@@ -5,6 +5,7 @@
 
 pub mod bundle;
 pub mod compile;
+pub mod diff;
 pub mod evaluate;
 pub mod model;
 pub mod routes;

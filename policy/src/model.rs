@@ -38,12 +38,28 @@ pub struct OperationInput {
     pub response_classes: Vec<String>,
 }
 
-/// What agents enforce: per method, a route table, and each route's effective rules.
+/// What agents enforce: per API, per method, a route table, and each route's effective
+/// rules. An agent fronts one API (chosen by its configuration), so routes are matched
+/// within that API: two APIs may declare the same path.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompiledPolicy {
+    pub apis: BTreeMap<i64, CompiledApi>,
+    pub client_apps: BTreeMap<i64, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompiledApi {
+    pub name: String,
+    pub environment: String,
     /// Method (upper case) → its routes, most specific first.
     pub routes: BTreeMap<String, Vec<Route>>,
-    pub client_apps: BTreeMap<i64, String>,
+}
+
+impl CompiledPolicy {
+    /// Every route of every API.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &Route)> {
+        self.apis.values().flat_map(|api| api.routes.iter().flat_map(|(method, routes)| routes.iter().map(move |r| (method.as_str(), r))))
+    }
 }
 
 /// One operation as an agent matches and enforces it.

@@ -80,7 +80,8 @@ struct Node {
 #[derive(Debug)]
 pub struct Prepared {
     pub policy: CompiledPolicy,
-    trees: HashMap<String, Node>,
+    /// By API id and method.
+    trees: HashMap<(i64, String), Node>,
 }
 
 /// A matched route and the values of its path parameters.
@@ -92,9 +93,9 @@ pub struct Matched<'a> {
 
 impl Prepared {
     pub fn new(policy: CompiledPolicy) -> Prepared {
-        let mut trees: HashMap<String, Node> = HashMap::new();
-        for (method, routes) in &policy.routes {
-            let tree = trees.entry(method.clone()).or_default();
+        let mut trees: HashMap<(i64, String), Node> = HashMap::new();
+        for (method, routes) in policy.apis.iter().flat_map(|(id, api)| api.routes.iter().map(move |(m, r)| ((*id, m.clone()), r))) {
+            let tree = trees.entry(method).or_default();
             for (index, route) in routes.iter().enumerate() {
                 let mut node = &mut *tree;
                 for segment in &route.segments {
@@ -110,11 +111,11 @@ impl Prepared {
         Prepared { policy, trees }
     }
 
-    /// The route for `method` and the canonical `segments`, literals preferred over
-    /// parameters at each position.
-    pub fn find<'a>(&'a self, method: &str, segments: &[String]) -> Option<Matched<'a>> {
-        let index = walk(self.trees.get(method)?, segments)?;
-        let route = &self.policy.routes[method][index];
+    /// The route of API `api` for `method` and the canonical `segments`, literals
+    /// preferred over parameters at each position.
+    pub fn find<'a>(&'a self, api: i64, method: &str, segments: &[String]) -> Option<Matched<'a>> {
+        let index = walk(self.trees.get(&(api, method.to_owned()))?, segments)?;
+        let route = &self.policy.apis.get(&api)?.routes.get(method)?[index];
         let parameters = route
             .segments
             .iter()

@@ -67,7 +67,7 @@ fn jwt(sub: &str, roles: &[&str]) -> VerifiedCredential {
 }
 
 fn request(method: &str, path: &str, credential: Option<VerifiedCredential>) -> Request {
-    Request { method: method.into(), path: path.into(), source: "10.1.2.3".parse().unwrap(), credential, risk: None, device: false, consent: None }
+    Request { api: 1, method: method.into(), path: path.into(), source: "10.1.2.3".parse().unwrap(), credential, risk: None, device: false, consent: None }
 }
 
 fn code(prepared: &Prepared, request: &Request) -> String {
@@ -80,6 +80,9 @@ fn each_level_decides_with_its_reason() {
     let estate = estate();
     assert_eq!(code(&estate, &request("GET", "/healthz", None)), "allowed");
     assert_eq!(code(&estate, &request("GET", "/nowhere", None)), "undeclared_route");
+    let mut other_api = request("GET", "/healthz", None);
+    other_api.api = 2;
+    assert_eq!(code(&estate, &other_api), "undeclared_route", "routes are matched within the API the agent fronts");
     assert_eq!(code(&estate, &request("GET", "/pets/42", None)), "unauthenticated");
     assert_eq!(code(&estate, &request("GET", "/pets/42", Some(jwt("42", &[])))), "allowed");
     assert_eq!(code(&estate, &request("GET", "/pets/41", Some(jwt("42", &[])))), "not_object_owner");

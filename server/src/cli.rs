@@ -29,6 +29,29 @@ pub enum Command {
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Work with policy bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Verify a signed bundle file as an agent would: shape, format version, trusted key,
+    /// signature, canonical form, content hash (and, with --active-revision, that it is
+    /// newer). Exits non-zero with the reason when any check fails.
+    Verify {
+        /// The signed bundle (`GET /api/v1/bundles/{revision}`).
+        file: PathBuf,
+        /// The trusted public keys, as `palisade bundle keys` prints them. Without it
+        /// they are read from the database.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Refuse the bundle unless its revision is above this one.
+        #[arg(long, default_value_t = 0)]
+        active_revision: u64,
+    },
+    /// Print the public keys that sign bundles (JSON), for `verify --keys` and agents.
+    Keys,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +127,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Serve(args)) => crate::startup::serve(cli.data, args).await,
         Some(Command::Admin(command)) => admin(cli.data, command).await,
         Some(Command::Audit(command)) => audit(cli.data, command).await,
+        Some(Command::Bundle(command)) => bundle(cli.data, command).await,
     }
 }
 
@@ -156,6 +180,44 @@ async fn audit(data: DataArgs, command: AuditCommand) -> Result<(), String> {
     };
     db.close().await;
     result
+}
+
+async fn bundle(data: DataArgs, command: BundleCommand) -> Result<(), String> {
+    let stored_keys = || async {
+        let db = Db::connect(&data.database_url()).await.map_err(|e| e.to_string())?;
+        let keys = signing::list_public_keys(&db, KeyPurpose::Bundle).await.map_err(|e| e.to_string());
+        db.close().await;
+        keys
+    };
+    match command {
+        BundleCommand::Keys => {
+            println!("{}", serde_json::to_string_pretty(&stored_keys().await?).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        BundleCommand::Verify { file, keys, active_revision } => {
+            let (records, source) = match keys {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let records: Vec<PublicKeyInfo> =
+                        serde_json::from_str(&text).map_err(|e| format!("{}: not a key list ({e})", path.display()))?;
+                    (records, "the given keys")
+                }
+                None => (stored_keys().await?, "the keys stored in the database"),
+            };
+            let trusted = policy::bundle::trusted_keys(records.iter().map(|r| (r.key_id.as_str(), r.public_key.as_str())))?;
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let bundle = policy::bundle::verify(&bytes, &trusted, active_revision).map_err(|e| format!("{}: {e}", file.display()))?;
+            let routes = bundle.policy.routes().count();
+            println!(
+                "{} verified with {source}: revision {}, signed by key {}, content hash {}, {routes} routes",
+                file.display(),
+                bundle.header.revision,
+                bundle.header.key_id,
+                bundle.header.content_hash
+            );
+            Ok(())
+        }
+    }
 }
 
 fn read_key_file(path: &Path) -> Result<KeySet, String> {

@@ -65,7 +65,7 @@ fn role_of(caller: Caller) -> Option<Role> {
 }
 
 const READERS: &[Role] = &[Role::Admin, Role::Auditor];
-/// Organisation-wide settings (custom data classes).
+/// Organisation-wide settings (custom data classes) and bundles.
 const DEFINERS: &[Role] = &[Role::Admin, Role::Security];
 const ADMINS: &[Role] = &[Role::Admin];
 
@@ -76,6 +76,8 @@ struct Objects {
     revoke_key: i64,
     doomed_app: i64,
     class: String,
+    /// A signed draft bundle, newer than every other caller's before it.
+    draft: i64,
 }
 
 struct World {
@@ -133,7 +135,8 @@ async fn world(app: TestApp) -> World {
         let (rotate_key, revoke_key) = (key("rotate").await, key("revoke").await);
         let class = format!("class_{name}");
         store::custom_classes::create_custom_class(&app.db, &class, "", &[format!("kw{name}")], &[], &system).await.unwrap();
-        objects.insert(caller, Objects { client_app: client_app.id.0, rotate_key, revoke_key, doomed_app: doomed.id.0, class });
+        let draft = app::publishing::ssr::create_draft(&app.db, &app.state.master, &system).await.unwrap().unwrap().revision;
+        objects.insert(caller, Objects { client_app: client_app.id.0, rotate_key, revoke_key, doomed_app: doomed.id.0, class, draft });
     }
     World {
         app,
@@ -217,6 +220,13 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("list_data_classes", Allowed::SignedIn, String::new()),
         ("create_data_class", Allowed::Roles(DEFINERS), format!("name=new_{unique}&description=&keywords=kw&patterns=")),
         ("delete_data_class", Allowed::Roles(DEFINERS), format!("name={class}")),
+        ("preview_policy", Allowed::SignedIn, String::new()),
+        ("list_bundles", Allowed::SignedIn, String::new()),
+        ("create_draft", Allowed::Roles(DEFINERS), String::new()),
+        // Revisions that do not exist: the permission check comes first; publishing and
+        // rolling back for real are exercised through REST and in `bundles.rs`.
+        ("publish_bundle", Allowed::Roles(DEFINERS), "revision=999999&reason=matrix".into()),
+        ("rollback_bundle", Allowed::Roles(DEFINERS), "revision=999999&reason=matrix".into()),
     ]
 }
 
@@ -391,13 +401,15 @@ fn rest_call(world: &World, method: &str, path: &str, caller: Caller) -> (String
         .replace("{id}", &id.to_string())
         .replace("{operation_id}", &world.operation_id.to_string())
         .replace("{credential_id}", &credential.to_string())
-        .replace("{name}", &own.class);
+        .replace("{name}", &own.class)
+        .replace("{revision}", &own.draft.to_string());
     if method == "post" && (path == "/api/v1/apis" || path == "/api/v1/client-apps") {
         uri.push_str(&format!("?team={}", world.team_id));
     }
     let json = |value: serde_json::Value| Some(serde_json::to_vec(&value).unwrap());
     let body = match (method, path) {
-        ("get" | "delete", _) => None,
+        ("get" | "delete", _) | ("post", "/api/v1/bundles") => None,
+        ("post", "/api/v1/bundles/{revision}/publish" | "/api/v1/bundles/{revision}/rollback") => json(serde_json::json!({"reason": "matrix"})),
         ("post", "/api/v1/apis") | ("put", "/api/v1/apis/{id}/spec") => Some(matrix_document(&format!("{route} by {caller:?}"))),
         ("patch", "/api/v1/apis/{id}") => json(serde_json::json!({"lifecycle": "active"})),
         ("put", "/api/v1/apis/{id}/protection" | "/api/v1/apis/{id}/operations/{operation_id}/protection") => json(serde_json::json!({})),

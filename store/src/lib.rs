@@ -13,6 +13,8 @@ pub mod audit;
 #[cfg(feature = "db")]
 pub mod audit_sinks;
 #[cfg(feature = "db")]
+pub mod bundles;
+#[cfg(feature = "db")]
 pub mod checkpoints;
 #[cfg(feature = "db")]
 pub mod client_apps;

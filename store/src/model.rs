@@ -662,3 +662,21 @@ pub struct CustomClass {
     pub patterns: Vec<String>,
     pub created_at: i64,
 }
+
+/// A revision without its signed bytes, for listings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRecord {
+    pub revision: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub content_hash: String,
+    pub signing_key_id: String,
+    pub target: serde_json::Value,
+    pub rollback_of: Option<i64>,
+    /// `{"apis": n, "routes": n}`.
+    pub summary: serde_json::Value,
+    pub published_at: Option<i64>,
+    pub published_by: Option<String>,
+    pub reason: Option<String>,
+}
+

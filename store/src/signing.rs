@@ -19,12 +19,15 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyPurpose {
     Audit,
+    /// Policy bundles for agents.
+    Bundle,
 }
 
 impl KeyPurpose {
     pub fn as_str(self) -> &'static str {
         match self {
             KeyPurpose::Audit => "audit",
+            KeyPurpose::Bundle => "bundle",
         }
     }
 }

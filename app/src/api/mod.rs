@@ -6,6 +6,7 @@ pub mod account;
 pub mod audit;
 pub mod clients;
 pub mod inventory;
+pub mod policies;
 pub mod protection;
 pub mod admin;
 pub mod setup;

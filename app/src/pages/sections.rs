@@ -21,21 +21,6 @@ pub fn AgentsPage() -> impl IntoView {
 }
 
 #[component]
-pub fn PoliciesPage() -> impl IntoView {
-    view! {
-        <Title text="Policies"/>
-        <h1>"Policies"</h1>
-        <EmptyState title="No policy revisions yet">
-            <p>
-                "Security leads will compile the inventory's settings into signed policy bundles here: "
-                "preview with diagnostics, a diff against the active revision, publishing to all agents "
-                "or a canary group, rollback, and a decision explorer to test requests before publishing."
-            </p>
-        </EmptyState>
-    }
-}
-
-#[component]
 pub fn ConsentPage() -> impl IntoView {
     view! {
         <Title text="Consent"/>

@@ -5,6 +5,7 @@
 
 mod apis;
 mod audit;
+mod bundles;
 mod caller;
 mod client_apps;
 mod data_classes;
@@ -73,6 +74,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(client_apps::revoke_credential))
         .routes(routes!(data_classes::list_data_classes, data_classes::create_data_class))
         .routes(routes!(data_classes::delete_data_class))
+        .routes(routes!(bundles::list_bundles, bundles::create_bundle))
+        .routes(routes!(bundles::get_bundle))
+        .routes(routes!(bundles::publish_bundle))
+        .routes(routes!(bundles::rollback_bundle))
 }
 
 /// The OpenAPI document of every `/api/v1` route.

@@ -64,6 +64,11 @@ impl TestApp {
         TestApp { router: server::router(state.clone()), db, state, _database: database }
     }
 
+    /// The database's URL, for running the binary against it.
+    pub fn database_url(&self) -> &str {
+        &self._database.url
+    }
+
     pub async fn create_user(&self, email: &str, role: Role, teams: &[TeamId]) -> Account {
         let hash = self.state.passwords.hash(PASSWORD).await.unwrap();
         accounts::create_account(

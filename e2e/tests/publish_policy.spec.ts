@@ -1,0 +1,71 @@
+import { test, expect } from '@playwright/test';
+import { createTeam, createUser, signIn, signInAsAdmin, signOut, waitForHydration, watchForViolations } from './helpers';
+
+const SECURITY = 'ciso.policy.e2e@example.com';
+const DEVELOPER = 'developer.policy.e2e@example.com';
+const PASSWORD = 'policy e2e password 1';
+
+test('a security user previews, publishes with a reason and rolls back; a developer cannot publish', async ({ page }) => {
+  const problems = watchForViolations(page);
+  await signInAsAdmin(page);
+  await createTeam(page, 'Policy Team');
+  await createUser(page, SECURITY, 'security', null, PASSWORD);
+  await createUser(page, DEVELOPER, 'developer', 'Policy Team', PASSWORD);
+  // Something to compile: an API of the team's.
+  await page.goto('/apis');
+  await waitForHydration(page);
+  await page.getByLabel('Team').selectOption({ label: 'Policy Team' });
+  await page.getByLabel('Environment').fill('policy-e2e');
+  await page.getByLabel('OpenAPI document').fill([
+    'openapi: 3.0.3',
+    'info: {title: Ledger, version: "1"}',
+    'paths:',
+    '  /entries/{id}:',
+    '    get:',
+    '      responses:',
+    "        '200': {description: an entry}",
+  ].join('\n'));
+  await page.getByRole('button', { name: 'Import' }).click();
+  await expect(page.getByRole('status')).toContainText('Registered Ledger with 1 operations.');
+  await signOut(page);
+
+  await signIn(page, SECURITY, PASSWORD);
+  await page.goto('/policies');
+  await waitForHydration(page);
+  const diff = page.getByTestId('policy-diff');
+  await expect(diff).toContainText('GET /entries/{id} in Ledger');
+  await page.getByRole('button', { name: 'Compile a signed draft' }).click();
+  await expect(page.getByText('Draft compiled and signed.')).toBeVisible();
+  const revisions = page.getByTestId('bundles');
+  const first = revisions.locator('tbody tr').first();
+  await expect(first).toContainText('draft');
+  const firstRevision = (await first.locator('td').first().textContent())!.trim();
+  await first.getByLabel('Reason').fill('first policy for the ledger');
+  await first.getByRole('button', { name: 'Publish' }).click();
+  await expect(revisions.getByRole('row', { name: /first policy for the ledger/ })).toContainText('active');
+  await expect(diff).toContainText('no change');
+
+  // A second revision, then back to the first: a new revision re-issuing it.
+  await page.getByRole('button', { name: 'Compile a signed draft' }).click();
+  await expect(revisions.locator('tbody tr').first()).toContainText('draft');
+  await revisions.locator('tbody tr').first().getByLabel('Reason').fill('second revision');
+  await revisions.locator('tbody tr').first().getByRole('button', { name: 'Publish' }).click();
+  await expect(revisions.getByRole('row', { name: /second revision/ })).toContainText('active');
+  const older = revisions.getByRole('row', { name: /first policy for the ledger/ });
+  await older.getByLabel('Reason').fill('back to the first');
+  await older.getByRole('button', { name: 'Roll back to this' }).click();
+  const newest = revisions.locator('tbody tr').first();
+  await expect(newest).toContainText(`(rollback to ${firstRevision})`);
+  await expect(newest).toContainText('active');
+  await expect(newest).toContainText('back to the first');
+  await signOut(page);
+
+  // A developer sees the history but has no way to publish.
+  await signIn(page, DEVELOPER, PASSWORD);
+  await page.goto('/policies');
+  await expect(page.getByTestId('bundles')).toContainText('back to the first');
+  await expect(page.getByRole('button', { name: 'Compile a signed draft' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Publish' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Roll back to this' })).toHaveCount(0);
+  expect(problems).toEqual([]);
+});
