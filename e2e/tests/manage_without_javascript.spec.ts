@@ -25,5 +25,5 @@ test('forms, errors and one-time secrets work with JavaScript off', async ({ pag
 
   // Navigation is plain links.
   await page.getByRole('link', { name: 'Policies', exact: true }).click();
-  await expect(page.getByRole('heading', { name: 'No policy revisions yet' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Revisions' })).toBeVisible();
 });
