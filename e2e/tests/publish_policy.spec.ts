@@ -58,6 +58,23 @@ test('a security user previews, publishes with a reason and rolls back; a develo
   await expect(newest).toContainText(`(rollback to ${firstRevision})`);
   await expect(newest).toContainText('active');
   await expect(newest).toContainText('back to the first');
+
+  // The decision explorer: the Ledger declares no authentication, so a call is denied
+  // (fail closed), and the result's address is a shareable link to the case.
+  const explorer = page.locator('#explorer');
+  await explorer.getByRole('combobox', { name: 'API', exact: true }).selectOption({ label: 'Ledger (policy-e2e)' });
+  await explorer.getByLabel('Path').fill('/entries/7');
+  await explorer.getByRole('button', { name: 'Decide' }).click();
+  await expect(page.getByTestId('decision')).toContainText('Denied (401)');
+  await expect(page.getByTestId('decision')).toContainText('authentication_undeclared');
+  await expect(page.getByTestId('trace')).toContainText('GET /entries/{id} in Ledger');
+  expect(page.url()).toContain('path=%2Fentries%2F7');
+  const shared = page.url();
+  await page.goto(shared);
+  await expect(page.getByTestId('decision')).toContainText('authentication_undeclared');
+  await explorer.getByLabel('Path').fill('/entries//7');
+  await explorer.getByRole('button', { name: 'Decide' }).click();
+  await expect(page.getByTestId('decision')).toContainText('non_canonical_path');
   await signOut(page);
 
   // A developer sees the history but has no way to publish.

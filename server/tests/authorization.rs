@@ -227,6 +227,7 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         // rolling back for real are exercised through REST and in `bundles.rs`.
         ("publish_bundle", Allowed::Roles(DEFINERS), "revision=999999&reason=matrix".into()),
         ("rollback_bundle", Allowed::Roles(DEFINERS), "revision=999999&reason=matrix".into()),
+        ("explain_request", Allowed::SignedIn, format!("case[against]=draft&case[api_id]={api}&case[method]=GET&case[path]=%2Fthings%2F1")),
     ]
 }
 

@@ -61,3 +61,105 @@ pub async fn rollback_bundle(revision: i64, reason: String) -> Result<BundleReco
     let state = state()?;
     publishing::rollback(&state.db, &state.master, revision, &reason, &audit_context(&principal)).await.map_err(store_error)
 }
+
+/// A request to try against a policy, as the decision explorer's form (and its shareable
+/// URL) carries it. Empty fields mean "not given".
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ExplorerCase {
+    /// `draft` (the inventory as it is now) or a revision number.
+    pub against: String,
+    pub api_id: String,
+    pub method: String,
+    pub path: String,
+    pub source: String,
+    /// `none`, `jwt`, `api_key`, `mtls` or `hmac`.
+    pub credential: String,
+    pub client_app_id: String,
+    pub subject: String,
+    pub issuer: String,
+    pub audiences: String,
+    pub scopes: String,
+    pub roles: String,
+    /// Other claims, as a JSON object.
+    pub claims: String,
+    pub identity: String,
+    pub risk: String,
+    pub device: String,
+    pub consent: String,
+}
+
+#[cfg(feature = "ssr")]
+fn explorer_request(case: &ExplorerCase) -> Result<policy::Request, AppError> {
+    let invalid = |field: &str, message: &str| fail(AppError::invalid(field, message));
+    let list = |text: &str| crate::api::protection::split_list(text);
+    let api: i64 = case.api_id.trim().parse().map_err(|_| invalid("api_id", "choose an API"))?;
+    let source = if case.source.trim().is_empty() { "127.0.0.1" } else { case.source.trim() };
+    let source = source.parse().map_err(|_| invalid("source", "give an IPv4 or IPv6 address"))?;
+    let credential = match case.credential.as_str() {
+        "" | "none" => None,
+        method @ ("jwt" | "api_key" | "mtls" | "hmac") => {
+            let claims = match case.claims.trim() {
+                "" => Default::default(),
+                text => serde_json::from_str(text).map_err(|_| invalid("claims", "give the claims as a JSON object"))?,
+            };
+            let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+            Some(policy::VerifiedCredential {
+                method: method.to_owned(),
+                client_app: optional(&case.client_app_id).map(|id| id.parse()).transpose().map_err(|_| invalid("client_app_id", "a client application id"))?,
+                subject: optional(&case.subject),
+                issuer: optional(&case.issuer),
+                audiences: list(&case.audiences),
+                scopes: list(&case.scopes),
+                roles: list(&case.roles),
+                claims,
+                identity: optional(&case.identity),
+            })
+        }
+        _ => return Err(invalid("credential", "none, jwt, api_key, mtls or hmac")),
+    };
+    let risk = match case.risk.trim() {
+        "" => None,
+        text => Some(text.parse().map_err(|_| invalid("risk", "a score from 0 to 100"))?),
+    };
+    let consent = match case.consent.as_str() {
+        "granted" => Some(true),
+        "refused" => Some(false),
+        _ => None,
+    };
+    Ok(policy::Request {
+        api,
+        method: case.method.trim().to_ascii_uppercase(),
+        path: case.path.trim().to_owned(),
+        source,
+        credential,
+        risk,
+        device: case.device == "on",
+        consent,
+    })
+}
+
+/// Anyone signed in: decides a request against the draft (the inventory as it is now)
+/// or a stored revision, with the trace through each level.
+#[server(prefix = "/rpc", endpoint = "explain_request")]
+pub async fn explain_request(case: ExplorerCase) -> Result<policy::Decision, AppError> {
+    require_signed_in()?;
+    let db = state()?.db;
+    let request = explorer_request(&case)?;
+    let compiled = match case.against.trim() {
+        "" | "draft" => {
+            let snapshot = publishing::snapshot(&db).await.map_err(store_error)?;
+            policy::compile(&snapshot).map_err(|problems| {
+                fail(AppError::invalid("against", format!("the draft does not compile ({} problem(s)); see the preview", problems.len())))
+            })?
+        }
+        revision => {
+            let revision: i64 = revision.parse().map_err(|_| fail(AppError::invalid("against", "draft or a revision number")))?;
+            let signed = bundles::find_signed(&db, revision).await.map_err(store_error)?;
+            policy::bundle::decode_unverified(signed.as_bytes())
+                .map_err(|_| fail(AppError::Internal))?
+                .policy
+        }
+    };
+    Ok(policy::evaluate(&policy::Prepared::new(compiled), &request))
+}

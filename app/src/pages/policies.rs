@@ -1,13 +1,16 @@
 //! The Policies section: what publishing now would change (or what prevents it), signed
 //! drafts, publishing with a reason, rolling back, and the revision history.
 
-use crate::api::policies::{CreateDraft, PublishBundle, RollbackBundle, list_bundles, preview_policy};
+use crate::api::inventory::list_apis;
+use crate::api::policies::{CreateDraft, ExplorerCase, PublishBundle, RollbackBundle, explain_request, list_bundles, preview_policy};
 use crate::auth::use_me;
 use crate::components::{ActionOutcome, ErrorMessage, Loaded, format_time};
 use crate::publishing::Preview;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+use policy::evaluate::Outcome;
 use store::Role;
 use store::BundleRecord;
 
@@ -42,7 +45,152 @@ pub fn PoliciesPage() -> impl IntoView {
             {move || rollback.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
             <Loaded resource=history render=render_history/>
         </section>
+        <DecisionExplorer/>
     }
+}
+
+/// The case in the page's URL, so a case is shared by sharing the link.
+fn case_from_query() -> Option<ExplorerCase> {
+    let query = use_query_map().get_untracked();
+    let field = |name: &str| query.get(name).unwrap_or_default();
+    query.get("path").map(|_| ExplorerCase {
+        against: field("against"),
+        api_id: field("api_id"),
+        method: field("method"),
+        path: field("path"),
+        source: field("source"),
+        credential: field("credential"),
+        client_app_id: field("client_app_id"),
+        subject: field("subject"),
+        issuer: field("issuer"),
+        audiences: field("audiences"),
+        scopes: field("scopes"),
+        roles: field("roles"),
+        claims: field("claims"),
+        identity: field("identity"),
+        risk: field("risk"),
+        device: field("device"),
+        consent: field("consent"),
+    })
+}
+
+/// A form evaluated against the draft or a revision, showing the decision and the trace
+/// through each level. It is a plain GET form: the URL is the shareable case.
+#[component]
+fn DecisionExplorer() -> impl IntoView {
+    let case = case_from_query();
+    let given = case.clone().unwrap_or_default();
+    let decision = Resource::new(move || case.clone(), |case| async move {
+        match case {
+            Some(case) => explain_request(case).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    let apis = Resource::new(|| (), |_| list_apis());
+    let chosen_api = given.api_id.clone();
+    let text = |name: &'static str, label: &'static str, value: String, placeholder: &'static str| view! {
+        <label>{label} <input type="text" name=name value=value placeholder=placeholder/></label>
+    };
+    let credential = given.credential.clone();
+    let credential_option = move |value: &'static str, label: &'static str| view! { <option value=value selected=credential == value>{label}</option> };
+    let consent = given.consent.clone();
+    let consent_option = move |value: &'static str, label: &'static str| view! { <option value=value selected=consent == value>{label}</option> };
+    view! {
+        <section class="card" id="explorer">
+            <h2>"Decision explorer"</h2>
+            <p>"Try a request against the draft or any revision. The address of the result is a link to this case."</p>
+            <form method="get" action="/policies">
+                <label>"Against" <input type="text" name="against" value=if given.against.is_empty() { "draft".to_owned() } else { given.against.clone() }/></label>
+                <label>"API"
+                    <select name="api_id">
+                        <Suspense>
+                            {move || {
+                                let chosen = chosen_api.clone();
+                                Suspend::new(async move {
+                                    apis.await.unwrap_or_default().into_iter().map(|api| {
+                                        let selected = chosen == api.id.to_string();
+                                        view! { <option value=api.id.0 selected=selected>{format!("{} ({})", api.name, api.environment)}</option> }
+                                    }).collect_view()
+                                })
+                            }}
+                        </Suspense>
+                    </select>
+                </label>
+                {text("method", "Method", if given.method.is_empty() { "GET".into() } else { given.method.clone() }, "GET")}
+                {text("path", "Path", given.path.clone(), "/pets/42")}
+                {text("source", "Source address", given.source.clone(), "10.0.0.7")}
+                <label>"Credential"
+                    <select name="credential">
+                        {credential_option("none", "none")}
+                        {credential_option("jwt", "JWT")}
+                        {credential_option("api_key", "API key")}
+                        {credential_option("mtls", "mTLS")}
+                        {credential_option("hmac", "HMAC")}
+                    </select>
+                </label>
+                {text("client_app_id", "Client application id", given.client_app_id.clone(), "")}
+                {text("subject", "Subject (sub)", given.subject.clone(), "")}
+                {text("issuer", "Issuer", given.issuer.clone(), "https://login.example.com")}
+                {text("audiences", "Audiences", given.audiences.clone(), "")}
+                {text("scopes", "Scopes", given.scopes.clone(), "")}
+                {text("roles", "Roles", given.roles.clone(), "")}
+                {text("claims", "Other claims (JSON)", given.claims.clone(), "{\"tier\": \"gold\"}")}
+                {text("identity", "Service identity", given.identity.clone(), "spiffe://acme/orders")}
+                {text("risk", "Risk (0–100)", given.risk.clone(), "")}
+                <label class="inline"><input type="checkbox" name="device" value="on" checked=given.device == "on"/>" registered device"</label>
+                <label>"Consent"
+                    <select name="consent">
+                        {consent_option("", "no record")}
+                        {consent_option("granted", "granted")}
+                        {consent_option("refused", "refused")}
+                    </select>
+                </label>
+                <button type="submit">"Decide"</button>
+            </form>
+            <Loaded resource=decision render=decision_view/>
+        </section>
+    }
+}
+
+fn decision_view(decision: Option<policy::Decision>) -> AnyView {
+    let Some(decision) = decision else { return ().into_any() };
+    let verdict = if decision.allow { "Allowed".to_owned() } else { format!("Denied ({})", decision.status) };
+    let reason = decision.reason.as_ref().map(|step| format!("{}: {}", step.code, step.detail)).unwrap_or_default();
+    let obligations = &decision.obligations;
+    let mut duties = Vec::new();
+    if !obligations.mask.is_empty() {
+        duties.push(format!("mask {}", obligations.mask.join(", ")));
+    }
+    if !obligations.block.is_empty() {
+        duties.push(format!("block responses carrying {}", obligations.block.join(", ")));
+    }
+    if !obligations.log.is_empty() {
+        duties.push(format!("log {}", obligations.log.join(", ")));
+    }
+    for limit in &obligations.rate_limits {
+        duties.push(format!("count {} ({} per {} s)", limit.key, limit.requests, limit.window_seconds));
+    }
+    view! {
+        <div data-testid="decision" class=if decision.allow { "success" } else { "error" }>
+            <p><strong>{verdict}</strong>" "{reason}</p>
+            {decision.matched.map(|m| view! { <p>"Matched "<code>{m.template}</code>" in "{m.api_name}</p> })}
+            <table data-testid="trace">
+                <thead><tr><th>"Level"</th><th>"Outcome"</th><th>"Code"</th><th>"Detail"</th></tr></thead>
+                <tbody>
+                    {decision.trace.into_iter().map(|step| view! {
+                        <tr>
+                            <td>{format!("{:?}", step.level).to_lowercase()}</td>
+                            <td>{match step.outcome { Outcome::Pass => "pass", Outcome::Deny => "deny", Outcome::Skip => "no rule" }}</td>
+                            <td>{step.code}</td>
+                            <td>{step.detail}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            {(!duties.is_empty()).then(|| view! { <p>"Obligations: "{duties.join("; ")}</p> })}
+        </div>
+    }
+    .into_any()
 }
 
 fn preview_view(preview: Preview) -> AnyView {
