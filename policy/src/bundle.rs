@@ -47,6 +47,20 @@ struct SignedFile {
     signature: String,
 }
 
+/// What is read of a bundle before its signature is checked.
+#[derive(Deserialize)]
+struct Versioned {
+    header: VersionedHeader,
+}
+
+#[derive(Deserialize)]
+struct VersionedHeader {
+    #[serde(default)]
+    format_version: u64,
+    #[serde(default)]
+    key_id: String,
+}
+
 /// Why a bundle was refused. The active bundle stays as it was.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -133,34 +147,36 @@ pub fn trusted_keys<'a>(records: impl IntoIterator<Item = (&'a str, &'a str)>) -
 
 /// Verifies a signed bundle against the trusted keys and the active revision (`0` when
 /// none is active). Checks, in order: size, shape, format version, key, signature,
-/// canonical form, content hash, revision.
+/// canonical form and content hash, revision.
 pub fn verify(bytes: &[u8], keys: &BTreeMap<String, VerifyingKey>, active_revision: u64) -> Result<Bundle, VerifyError> {
     if bytes.len() > MAX_BUNDLE_BYTES {
         return Err(VerifyError::TooLarge);
     }
     let file: SignedFile = serde_json::from_slice(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     // The version is read before the strict parse, so an old agent says "upgrade" rather
-    // than failing on a field it has never seen.
-    let loose: serde_json::Value = serde_json::from_str(&file.signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    let found = loose.pointer("/header/format_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    // than failing on a field it has never seen. Nothing but the header is kept.
+    let header: Versioned = serde_json::from_str(&file.signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let found = header.header.format_version;
     if found != u64::from(FORMAT_VERSION) {
         if found > u64::from(FORMAT_VERSION) {
             return Err(VerifyError::UnsupportedFormat { found, supported: FORMAT_VERSION });
         }
         return Err(VerifyError::Malformed(format!("format version {found}")));
     }
-    let key_name = loose.pointer("/header/key_id").and_then(serde_json::Value::as_str).unwrap_or_default();
-    let key = keys.get(key_name).ok_or_else(|| VerifyError::UnknownKey(key_name.to_owned()))?;
+    let key_name = header.header.key_id;
+    let key = keys.get(&key_name).ok_or(VerifyError::UnknownKey(key_name))?;
     let signature = hex::decode(&file.signature)
         .ok()
         .and_then(|bytes| Signature::from_slice(&bytes).ok())
         .ok_or(VerifyError::BadSignature)?;
     key.verify_strict(file.signed.as_bytes(), &signature).map_err(|_| VerifyError::BadSignature)?;
     let bundle: Bundle = serde_json::from_str(&file.signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    if serde_jcs::to_string(&bundle).ok().as_deref() != Some(file.signed.as_str()) {
-        return Err(VerifyError::NotCanonical);
-    }
-    if content_hash(&bundle.policy) != bundle.header.content_hash {
+    // Canonical form, without re-encoding the policy: the text must be the canonical header
+    // followed by the policy, and the policy's bytes must hash to the content hash the
+    // signer computed over its canonical encoding.
+    let prefix = format!("{{\"header\":{},\"policy\":", serde_jcs::to_string(&bundle.header).unwrap_or_default());
+    let policy_text = file.signed.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix('}')).ok_or(VerifyError::NotCanonical)?;
+    if hex::encode(Sha256::digest(policy_text.as_bytes())) != bundle.header.content_hash {
         return Err(VerifyError::ContentHashMismatch);
     }
     if bundle.header.revision <= active_revision {
