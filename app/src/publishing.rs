@@ -22,6 +22,7 @@ pub struct Preview {
 #[cfg(feature = "ssr")]
 pub mod ssr {
     use super::Preview;
+    use policy::diff::PolicyDiff;
     use policy::bundle::{self, Bundle};
     use policy::model::{ApiInput, CompiledPolicy, Diagnostic, OperationInput, Snapshot};
     use std::collections::BTreeMap;
@@ -125,11 +126,16 @@ pub mod ssr {
         bundles::insert_bundle(db, new, sign, publish_reason, context).await
     }
 
-    /// Compiles and stores a signed draft, or returns the problems that prevent it.
-    pub async fn create_draft(db: &Db, master: &MasterKey, context: &AuditContext) -> Result<Result<BundleRecord, Vec<Diagnostic>>, StoreError> {
+    /// Compiles and stores a signed draft with what it changes against the active
+    /// revision, or returns the problems that prevent it.
+    pub async fn create_draft(
+        db: &Db,
+        master: &MasterKey,
+        context: &AuditContext,
+    ) -> Result<Result<(BundleRecord, PolicyDiff), Vec<Diagnostic>>, StoreError> {
         let (preview, compiled) = preview(db).await?;
         match compiled {
-            Some(policy) => Ok(Ok(store_signed(db, master, &policy, None, None, context).await?)),
+            Some(policy) => Ok(Ok((store_signed(db, master, &policy, None, None, context).await?, preview.diff))),
             None => Ok(Err(preview.diagnostics)),
         }
     }

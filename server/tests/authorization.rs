@@ -135,7 +135,7 @@ async fn world(app: TestApp) -> World {
         let (rotate_key, revoke_key) = (key("rotate").await, key("revoke").await);
         let class = format!("class_{name}");
         store::custom_classes::create_custom_class(&app.db, &class, "", &[format!("kw{name}")], &[], &system).await.unwrap();
-        let draft = app::publishing::ssr::create_draft(&app.db, &app.state.master, &system).await.unwrap().unwrap().revision;
+        let draft = app::publishing::ssr::create_draft(&app.db, &app.state.master, &system).await.unwrap().unwrap().0.revision;
         objects.insert(caller, Objects { client_app: client_app.id.0, rotate_key, revoke_key, doomed_app: doomed.id.0, class, draft });
     }
     World {

@@ -384,15 +384,17 @@ pub async fn find_posture(db: &Db, api: ApiId) -> Result<crate::ApiPosture, Stor
 
 /// The posture of an API already loaded, so callers that hold it do not load it twice.
 pub async fn posture_of(db: &Db, detail: &ApiDetail) -> Result<crate::ApiPosture, StoreError> {
+    posture_with(db, detail, &crate::client_apps::list_client_apps(db).await?).await
+}
+
+/// The posture of an API, given every client application (loaded once for the estate).
+async fn posture_with(db: &Db, detail: &ApiDetail, all_apps: &[crate::ClientApp]) -> Result<crate::ApiPosture, StoreError> {
     let members = team_members(db, detail.summary.team_id).await?;
     let now = now_millis();
     // Keys matter where they can be used: the applications L2 admits, else any.
-    let admitted = detail.protection.requestor.as_ref().map(|r| r.client_apps.clone()).filter(|apps| !apps.is_empty());
-    let apps: Vec<crate::ClientApp> = crate::client_apps::list_client_apps(db)
-        .await?
-        .into_iter()
-        .filter(|app| admitted.as_ref().is_none_or(|ids| ids.contains(&app.id)))
-        .collect();
+    let admitted = detail.protection.requestor.as_ref().map(|r| r.client_apps.as_slice()).filter(|apps| !apps.is_empty());
+    let apps: Vec<crate::ClientApp> =
+        all_apps.iter().filter(|app| admitted.is_none_or(|ids| ids.contains(&app.id))).cloned().collect();
     let keys_due = crate::client_apps::keys_due_for_rotation(&apps, now);
     let findings = crate::findings::check_api(detail, members, &keys_due, now);
     let score = crate::findings::score(&findings, detail.operations.len());
@@ -402,8 +404,9 @@ pub async fn posture_of(db: &Db, detail: &ApiDetail) -> Result<crate::ApiPosture
 /// Every API's score and finding counts, worst first, and the estate's mean score.
 pub async fn estate_posture(db: &Db) -> Result<crate::EstatePosture, StoreError> {
     let mut apis = Vec::new();
+    let all_apps = crate::client_apps::list_client_apps(db).await?;
     for summary in list_apis(db).await? {
-        let posture = find_posture(db, summary.id).await?;
+        let posture = posture_with(db, &find_api(db, summary.id).await?, &all_apps).await?;
         let count = |severity| posture.findings.iter().filter(|f| f.severity == severity).count();
         apis.push(crate::ApiScore {
             score: posture.score,

@@ -39,7 +39,7 @@ pub async fn create_draft() -> Result<BundleRecord, AppError> {
     let principal = require(may_publish)?;
     let state = state()?;
     match publishing::create_draft(&state.db, &state.master, &audit_context(&principal)).await.map_err(store_error)? {
-        Ok(record) => Ok(record),
+        Ok((record, _)) => Ok(record),
         Err(diagnostics) => {
             let listed: Vec<String> = diagnostics.iter().take(10).map(ToString::to_string).collect();
             Err(fail(AppError::invalid("policy", format!("{} problem(s) prevent a bundle: {}", diagnostics.len(), listed.join("; ")))))

@@ -106,11 +106,10 @@ pub async fn create_bundle(
 ) -> Result<(StatusCode, Json<DraftBody>), ApiError> {
     let principal = publisher(caller)?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
-    let (preview, _) = publishing::preview(&state.db).await?;
     match publishing::create_draft(&state.db, &state.master, &context).await? {
-        Ok(record) => Ok((
+        Ok((record, diff)) => Ok((
             StatusCode::CREATED,
-            Json(DraftBody { bundle: record.into(), added: preview.diff.added, removed: preview.diff.removed, changed: preview.diff.changed }),
+            Json(DraftBody { bundle: record.into(), added: diff.added, removed: diff.removed, changed: diff.changed }),
         )),
         Err(diagnostics) => Err(ApiError::InvalidSettings(
             diagnostics.into_iter().map(|d| SettingProblem { path: d.path, message: d.message }).collect(),
