@@ -23,13 +23,12 @@ pub struct Preview {
 pub mod ssr {
     use super::Preview;
     use policy::diff::PolicyDiff;
-    use policy::bundle::{self, Bundle};
+    use policy::bundle::{self, AnnouncedKey, Bundle, Origin};
     use policy::model::{ApiInput, CompiledPolicy, Diagnostic, OperationInput, Snapshot};
-    use std::collections::BTreeMap;
     use store::audit::AuditContext;
     use store::bundles::{self, BundleRecord, NewBundle};
-    use store::signing::{KeyPurpose, MasterKey};
-    use store::{Db, StoreError, apis, client_apps, custom_classes, signing};
+    use store::signing::{KeyPurpose, MasterKey, Signer};
+    use store::{Db, Labels, StoreError, apis, client_apps, custom_classes, signing};
 
     /// The inventory and its settings as the compiler reads them.
     pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
@@ -99,52 +98,168 @@ pub mod ssr {
         Ok((preview, compiled))
     }
 
+    /// The bundle keys agents should trust now: the active key, and retired keys until
+    /// their overlap ends.
+    pub async fn announced_keys(db: &Db) -> Result<Vec<AnnouncedKey>, StoreError> {
+        let now = store::now_millis();
+        Ok(signing::list_public_keys(db, KeyPurpose::Bundle)
+            .await?
+            .into_iter()
+            .filter(|key| key.retired_at.is_none_or(|until| until > now))
+            .map(|key| AnnouncedKey { key_id: key.key_id, public_key: key.public_key, trusted_until: key.retired_at })
+            .collect())
+    }
+
+    /// Signs `policy` as the next revision and stores it (published at once when a reason
+    /// is given). `signer` is the active bundle key unless a retiring one is named.
+    #[allow(clippy::too_many_arguments)]
     async fn store_signed(
         db: &Db,
         master: &MasterKey,
+        signer: Option<&Signer>,
         policy: &CompiledPolicy,
-        rollback_of: Option<i64>,
+        target: &Labels,
+        origin: Origin,
         publish_reason: Option<&str>,
         context: &AuditContext,
     ) -> Result<BundleRecord, StoreError> {
-        let signer = signing::ensure_signer(db, master, KeyPurpose::Bundle, context).await?;
+        let active;
+        let signer = match signer {
+            Some(signer) => signer,
+            None => {
+                active = signing::ensure_signer(db, master, KeyPurpose::Bundle, context).await?;
+                &active
+            }
+        };
+        let keys = announced_keys(db).await?;
         let content_hash = bundle::content_hash(policy);
         let (apis, routes) = summary(policy);
-        let target = serde_json::json!({});
         let new = NewBundle {
             content_hash: &content_hash,
             signing_key_id: &signer.key_id,
-            target: &target,
-            rollback_of,
+            target,
+            origin: origin.kind(),
+            reissue_of: origin.reissue_of().map(|r| r as i64),
             summary: &serde_json::json!({"apis": apis, "routes": routes}),
         };
         let sign = |revision: i64| {
-            let mut header = bundle::header(policy, revision as u64, store::now_millis(), &signer.key_id, BTreeMap::new());
-            header.rollback_of = rollback_of.map(|r| r as u64);
+            let mut header = bundle::header(policy, revision as u64, store::now_millis(), &signer.key_id, target.clone());
+            header.origin = origin;
+            header.keys = keys;
             bundle::encode_signed(&Bundle { header, policy: policy.clone() }, |message| signer.sign(message))
         };
         bundles::insert_bundle(db, new, sign, publish_reason, context).await
     }
 
-    /// Compiles and stores a signed draft with what it changes against the active
+    /// Compiles and stores a signed draft for the agents matching `target` (every agent when
+    /// empty: a canary otherwise), with what it changes against the fleet's active
     /// revision, or returns the problems that prevent it.
     pub async fn create_draft(
         db: &Db,
         master: &MasterKey,
+        target: &Labels,
         context: &AuditContext,
     ) -> Result<Result<(BundleRecord, PolicyDiff), Vec<Diagnostic>>, StoreError> {
         let (preview, compiled) = preview(db).await?;
         match compiled {
-            Some(policy) => Ok(Ok((store_signed(db, master, &policy, None, None, context).await?, preview.diff))),
+            Some(policy) => {
+                let record = store_signed(db, master, None, &policy, target, Origin::Compiled, None, context).await?;
+                Ok(Ok((record, preview.diff)))
+            }
             None => Ok(Err(preview.diagnostics)),
         }
     }
 
-    /// Re-issues an earlier revision's policy as a new, published revision.
-    pub async fn rollback(db: &Db, master: &MasterKey, revision: i64, reason: &str, context: &AuditContext) -> Result<BundleRecord, StoreError> {
+    async fn stored_policy(db: &Db, revision: i64) -> Result<CompiledPolicy, StoreError> {
         let signed = bundles::find_signed(db, revision).await?;
         let old = bundle::decode_unverified(signed.as_bytes())
             .map_err(|error| StoreError::Invalid { field: "revision", message: format!("cannot be read: {error}") })?;
-        store_signed(db, master, &old.policy, Some(revision), Some(reason), context).await
+        Ok(old.policy)
+    }
+
+    async fn published(db: &Db, revision: i64) -> Result<BundleRecord, StoreError> {
+        let record = bundles::find_bundle(db, revision).await?;
+        if record.published_at.is_none() {
+            return Err(StoreError::invalid("revision", "is a draft; publish it first"));
+        }
+        Ok(record)
+    }
+
+    /// Re-issues an earlier revision's policy to every agent as a new, published revision.
+    pub async fn rollback(db: &Db, master: &MasterKey, revision: i64, reason: &str, context: &AuditContext) -> Result<BundleRecord, StoreError> {
+        let policy = stored_policy(db, revision).await?;
+        let origin = Origin::Rollback { of: revision as u64 };
+        store_signed(db, master, None, &policy, &Labels::new(), origin, Some(reason), context).await
+    }
+
+    /// Promotes a published canary to every agent (a new revision with its policy).
+    pub async fn promote(db: &Db, master: &MasterKey, revision: i64, reason: &str, context: &AuditContext) -> Result<BundleRecord, StoreError> {
+        let canary = published(db, revision).await?;
+        if canary.target.is_empty() {
+            return Err(StoreError::invalid("revision", "already went to every agent; only a canary is promoted"));
+        }
+        let policy = stored_policy(db, revision).await?;
+        let origin = Origin::Promotion { of: revision as u64 };
+        store_signed(db, master, None, &policy, &Labels::new(), origin, Some(reason), context).await
+    }
+
+    /// Holds the agents matching `labels` on a published revision's policy, whatever is
+    /// published later, until unpinned: re-issued for the group as a new revision, which
+    /// agents take although the policy is older.
+    pub async fn pin(db: &Db, master: &MasterKey, labels: &Labels, revision: i64, reason: &str, context: &AuditContext) -> Result<BundleRecord, StoreError> {
+        if labels.is_empty() {
+            return Err(StoreError::invalid("labels", "name the label group to pin; to hold every agent, roll back instead"));
+        }
+        published(db, revision).await?;
+        let policy = stored_policy(db, revision).await?;
+        store_signed(db, master, None, &policy, labels, Origin::Pin { of: revision as u64 }, Some(reason), context).await
+    }
+
+    /// Rotates the bundle key without restarting agents: retires the active key with an
+    /// overlap window, makes a new one, and re-issues what each group of agents runs now
+    /// (the fleet, newer canaries, pins) signed by the retiring key and announcing the new
+    /// one. Later bundles are signed by the new key. Returns the new key id and the
+    /// announcements.
+    pub async fn rotate_key(
+        db: &Db,
+        master: &MasterKey,
+        overlap_ms: i64,
+        reason: &str,
+        context: &AuditContext,
+    ) -> Result<(String, Vec<BundleRecord>), StoreError> {
+        if reason.trim().is_empty() {
+            return Err(StoreError::invalid("reason", "say why: it is kept in the revision history and the audit trail"));
+        }
+        let pins = bundles::list_pins(db).await?;
+        let groups = bundles::newest_by_target(db).await?;
+        let (new, retired) = signing::rotate(db, master, KeyPurpose::Bundle, overlap_ms, context).await?;
+        let Some(retired) = retired else { return Ok((new.key_id, Vec::new())) };
+        let old = signing::signer_by_id(db, master, KeyPurpose::Bundle, &retired).await?;
+        // What each group runs now: pinned groups their pin's re-issue; every other target
+        // its newest revision when that is newer than the fleet's (the fleet's included).
+        let fleet = groups.iter().find(|(target, _)| target.is_empty()).map_or(0, |(_, revision)| *revision);
+        let mut reissues: Vec<(Labels, i64, Origin)> = pins
+            .iter()
+            .map(|pin| (pin.labels.clone(), pin.revision, Origin::Pin { of: pin.pinned_to as u64 }))
+            .collect();
+        for (target, revision) in groups {
+            let pinned = pins.iter().any(|pin| pin.labels == target);
+            if !pinned && (target.is_empty() || revision > fleet) {
+                reissues.push((target, revision, Origin::KeyAnnouncement { of: revision as u64 }));
+            }
+        }
+        reissues.sort_by_key(|(_, revision, _)| *revision);
+        let mut announced = Vec::new();
+        for (target, revision, origin) in reissues {
+            let policy = stored_policy(db, revision).await?;
+            // A pinned group stays pinned: its re-issue is a pin again, to the same policy.
+            let origin = match origin {
+                Origin::Pin { of } => Origin::Pin { of },
+                _ => Origin::KeyAnnouncement { of: revision as u64 },
+            };
+            let why = format!("bundle key rotated to {}: {}", new.key_id, reason.trim());
+            announced.push(store_signed(db, master, Some(&old), &policy, &target, origin, Some(&why), context).await?);
+        }
+        Ok((new.key_id, announced))
     }
 }

@@ -5,7 +5,7 @@ const SECURITY = 'ciso.policy.e2e@example.com';
 const DEVELOPER = 'developer.policy.e2e@example.com';
 const PASSWORD = 'policy e2e password 1';
 
-test('a security user previews, publishes with a reason and rolls back; a developer cannot publish', async ({ page }) => {
+test('a security user previews, publishes with a reason, rolls back, runs a canary and pins a group; a developer cannot publish', async ({ page }) => {
   const problems = watchForViolations(page);
   await signInAsAdmin(page);
   await createTeam(page, 'Policy Team');
@@ -59,6 +59,39 @@ test('a security user previews, publishes with a reason and rolls back; a develo
   await expect(newest).toContainText('active');
   await expect(newest).toContainText('back to the first');
 
+  // A canary: a draft for the agents labelled env=canary, published to them, promoted.
+  const preview = page.locator('#preview');
+  await preview.getByLabel('Target labels').fill('env=canary');
+  await preview.getByRole('button', { name: 'Compile a signed draft' }).click();
+  const canary = revisions.locator('tbody tr').first();
+  await expect(canary).toContainText('env=canary');
+  const canaryRevision = (await canary.locator('td').first().textContent())!.trim();
+  await canary.getByLabel('Reason').fill('try it on the canaries');
+  await canary.getByRole('button', { name: 'Publish to the canary' }).click();
+  const published = revisions.getByRole('row', { name: /try it on the canaries/ });
+  await expect(published).toContainText('published');
+  await published.getByLabel('Reason').first().fill('canaries are healthy');
+  await published.getByRole('button', { name: 'Promote to every agent' }).click();
+  const promoted = revisions.locator('tbody tr').first();
+  await expect(promoted).toContainText(`(promotes ${canaryRevision})`);
+  await expect(promoted).toContainText('every agent');
+  await expect(promoted).toContainText('active');
+
+  // A pin holds the EU agents on the first revision; releasing it lets them follow.
+  const pins = page.locator('#pins');
+  await pins.getByLabel('Label group').fill('region=eu');
+  await pins.getByLabel('Revision').fill(firstRevision);
+  await pins.getByLabel('Reason').fill('EU audit freeze');
+  await pins.getByRole('button', { name: 'Pin' }).click();
+  await expect(page.getByText('Group pinned.')).toBeVisible();
+  const pinRow = page.getByTestId('pins').getByRole('row', { name: /EU audit freeze/ });
+  await expect(pinRow).toContainText('region=eu');
+  await expect(pinRow).toContainText(`the policy of ${firstRevision}`);
+  await expect(revisions.locator('tbody tr').first()).toContainText(`(pins ${firstRevision})`);
+  await pinRow.getByLabel('Reason').fill('freeze over');
+  await pinRow.getByRole('button', { name: 'Release' }).click();
+  await expect(pins).toContainText('No pins');
+
   // The decision explorer: the Ledger declares no authentication, so a call is denied
   // (fail closed), and the result's address is a shareable link to the case.
   const explorer = page.locator('#explorer');
@@ -84,5 +117,7 @@ test('a security user previews, publishes with a reason and rolls back; a develo
   await expect(page.getByRole('button', { name: 'Compile a signed draft' })).toHaveCount(0);
   await expect(page.getByRole('button', { name: 'Publish' })).toHaveCount(0);
   await expect(page.getByRole('button', { name: 'Roll back to this' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Promote to every agent' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Pin' })).toHaveCount(0);
   expect(problems).toEqual([]);
 });

@@ -1,7 +1,13 @@
 //! Bundles: the compiled policy with a header (format version, revision, creation time,
-//! issuing key, content hash, target labels), encoded canonically (RFC 8785 JSON) and
-//! signed with Ed25519. The signed file is `{"signed": "<canonical bundle>", "signature":
-//! "<hex>"}` and nothing else, so every byte an agent acts on is covered by the signature.
+//! issuing key, content hash, target labels, where it came from, the keys agents should
+//! trust next), encoded canonically (RFC 8785 JSON) and signed with Ed25519. The signed
+//! file is `{"signed": "<canonical bundle>", "signature": "<hex>"}` and nothing else, so
+//! every byte an agent acts on is covered by the signature.
+//!
+//! Key rotation needs no agent restart: every bundle announces the key set its signer
+//! vouches for, and an agent that accepts a bundle adopts that set ([`TrustStore::adopt`]).
+//! After a rotation the control plane issues a bundle signed by the old key that announces
+//! the new one, with the old key's end of trust (the overlap window).
 
 use crate::model::CompiledPolicy;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -13,12 +19,14 @@ use std::collections::BTreeMap;
 pub const FORMAT_VERSION: u32 = 1;
 /// Largest signed bundle accepted.
 pub const MAX_BUNDLE_BYTES: usize = 32 * 1024 * 1024;
+/// Most keys a bundle may announce: a rotation adds one, an overlap ends one.
+pub const MAX_ANNOUNCED_KEYS: usize = 16;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
     pub format_version: u32,
-    /// Increases with every bundle issued, rollbacks included.
+    /// Increases with every bundle issued, re-issues included.
     pub revision: u64,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -28,8 +36,61 @@ pub struct Header {
     pub content_hash: String,
     /// Agents whose labels include all of these take the bundle; empty: every agent.
     pub target: BTreeMap<String, String>,
-    /// For a rollback: the revision whose policy this re-issues.
-    pub rollback_of: Option<u64>,
+    /// Whether the policy was compiled for this bundle or re-issued from an earlier one.
+    pub origin: Origin,
+    /// The keys an agent should trust once it accepts this bundle (the signing key among
+    /// them); empty: keep the keys it has.
+    pub keys: Vec<AnnouncedKey>,
+}
+
+/// Where a bundle's policy comes from. A re-issue is a new, newer revision carrying an
+/// earlier revision's policy, so agents that refuse older revisions still take it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Origin {
+    /// Compiled from the inventory.
+    #[default]
+    Compiled,
+    /// A rollback to `of`.
+    Rollback { of: u64 },
+    /// A canary `of` promoted to every agent.
+    Promotion { of: u64 },
+    /// `of` re-issued under a label pin.
+    Pin { of: u64 },
+    /// `of` re-issued, signed by the retiring key, to announce a new bundle key.
+    KeyAnnouncement { of: u64 },
+}
+
+impl Origin {
+    /// The revision this re-issues, if any.
+    pub fn reissue_of(self) -> Option<u64> {
+        match self {
+            Origin::Compiled => None,
+            Origin::Rollback { of } | Origin::Promotion { of } | Origin::Pin { of } | Origin::KeyAnnouncement { of } => Some(of),
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Origin::Compiled => "compiled",
+            Origin::Rollback { .. } => "rollback",
+            Origin::Promotion { .. } => "promotion",
+            Origin::Pin { .. } => "pin",
+            Origin::KeyAnnouncement { .. } => "key_announcement",
+        }
+    }
+}
+
+/// A bundle-signing key as announced to agents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnouncedKey {
+    pub key_id: String,
+    /// The Ed25519 public key, hex.
+    pub public_key: String,
+    /// Unix milliseconds after which its signatures are refused (a retiring key's overlap
+    /// window); `None` while it is the active key.
+    pub trusted_until: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,23 +103,17 @@ pub struct Bundle {
 /// The file as stored and sent: the canonical bundle text and its signature.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignedFile {
-    signed: String,
+struct SignedFile<'a> {
+    #[serde(borrow)]
+    signed: std::borrow::Cow<'a, str>,
     signature: String,
 }
 
-/// What is read of a bundle before its signature is checked.
-#[derive(Deserialize)]
-struct Versioned {
-    header: VersionedHeader,
-}
-
+/// What is read of a header before the strict parse.
 #[derive(Deserialize)]
 struct VersionedHeader {
     #[serde(default)]
     format_version: u64,
-    #[serde(default)]
-    key_id: String,
 }
 
 /// Why a bundle was refused. The active bundle stays as it was.
@@ -72,6 +127,8 @@ pub enum VerifyError {
     UnsupportedFormat { found: u64, supported: u32 },
     #[error("signed by unknown key {0:?}")]
     UnknownKey(String),
+    #[error("signed by key {0:?}, whose overlap window has ended")]
+    ExpiredKey(String),
     #[error("the signature does not verify")]
     BadSignature,
     #[error("the signed text is not in canonical form")]
@@ -80,6 +137,86 @@ pub enum VerifyError {
     ContentHashMismatch,
     #[error("revision {revision} is not newer than the active revision {active}")]
     StaleRevision { revision: u64, active: u64 },
+    #[error("the announced keys are not usable: {0}")]
+    BadKeySet(String),
+}
+
+/// A trusted bundle key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedKey {
+    pub key: VerifyingKey,
+    /// Unix milliseconds after which it is no longer trusted.
+    pub trusted_until: Option<i64>,
+}
+
+/// The bundle keys an agent (or `palisade bundle verify`) trusts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustStore {
+    keys: BTreeMap<String, TrustedKey>,
+}
+
+impl TrustStore {
+    /// Trust from announced records; a key whose id is not its own (the first 16 hex
+    /// characters of SHA-256 of the key) or that is not an Ed25519 key is refused.
+    pub fn from_announced(records: &[AnnouncedKey]) -> Result<TrustStore, String> {
+        if records.len() > MAX_ANNOUNCED_KEYS {
+            return Err(format!("more than {MAX_ANNOUNCED_KEYS} keys"));
+        }
+        let mut keys = BTreeMap::new();
+        for record in records {
+            let id = &record.key_id;
+            let bytes: [u8; 32] = hex::decode(&record.public_key)
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| format!("key {id}: not a 32-byte hex public key"))?;
+            let key = VerifyingKey::from_bytes(&bytes).map_err(|_| format!("key {id}: not an Ed25519 public key"))?;
+            if key_id(&key) != *id {
+                return Err(format!("key {id}: the id does not belong to this key"));
+            }
+            keys.insert(id.clone(), TrustedKey { key, trusted_until: record.trusted_until });
+        }
+        Ok(TrustStore { keys })
+    }
+
+    /// Trust in keys held in hand (tests, benches).
+    pub fn from_keys(keys: impl IntoIterator<Item = VerifyingKey>) -> TrustStore {
+        TrustStore { keys: keys.into_iter().map(|key| (key_id(&key), TrustedKey { key, trusted_until: None })).collect() }
+    }
+
+    /// The key `id` if it is trusted at `now`.
+    pub fn key(&self, id: &str, now: i64) -> Result<&VerifyingKey, VerifyError> {
+        let trusted = self.keys.get(id).ok_or_else(|| VerifyError::UnknownKey(id.to_owned()))?;
+        if trusted.trusted_until.is_some_and(|until| now > until) {
+            return Err(VerifyError::ExpiredKey(id.to_owned()));
+        }
+        Ok(&trusted.key)
+    }
+
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// The keys as records, to keep beside the active bundle.
+    pub fn announced(&self) -> Vec<AnnouncedKey> {
+        self.keys
+            .iter()
+            .map(|(id, trusted)| AnnouncedKey {
+                key_id: id.clone(),
+                public_key: hex::encode(trusted.key.as_bytes()),
+                trusted_until: trusted.trusted_until,
+            })
+            .collect()
+    }
+
+    /// Takes the key set a verified bundle announces (its signer vouched for it). A bundle
+    /// that announces none leaves the trust as it is.
+    pub fn adopt(&mut self, header: &Header) -> Result<(), VerifyError> {
+        if header.keys.is_empty() {
+            return Ok(());
+        }
+        *self = TrustStore::from_announced(&header.keys).map_err(VerifyError::BadKeySet)?;
+        Ok(())
+    }
 }
 
 /// SHA-256 of the policy's canonical encoding, hex.
@@ -98,7 +235,7 @@ pub fn key_id(key: &VerifyingKey) -> String {
 pub fn encode_signed(bundle: &Bundle, sign: impl FnOnce(&[u8]) -> String) -> Vec<u8> {
     let signed = serde_jcs::to_string(bundle).unwrap_or_default();
     let signature = sign(signed.as_bytes());
-    serde_json::to_vec(&SignedFile { signed, signature }).unwrap_or_default()
+    serde_json::to_vec(&SignedFile { signed: signed.into(), signature }).unwrap_or_default()
 }
 
 /// Signs a bundle with a key in hand.
@@ -122,67 +259,96 @@ pub fn header(policy: &CompiledPolicy, revision: u64, created_at: i64, key_id: &
         key_id: key_id.to_owned(),
         content_hash: content_hash(policy),
         target,
-        rollback_of: None,
+        origin: Origin::Compiled,
+        keys: Vec::new(),
     }
 }
 
-/// Trusted keys from `(key id, public key hex)` pairs; a key whose id is not its own
-/// (the first 16 hex characters of SHA-256 of the key) is refused.
-pub fn trusted_keys<'a>(records: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<BTreeMap<String, VerifyingKey>, String> {
-    records
-        .into_iter()
-        .map(|(id, public_key)| {
-            let bytes: [u8; 32] = hex::decode(public_key)
-                .ok()
-                .and_then(|bytes| bytes.try_into().ok())
-                .ok_or_else(|| format!("key {id}: not a 32-byte hex public key"))?;
-            let key = VerifyingKey::from_bytes(&bytes).map_err(|_| format!("key {id}: not an Ed25519 public key"))?;
-            if key_id(&key) != id {
-                return Err(format!("key {id}: the id does not belong to this key"));
-            }
-            Ok((id.to_owned(), key))
-        })
-        .collect()
+/// A bundle whose signature, form, hash and revision were checked, before its policy is
+/// parsed: what verification costs, apart from loading.
+#[derive(Debug)]
+pub struct Checked {
+    pub header: Header,
+    signed: String,
+    policy_at: std::ops::Range<usize>,
 }
 
-/// Verifies a signed bundle against the trusted keys and the active revision (`0` when
-/// none is active). Checks, in order: size, shape, format version, key, signature,
-/// canonical form and content hash, revision.
-pub fn verify(bytes: &[u8], keys: &BTreeMap<String, VerifyingKey>, active_revision: u64) -> Result<Bundle, VerifyError> {
+impl Checked {
+    /// The canonical text of the policy, exactly as signed.
+    pub fn policy_text(&self) -> &str {
+        &self.signed[self.policy_at.clone()]
+    }
+
+    /// Parses the policy into the bundle.
+    pub fn load(self) -> Result<Bundle, VerifyError> {
+        let policy = serde_json::from_str(self.policy_text()).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        Ok(Bundle { header: self.header, policy })
+    }
+}
+
+/// Verifies a signed bundle against the trusted keys at `now` (Unix ms) and the active
+/// revision (`0` when none is active), and loads it.
+pub fn verify(bytes: &[u8], trust: &TrustStore, active_revision: u64, now: i64) -> Result<Bundle, VerifyError> {
+    check(bytes, trust, active_revision, now)?.load()
+}
+
+/// Checks, in order: size, shape, format version, key, signature, canonical form and
+/// content hash, announced keys, revision. Only the header is parsed: the policy is covered
+/// by the signature and the content hash, and parsed when loaded.
+pub fn check(bytes: &[u8], trust: &TrustStore, active_revision: u64, now: i64) -> Result<Checked, VerifyError> {
     if bytes.len() > MAX_BUNDLE_BYTES {
         return Err(VerifyError::TooLarge);
     }
-    let file: SignedFile = serde_json::from_slice(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let malformed = |e: serde_json::Error| VerifyError::Malformed(e.to_string());
+    let file: SignedFile = serde_json::from_slice(bytes).map_err(malformed)?;
+    let signed = file.signed.into_owned();
+    // Canonical JSON sorts keys, so the text is `{"header":…,"policy":…}`: the header is
+    // read on its own, and the policy's bytes are left to the signature and the hash.
+    const OPEN: &str = "{\"header\":";
+    const BETWEEN: &str = ",\"policy\":";
+    let after_open = signed.strip_prefix(OPEN).ok_or(VerifyError::NotCanonical)?;
+    let mut stream = serde_json::Deserializer::from_str(after_open).into_iter::<serde_json::Value>();
+    let header_value = stream.next().ok_or(VerifyError::NotCanonical)?.map_err(malformed)?;
+    let header_end = OPEN.len() + stream.byte_offset();
     // The version is read before the strict parse, so an old agent says "upgrade" rather
-    // than failing on a field it has never seen. Nothing but the header is kept.
-    let header: Versioned = serde_json::from_str(&file.signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    let found = header.header.format_version;
+    // than failing on a field it has never seen.
+    let found = VersionedHeader::deserialize(&header_value).map_err(malformed)?.format_version;
     if found != u64::from(FORMAT_VERSION) {
         if found > u64::from(FORMAT_VERSION) {
             return Err(VerifyError::UnsupportedFormat { found, supported: FORMAT_VERSION });
         }
         return Err(VerifyError::Malformed(format!("format version {found}")));
     }
-    let key_name = header.header.key_id;
-    let key = keys.get(&key_name).ok_or(VerifyError::UnknownKey(key_name))?;
+    let header = Header::deserialize(header_value).map_err(malformed)?;
+    let key = trust.key(&header.key_id, now)?;
     let signature = hex::decode(&file.signature)
         .ok()
         .and_then(|bytes| Signature::from_slice(&bytes).ok())
         .ok_or(VerifyError::BadSignature)?;
-    key.verify_strict(file.signed.as_bytes(), &signature).map_err(|_| VerifyError::BadSignature)?;
-    let bundle: Bundle = serde_json::from_str(&file.signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    // Canonical form, without re-encoding the policy: the text must be the canonical header
-    // followed by the policy, and the policy's bytes must hash to the content hash the
-    // signer computed over its canonical encoding.
-    let prefix = format!("{{\"header\":{},\"policy\":", serde_jcs::to_string(&bundle.header).unwrap_or_default());
-    let policy_text = file.signed.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix('}')).ok_or(VerifyError::NotCanonical)?;
-    if hex::encode(Sha256::digest(policy_text.as_bytes())) != bundle.header.content_hash {
+    key.verify_strict(signed.as_bytes(), &signature).map_err(|_| VerifyError::BadSignature)?;
+    // Canonical form: the header text is its canonical encoding, the policy follows, and
+    // the policy's bytes hash to what the signer computed over its canonical encoding.
+    let canonical_header = serde_jcs::to_string(&header).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    if signed[OPEN.len()..header_end] != canonical_header {
+        return Err(VerifyError::NotCanonical);
+    }
+    if !signed[header_end..].starts_with(BETWEEN) || !signed.ends_with('}') {
+        return Err(VerifyError::NotCanonical);
+    }
+    let policy_at = header_end + BETWEEN.len()..signed.len() - 1;
+    if hex::encode(Sha256::digest(&signed.as_bytes()[policy_at.clone()])) != header.content_hash {
         return Err(VerifyError::ContentHashMismatch);
     }
-    if bundle.header.revision <= active_revision {
-        return Err(VerifyError::StaleRevision { revision: bundle.header.revision, active: active_revision });
+    if !header.keys.is_empty() {
+        let announced = TrustStore::from_announced(&header.keys).map_err(VerifyError::BadKeySet)?;
+        if announced.keys.get(&header.key_id).is_none_or(|signer| signer.key != *key) {
+            return Err(VerifyError::BadKeySet("the signing key is not among them".into()));
+        }
     }
-    Ok(bundle)
+    if header.revision <= active_revision {
+        return Err(VerifyError::StaleRevision { revision: header.revision, active: active_revision });
+    }
+    Ok(Checked { header, signed, policy_at })
 }
 
 #[cfg(test)]
@@ -190,15 +356,21 @@ mod tests {
     use super::*;
     use rand::rngs::OsRng;
 
-    fn signed_pair() -> (SigningKey, BTreeMap<String, VerifyingKey>) {
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn signed_pair() -> (SigningKey, TrustStore) {
         let key = SigningKey::generate(&mut OsRng);
-        let keys = BTreeMap::from([(key_id(&key.verifying_key()), key.verifying_key())]);
-        (key, keys)
+        let trust = TrustStore::from_keys([key.verifying_key()]);
+        (key, trust)
     }
 
     fn bundle(key: &SigningKey, revision: u64) -> Bundle {
         let policy = CompiledPolicy::default();
-        Bundle { header: header(&policy, revision, 1_700_000_000_000, &key_id(&key.verifying_key()), BTreeMap::new()), policy }
+        Bundle { header: header(&policy, revision, NOW, &key_id(&key.verifying_key()), BTreeMap::new()), policy }
+    }
+
+    fn announced(key: &SigningKey, trusted_until: Option<i64>) -> AnnouncedKey {
+        AnnouncedKey { key_id: key_id(&key.verifying_key()), public_key: hex::encode(key.verifying_key().as_bytes()), trusted_until }
     }
 
     /// The signed file with its `signed` text changed by `edit`, signature kept.
@@ -213,34 +385,37 @@ mod tests {
     fn a_signed_bundle_verifies_and_every_tampering_is_refused() {
         let (key, keys) = signed_pair();
         let good = sign(&bundle(&key, 5), &key);
-        assert_eq!(verify(&good, &keys, 4).unwrap().header.revision, 5);
+        assert_eq!(verify(&good, &keys, 4, NOW).unwrap().header.revision, 5);
 
         let flipped = tampered(&good, |s| s.replace("\"revision\":5", "\"revision\":6"));
-        assert_eq!(verify(&flipped, &keys, 4), Err(VerifyError::BadSignature));
+        assert_eq!(verify(&flipped, &keys, 4, NOW), Err(VerifyError::BadSignature));
         let mut stripped: serde_json::Value = serde_json::from_slice(&good).unwrap();
         stripped.as_object_mut().unwrap().remove("signature");
-        assert!(matches!(verify(&serde_json::to_vec(&stripped).unwrap(), &keys, 4), Err(VerifyError::Malformed(_))));
+        assert!(matches!(verify(&serde_json::to_vec(&stripped).unwrap(), &keys, 4, NOW), Err(VerifyError::Malformed(_))));
         let mut extra: serde_json::Value = serde_json::from_slice(&good).unwrap();
         extra["unsigned_routes"] = serde_json::json!({"GET": []});
-        assert!(matches!(verify(&serde_json::to_vec(&extra).unwrap(), &keys, 4), Err(VerifyError::Malformed(_))), "no field outside the signature");
+        assert!(matches!(verify(&serde_json::to_vec(&extra).unwrap(), &keys, 4, NOW), Err(VerifyError::Malformed(_))), "no field outside the signature");
         let (stranger, _) = signed_pair();
-        assert!(matches!(verify(&sign(&bundle(&stranger, 5), &stranger), &keys, 4), Err(VerifyError::UnknownKey(_))));
+        assert!(matches!(verify(&sign(&bundle(&stranger, 5), &stranger), &keys, 4, NOW), Err(VerifyError::UnknownKey(_))));
         // Signed by a trusted key but claiming another trusted key's id: the signature fails.
-        let mut both = keys.clone();
-        let (other, other_keys) = signed_pair();
-        both.extend(other_keys);
+        let (other, _) = signed_pair();
+        let both = TrustStore::from_keys([key.verifying_key(), other.verifying_key()]);
         let mut lying = bundle(&key, 5);
         lying.header.key_id = key_id(&other.verifying_key());
-        assert_eq!(verify(&sign(&lying, &key), &both, 4), Err(VerifyError::BadSignature));
-        assert_eq!(verify(&good, &keys, 5), Err(VerifyError::StaleRevision { revision: 5, active: 5 }));
+        assert_eq!(verify(&sign(&lying, &key), &both, 4, NOW), Err(VerifyError::BadSignature));
+        assert_eq!(verify(&good, &keys, 5, NOW), Err(VerifyError::StaleRevision { revision: 5, active: 5 }));
         let mut wrong_hash = bundle(&key, 5);
         wrong_hash.header.content_hash = "00".repeat(32);
-        assert_eq!(verify(&sign(&wrong_hash, &key), &keys, 4), Err(VerifyError::ContentHashMismatch));
+        assert_eq!(verify(&sign(&wrong_hash, &key), &keys, 4, NOW), Err(VerifyError::ContentHashMismatch));
         let mut future = bundle(&key, 5);
         future.header.format_version = FORMAT_VERSION + 1;
-        assert!(matches!(verify(&sign(&future, &key), &keys, 4), Err(VerifyError::UnsupportedFormat { .. })));
-        assert!(matches!(verify(b"not json", &keys, 0), Err(VerifyError::Malformed(_))));
-        assert_eq!(verify(&vec![b' '; MAX_BUNDLE_BYTES + 1], &keys, 0), Err(VerifyError::TooLarge));
+        assert!(matches!(verify(&sign(&future, &key), &keys, 4, NOW), Err(VerifyError::UnsupportedFormat { .. })));
+        assert!(matches!(verify(b"not json", &keys, 0, NOW), Err(VerifyError::Malformed(_))));
+        assert_eq!(verify(&vec![b' '; MAX_BUNDLE_BYTES + 1], &keys, 0, NOW), Err(VerifyError::TooLarge));
+        // A field added to the signed text, signed again by a trusted key: still refused.
+        let padded = serde_jcs::to_string(&bundle(&key, 5)).unwrap().replacen("\"policy\":", "\"padding\":1,\"policy\":", 1);
+        let file = serde_json::json!({"signed": padded, "signature": hex::encode(key.sign(padded.as_bytes()).to_bytes())});
+        assert_eq!(verify(&serde_json::to_vec(&file).unwrap(), &keys, 4, NOW), Err(VerifyError::NotCanonical));
     }
 
     #[test]
@@ -248,9 +423,67 @@ mod tests {
         let (key, keys) = signed_pair();
         let signed = serde_jcs::to_string(&bundle(&key, 1)).unwrap();
         // The same content with a space: a signature over it verifies, the form does not.
-        let loose = signed.replacen(':', ": ", 1);
-        let signature = hex::encode(key.sign(loose.as_bytes()).to_bytes());
-        let file = serde_json::to_vec(&serde_json::json!({"signed": loose, "signature": signature})).unwrap();
-        assert_eq!(verify(&file, &keys, 0), Err(VerifyError::NotCanonical));
+        for loose in [signed.replacen(':', ": ", 1), signed.replacen("\"revision\":1", "\"revision\": 1", 1)] {
+            let signature = hex::encode(key.sign(loose.as_bytes()).to_bytes());
+            let file = serde_json::to_vec(&serde_json::json!({"signed": loose, "signature": signature})).unwrap();
+            assert_eq!(verify(&file, &keys, 0, NOW), Err(VerifyError::NotCanonical));
+        }
+    }
+
+    #[test]
+    fn a_new_key_is_trusted_once_the_old_key_announces_it_and_the_old_one_only_through_the_overlap() {
+        let (old, mut trust) = signed_pair();
+        let new = SigningKey::generate(&mut OsRng);
+        let overlap_ends = NOW + 3_600_000;
+
+        // Before any announcement, the new key is a stranger.
+        assert!(matches!(verify(&sign(&bundle(&new, 2), &new), &trust, 1, NOW), Err(VerifyError::UnknownKey(_))));
+
+        let mut announcement = bundle(&old, 2);
+        announcement.header.origin = Origin::KeyAnnouncement { of: 1 };
+        announcement.header.keys = vec![announced(&old, Some(overlap_ends)), announced(&new, None)];
+        let accepted = verify(&sign(&announcement, &old), &trust, 1, NOW).unwrap();
+        trust.adopt(&accepted.header).unwrap();
+        assert_eq!(trust.key_ids().count(), 2);
+
+        // The new key signs from now on; the old one still counts inside the window.
+        assert!(verify(&sign(&bundle(&new, 3), &new), &trust, 2, NOW).is_ok());
+        assert!(verify(&sign(&bundle(&old, 3), &old), &trust, 2, overlap_ends).is_ok());
+        assert_eq!(verify(&sign(&bundle(&old, 3), &old), &trust, 2, overlap_ends + 1), Err(VerifyError::ExpiredKey(key_id(&old.verifying_key()))));
+
+        // A later bundle that announces only the new key ends trust in the old one.
+        let mut only_new = bundle(&new, 3);
+        only_new.header.keys = vec![announced(&new, None)];
+        trust.adopt(&verify(&sign(&only_new, &new), &trust, 2, NOW).unwrap().header).unwrap();
+        assert!(matches!(verify(&sign(&bundle(&old, 4), &old), &trust, 3, NOW), Err(VerifyError::UnknownKey(_))));
+    }
+
+    #[test]
+    fn announcements_that_are_forged_or_malformed_are_refused_and_change_no_trust() {
+        let (old, trust) = signed_pair();
+        let (attacker, _) = signed_pair();
+        // An attacker's bundle announcing its own key: signed by an unknown key.
+        let mut forged = bundle(&attacker, 2);
+        forged.header.keys = vec![announced(&attacker, None)];
+        assert!(matches!(verify(&sign(&forged, &attacker), &trust, 1, NOW), Err(VerifyError::UnknownKey(_))));
+        // The old key's announcement with the key list edited after signing.
+        let mut real = bundle(&old, 2);
+        real.header.keys = vec![announced(&old, None)];
+        let signed = sign(&real, &old);
+        let attacker_hex = hex::encode(attacker.verifying_key().as_bytes());
+        let edited = tampered(&signed, |s| s.replace(&hex::encode(old.verifying_key().as_bytes()), &attacker_hex));
+        assert_eq!(verify(&edited, &trust, 1, NOW), Err(VerifyError::BadSignature));
+        // A key listed under another key's id, and a list without the signer.
+        let mut wrong_id = bundle(&old, 2);
+        wrong_id.header.keys = vec![announced(&old, None), AnnouncedKey { key_id: key_id(&old.verifying_key()), ..announced(&attacker, None) }];
+        assert!(matches!(verify(&sign(&wrong_id, &old), &trust, 1, NOW), Err(VerifyError::BadKeySet(_))));
+        let mut without_signer = bundle(&old, 2);
+        without_signer.header.keys = vec![announced(&attacker, None)];
+        assert!(matches!(verify(&sign(&without_signer, &old), &trust, 1, NOW), Err(VerifyError::BadKeySet(_))));
+        let mut too_many = bundle(&old, 2);
+        too_many.header.keys = std::iter::once(announced(&old, None))
+            .chain((0..MAX_ANNOUNCED_KEYS).map(|_| announced(&SigningKey::generate(&mut OsRng), None)))
+            .collect();
+        assert!(matches!(verify(&sign(&too_many, &old), &trust, 1, NOW), Err(VerifyError::BadKeySet(_))));
     }
 }

@@ -4,9 +4,12 @@
 //! `model` -> `compile` -> `routes` (indexed tables) -> `evaluate`; `bundle` carries it.
 
 pub mod bundle;
+pub mod cases;
 pub mod compile;
 pub mod diff;
+pub mod files;
 pub mod evaluate;
+pub mod fuzzing;
 pub mod model;
 pub mod routes;
 

@@ -50,8 +50,20 @@ pub enum BundleCommand {
         #[arg(long, default_value_t = 0)]
         active_revision: u64,
     },
-    /// Print the public keys that sign bundles (JSON), for `verify --keys` and agents.
+    /// Print the bundle keys agents should trust now (JSON: the active key, and retiring
+    /// keys with the end of their overlap), for `verify --keys` and agents.
     Keys,
+    /// Retire the bundle-signing key and sign with a new one, without restarting agents:
+    /// what each agent group runs now is re-issued, signed by the retiring key, announcing
+    /// the new one. The retiring key stays trusted for the overlap.
+    RotateKey {
+        /// Why: kept in the revision history and the audit trail.
+        #[arg(long)]
+        reason: String,
+        /// How long agents keep trusting the retiring key, in hours.
+        #[arg(long, default_value_t = 168, value_parser = clap::value_parser!(i64).range(1..=720))]
+        overlap_hours: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,9 +183,9 @@ async fn audit(data: DataArgs, command: AuditCommand) -> Result<(), String> {
             Ok(())
         }
         AuditCommand::RotateKey => match data.master_key() {
-            Ok(master) => signing::rotate(&db, &master, KeyPurpose::Audit, &cli_context())
+            Ok(master) => signing::rotate(&db, &master, KeyPurpose::Audit, 0, &cli_context())
                 .await
-                .map(|signer| println!("audit checkpoints are now signed with key {}", signer.key_id))
+                .map(|(signer, _)| println!("audit checkpoints are now signed with key {}", signer.key_id))
                 .map_err(|e| e.to_string()),
             Err(error) => Err(error),
         },
@@ -183,9 +195,10 @@ async fn audit(data: DataArgs, command: AuditCommand) -> Result<(), String> {
 }
 
 async fn bundle(data: DataArgs, command: BundleCommand) -> Result<(), String> {
+    let db = || async { Db::connect(&data.database_url()).await.map_err(|e| e.to_string()) };
     let stored_keys = || async {
-        let db = Db::connect(&data.database_url()).await.map_err(|e| e.to_string())?;
-        let keys = signing::list_public_keys(&db, KeyPurpose::Bundle).await.map_err(|e| e.to_string());
+        let db = db().await?;
+        let keys = app::publishing::ssr::announced_keys(&db).await.map_err(|e| e.to_string());
         db.close().await;
         keys
     };
@@ -194,26 +207,40 @@ async fn bundle(data: DataArgs, command: BundleCommand) -> Result<(), String> {
             println!("{}", serde_json::to_string_pretty(&stored_keys().await?).map_err(|e| e.to_string())?);
             Ok(())
         }
+        BundleCommand::RotateKey { reason, overlap_hours } => {
+            let master = data.master_key()?;
+            let db = db().await?;
+            let rotated = app::publishing::ssr::rotate_key(&db, &master, overlap_hours * 3_600_000, &reason, &cli_context()).await;
+            db.close().await;
+            let (key_id, announced) = rotated.map_err(|e| e.to_string())?;
+            println!("bundles are now signed with key {key_id}; the retiring key stays trusted for {overlap_hours} hours");
+            for record in announced {
+                println!("revision {} announces it to {}", record.revision, store::show_labels(&record.target));
+            }
+            Ok(())
+        }
         BundleCommand::Verify { file, keys, active_revision } => {
             let (records, source) = match keys {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                    let records: Vec<PublicKeyInfo> =
+                    let records: Vec<policy::bundle::AnnouncedKey> =
                         serde_json::from_str(&text).map_err(|e| format!("{}: not a key list ({e})", path.display()))?;
                     (records, "the given keys")
                 }
                 None => (stored_keys().await?, "the keys stored in the database"),
             };
-            let trusted = policy::bundle::trusted_keys(records.iter().map(|r| (r.key_id.as_str(), r.public_key.as_str())))?;
+            let trusted = policy::bundle::TrustStore::from_announced(&records)?;
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let bundle = policy::bundle::verify(&bytes, &trusted, active_revision).map_err(|e| format!("{}: {e}", file.display()))?;
+            let bundle = policy::bundle::verify(&bytes, &trusted, active_revision, store::now_millis())
+                .map_err(|e| format!("{}: {e}", file.display()))?;
             let routes = bundle.policy.routes().count();
             println!(
-                "{} verified with {source}: revision {}, signed by key {}, content hash {}, {routes} routes",
+                "{} verified with {source}: revision {}, signed by key {}, content hash {}, {routes} routes, for {}",
                 file.display(),
                 bundle.header.revision,
                 bundle.header.key_id,
-                bundle.header.content_hash
+                bundle.header.content_hash,
+                store::show_labels(&bundle.header.target),
             );
             Ok(())
         }

@@ -76,8 +76,9 @@ struct Objects {
     revoke_key: i64,
     doomed_app: i64,
     class: String,
-    /// A signed draft bundle, newer than every other caller's before it.
-    draft: i64,
+    /// A published canary bundle (to promote and pin), and a pin (to release).
+    canary: i64,
+    pin: i64,
 }
 
 struct World {
@@ -135,8 +136,13 @@ async fn world(app: TestApp) -> World {
         let (rotate_key, revoke_key) = (key("rotate").await, key("revoke").await);
         let class = format!("class_{name}");
         store::custom_classes::create_custom_class(&app.db, &class, "", &[format!("kw{name}")], &[], &system).await.unwrap();
-        let draft = app::publishing::ssr::create_draft(&app.db, &app.state.master, &system).await.unwrap().unwrap().0.revision;
-        objects.insert(caller, Objects { client_app: client_app.id.0, rotate_key, revoke_key, doomed_app: doomed.id.0, class, draft });
+        let labels = store::Labels::from([("matrix".to_owned(), name.clone())]);
+        let (db, master) = (&app.db, &app.state.master);
+        let canary = app::publishing::ssr::create_draft(db, master, &labels, &system).await.unwrap().unwrap().0.revision;
+        store::bundles::publish_bundle(db, canary, "matrix canary", &system).await.unwrap();
+        app::publishing::ssr::pin(db, master, &labels, canary, "matrix pin", &system).await.unwrap();
+        let pin = store::bundles::list_pins(db).await.unwrap().into_iter().find(|pin| pin.labels == labels).unwrap().pin_id;
+        objects.insert(caller, Objects { client_app: client_app.id.0, rotate_key, revoke_key, doomed_app: doomed.id.0, class, canary, pin });
     }
     World {
         app,
@@ -227,6 +233,10 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         // rolling back for real are exercised through REST and in `bundles.rs`.
         ("publish_bundle", Allowed::Roles(DEFINERS), "revision=999999&reason=matrix".into()),
         ("rollback_bundle", Allowed::Roles(DEFINERS), "revision=999999&reason=matrix".into()),
+        ("promote_bundle", Allowed::Roles(DEFINERS), "revision=999999&reason=matrix".into()),
+        ("list_pins", Allowed::SignedIn, String::new()),
+        ("pin_group", Allowed::Roles(DEFINERS), "labels=matrix%3Dnone&revision=999999&reason=matrix".into()),
+        ("release_pin", Allowed::Roles(DEFINERS), "pin_id=999999&reason=matrix".into()),
         ("explain_request", Allowed::SignedIn, format!("case[against]=draft&case[api_id]={api}&case[method]=GET&case[path]=%2Fthings%2F1")),
     ]
 }
@@ -349,7 +359,16 @@ app_test!(rest_routes_admit_only_documented_roles, |app: TestApp| async move {
             let allowed = documented_access(operation);
             for caller in CALLERS {
                 let route = format!("{} {path}", method.to_uppercase());
-                let (uri, body) = rest_call(&world, method, path, caller);
+                // A draft is publishable only while nothing newer was published, and other
+                // routes publish: each caller publishes a draft made just before.
+                let draft = if path.ends_with("/publish") && allowed.admits(caller) {
+                    let system = store::audit::AuditContext::system("test");
+                    let created = app::publishing::ssr::create_draft(&world.app.db, &world.app.state.master, &store::Labels::new(), &system).await;
+                    created.unwrap().unwrap().0.revision
+                } else {
+                    world.objects[&caller].canary
+                };
+                let (uri, body) = rest_call(&world, method, path, caller, draft);
                 let mut builder = http::Request::builder().method(method.to_uppercase().as_str()).uri(uri.as_str());
                 if let Some(token) = world.tokens[&caller].as_deref() {
                     builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -391,7 +410,7 @@ app_test!(rest_routes_admit_only_documented_roles, |app: TestApp| async move {
 
 /// The URI and JSON body with which `caller` exercises a documented route: every id
 /// is one of the caller's own objects, so a write by one caller never spoils another's.
-fn rest_call(world: &World, method: &str, path: &str, caller: Caller) -> (String, Option<Vec<u8>>) {
+fn rest_call(world: &World, method: &str, path: &str, caller: Caller, revision: i64) -> (String, Option<Vec<u8>>) {
     let own = &world.objects[&caller];
     let route = format!("{} {path}", method.to_uppercase());
     let name = format!("{caller:?}").to_lowercase();
@@ -403,14 +422,22 @@ fn rest_call(world: &World, method: &str, path: &str, caller: Caller) -> (String
         .replace("{operation_id}", &world.operation_id.to_string())
         .replace("{credential_id}", &credential.to_string())
         .replace("{name}", &own.class)
-        .replace("{revision}", &own.draft.to_string());
+        .replace("{revision}", &revision.to_string())
+        .replace("{pin_id}", &own.pin.to_string());
+    if method == "delete" && path == "/api/v1/bundles/pins/{pin_id}" {
+        uri.push_str("?reason=matrix");
+    }
     if method == "post" && (path == "/api/v1/apis" || path == "/api/v1/client-apps") {
         uri.push_str(&format!("?team={}", world.team_id));
     }
     let json = |value: serde_json::Value| Some(serde_json::to_vec(&value).unwrap());
     let body = match (method, path) {
         ("get" | "delete", _) | ("post", "/api/v1/bundles") => None,
-        ("post", "/api/v1/bundles/{revision}/publish" | "/api/v1/bundles/{revision}/rollback") => json(serde_json::json!({"reason": "matrix"})),
+        ("post", "/api/v1/bundles/{revision}/publish" | "/api/v1/bundles/{revision}/rollback" | "/api/v1/bundles/{revision}/promote") => {
+            json(serde_json::json!({"reason": "matrix"}))
+        }
+        ("post", "/api/v1/bundles/pins") => json(serde_json::json!({"labels": {"matrix": name}, "revision": own.canary, "reason": "matrix"})),
+        ("post", "/api/v1/bundles/keys/rotate") => json(serde_json::json!({"reason": "matrix", "overlap_hours": 1})),
         ("post", "/api/v1/apis") | ("put", "/api/v1/apis/{id}/spec") => Some(matrix_document(&format!("{route} by {caller:?}"))),
         ("patch", "/api/v1/apis/{id}") => json(serde_json::json!({"lifecycle": "active"})),
         ("put", "/api/v1/apis/{id}/protection" | "/api/v1/apis/{id}/operations/{operation_id}/protection") => json(serde_json::json!({})),

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use http::StatusCode;
-use store::signing::{self, KeyPurpose};
 use store::{Role, audit, teams};
 
 fn post_json(path: &str, token: &str, body: serde_json::Value) -> http::Request<axum::body::Body> {
@@ -46,6 +45,12 @@ async fn register(app: &TestApp, token: &str, team: i64, title: &str, paths: &[&
     body_json(response).await["id"].as_i64().unwrap()
 }
 
+/// The bundle keys an agent would be given at enrollment.
+async fn trust(app: &TestApp) -> policy::bundle::TrustStore {
+    let keys = app::publishing::ssr::announced_keys(&app.db).await.unwrap();
+    policy::bundle::TrustStore::from_announced(&keys).unwrap()
+}
+
 app_test!(drafts_are_signed_published_with_a_reason_and_rolled_back, |app: TestApp| async move {
     let context = audit::AuditContext::system("test");
     let team = teams::create_team(&app.db, "Pets", &context).await.unwrap().id;
@@ -69,13 +74,12 @@ app_test!(drafts_are_signed_published_with_a_reason_and_rolled_back, |app: TestA
 
     // The artifact verifies as an agent checks it; tampered, it does not.
     let artifact = body_text(app.send(bearer_get("/api/v1/bundles/1", Some(&dev_token))).await).await;
-    let records = signing::list_public_keys(&app.db, KeyPurpose::Bundle).await.unwrap();
-    let keys = policy::bundle::trusted_keys(records.iter().map(|r| (r.key_id.as_str(), r.public_key.as_str()))).unwrap();
-    let bundle = policy::bundle::verify(artifact.as_bytes(), &keys, 0).unwrap();
+    let keys = trust(&app).await;
+    let bundle = policy::bundle::verify(artifact.as_bytes(), &keys, 0, store::now_millis()).unwrap();
     assert_eq!(bundle.header.revision, 1);
     assert_eq!(bundle.header.content_hash, created["bundle"]["content_hash"].as_str().unwrap());
     let tampered = artifact.replacen("/pets/", "/pats/", 1);
-    assert_eq!(policy::bundle::verify(tampered.as_bytes(), &keys, 0).unwrap_err(), policy::bundle::VerifyError::BadSignature);
+    assert_eq!(policy::bundle::verify(tampered.as_bytes(), &keys, 0, store::now_millis()).unwrap_err(), policy::bundle::VerifyError::BadSignature);
 
     // The command line does the same check.
     let folder = std::env::temp_dir().join(format!("palisade-bundle-{}", std::process::id()));
@@ -130,12 +134,12 @@ app_test!(drafts_are_signed_published_with_a_reason_and_rolled_back, |app: TestA
     let rolled = app.send(post_json("/api/v1/bundles/1/rollback", &token, serde_json::json!({"reason": "the open API leaked"}))).await;
     assert_eq!(rolled.status(), StatusCode::CREATED);
     let rolled = body_json(rolled).await;
-    assert_eq!(rolled["rollback_of"], 1);
+    assert_eq!((rolled["origin"].as_str(), rolled["reissue_of"].as_i64()), (Some("rollback"), Some(1)));
     assert_eq!(rolled["revision"], 4);
     assert_eq!(rolled["content_hash"], created["bundle"]["content_hash"]);
     let artifact = body_text(app.send(bearer_get("/api/v1/bundles/4", Some(&token))).await).await;
-    let verified = policy::bundle::verify(artifact.as_bytes(), &keys, 3).unwrap();
-    assert_eq!(verified.header.rollback_of, Some(1));
+    let verified = policy::bundle::verify(artifact.as_bytes(), &keys, 3, store::now_millis()).unwrap();
+    assert_eq!(verified.header.origin, policy::bundle::Origin::Rollback { of: 1 });
     let history = body_json(app.send(bearer_get("/api/v1/bundles", Some(&dev_token))).await).await;
     let revisions: Vec<i64> = history.as_array().unwrap().iter().map(|b| b["revision"].as_i64().unwrap()).collect();
     assert_eq!(revisions, [4, 3, 2, 1]);
@@ -156,4 +160,212 @@ app_test!(routes_no_request_could_tell_apart_block_a_bundle, |app: TestApp| asyn
     assert!(pointers.iter().all(|p| p.starts_with(&format!("apis[{api}].operations[")) && p.ends_with("].path")), "{pointers:?}");
     assert_ne!(pointers[0], pointers[1], "both operations are named");
     assert!(body_json(app.send(bearer_get("/api/v1/bundles", Some(&token))).await).await.as_array().unwrap().is_empty(), "nothing stored");
+});
+
+/// The revision agents with `labels` (`k=v,…`) run, as the REST API answers.
+async fn meant_for(app: &TestApp, token: &str, labels: &str) -> Option<i64> {
+    let response = app.send(bearer_get(&format!("/api/v1/bundles/meant-for?labels={}", encode(labels)), Some(token))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    body_json(response).await["revision"].as_i64()
+}
+
+async fn publish(app: &TestApp, token: &str, revision: i64) {
+    let published = app.send(post_json(&format!("/api/v1/bundles/{revision}/publish"), token, serde_json::json!({"reason": "ship it"}))).await;
+    assert_eq!(published.status(), StatusCode::OK, "{}", body_text(published).await);
+}
+
+async fn draft(app: &TestApp, token: &str, target: serde_json::Value) -> i64 {
+    let created = app.send(post_json("/api/v1/bundles", token, serde_json::json!({"target": target}))).await;
+    assert_eq!(created.status(), StatusCode::CREATED, "{}", body_text(created).await);
+    body_json(created).await["bundle"]["revision"].as_i64().unwrap()
+}
+
+app_test!(canaries_reach_their_labels_promote_to_every_agent_and_pins_hold_a_group, |app: TestApp| async move {
+    let context = audit::AuditContext::system("test");
+    let team = teams::create_team(&app.db, "Pets", &context).await.unwrap().id;
+    let security = app.create_user("ciso@example.com", Role::Security, &[]).await;
+    let token = app.token_for(&security).await;
+    let developer = app.create_user("dev@example.com", Role::Developer, &[team]).await;
+    let dev_token = app.token_for(&developer).await;
+    let api = register(&app, &token, team.0, "Pets", &["/pets/{id}"]).await;
+    assert_eq!(meant_for(&app, &token, "env=prod").await, None, "nothing published yet");
+
+    let fleet = draft(&app, &token, serde_json::json!({})).await;
+    publish(&app, &token, fleet).await;
+    let protection = serde_json::json!({"authentication": {"mode": "public"}});
+    assert_eq!(app.send(put_json(&format!("/api/v1/apis/{api}/protection"), &token, protection)).await.status(), StatusCode::OK);
+
+    // A canary: only agents with its labels take it.
+    let canary = draft(&app, &token, serde_json::json!({"env": "canary"})).await;
+    publish(&app, &token, canary).await;
+    assert_eq!(meant_for(&app, &token, "env=canary,region=eu").await, Some(canary));
+    assert_eq!(meant_for(&app, &token, "env=prod").await, Some(fleet));
+    assert_eq!(meant_for(&app, &token, "").await, Some(fleet));
+    let listed = body_json(app.send(bearer_get("/api/v1/bundles", Some(&token))).await).await;
+    assert_eq!(listed[0]["target"], serde_json::json!({"env": "canary"}));
+    // Labels are checked; a bad one stores nothing.
+    let bad = app.send(post_json("/api/v1/bundles", &token, serde_json::json!({"target": {"env": "can ary"}}))).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_query = app.send(bearer_get("/api/v1/bundles/meant-for?labels=env", Some(&token))).await;
+    assert_eq!(bad_query.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Promotion: only a published canary, with a reason, by security or admins.
+    let reason = serde_json::json!({"reason": "canary healthy for an hour"});
+    assert_eq!(app.send(post_json(&format!("/api/v1/bundles/{fleet}/promote"), &token, reason.clone())).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.send(post_json(&format!("/api/v1/bundles/{canary}/promote"), &dev_token, reason.clone())).await.status(), StatusCode::FORBIDDEN);
+    let no_reason = app.send(post_json(&format!("/api/v1/bundles/{canary}/promote"), &token, serde_json::json!({"reason": ""}))).await;
+    assert_eq!(no_reason.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unpublished = draft(&app, &token, serde_json::json!({"env": "canary"})).await;
+    assert_eq!(app.send(post_json(&format!("/api/v1/bundles/{unpublished}/promote"), &token, reason.clone())).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let promoted = app.send(post_json(&format!("/api/v1/bundles/{canary}/promote"), &token, reason)).await;
+    assert_eq!(promoted.status(), StatusCode::CREATED);
+    let promoted = body_json(promoted).await;
+    let promotion = promoted["revision"].as_i64().unwrap();
+    assert_eq!((promoted["origin"].as_str(), promoted["reissue_of"].as_i64()), (Some("promotion"), Some(canary)));
+    assert_eq!(promoted["target"], serde_json::json!({}));
+    let canary_hash = body_json(app.send(bearer_get("/api/v1/bundles", Some(&token))).await).await.as_array().unwrap().iter()
+        .find(|b| b["revision"] == canary).unwrap()["content_hash"].clone();
+    assert_eq!(promoted["content_hash"], canary_hash, "the canary's policy, for everyone");
+    assert_eq!(meant_for(&app, &token, "env=prod").await, Some(promotion));
+
+    // A pin holds a group on the first policy whatever is published later.
+    let pin_body = |labels: serde_json::Value, revision: i64| serde_json::json!({"labels": labels, "revision": revision, "reason": "EU audit freeze"});
+    assert_eq!(app.send(post_json("/api/v1/bundles/pins", &dev_token, pin_body(serde_json::json!({"region": "eu"}), fleet))).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.send(post_json("/api/v1/bundles/pins", &token, pin_body(serde_json::json!({}), fleet))).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.send(post_json("/api/v1/bundles/pins", &token, pin_body(serde_json::json!({"region": "eu"}), unpublished))).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.send(post_json("/api/v1/bundles/pins", &token, pin_body(serde_json::json!({"region": "eu"}), 999))).await.status(), StatusCode::NOT_FOUND);
+    let pinned = app.send(post_json("/api/v1/bundles/pins", &token, pin_body(serde_json::json!({"region": "eu"}), fleet))).await;
+    assert_eq!(pinned.status(), StatusCode::CREATED);
+    let pinned = body_json(pinned).await;
+    let pin_revision = pinned["revision"].as_i64().unwrap();
+    assert_eq!((pinned["origin"].as_str(), pinned["reissue_of"].as_i64()), (Some("pin"), Some(fleet)));
+    let later = draft(&app, &token, serde_json::json!({})).await;
+    publish(&app, &token, later).await;
+    assert_eq!(meant_for(&app, &token, "region=eu,env=prod").await, Some(pin_revision), "pinned");
+    assert_eq!(meant_for(&app, &token, "region=us").await, Some(later));
+    // The pinned group's bundle verifies as an agent checks it and carries the old policy.
+    let artifact = body_text(app.send(bearer_get(&format!("/api/v1/bundles/{pin_revision}"), Some(&token))).await).await;
+    let verified = policy::bundle::verify(artifact.as_bytes(), &trust(&app).await, promotion as u64, store::now_millis()).unwrap();
+    assert_eq!(verified.header.origin, policy::bundle::Origin::Pin { of: fleet as u64 });
+    assert_eq!(verified.header.target, store::Labels::from([("region".to_owned(), "eu".to_owned())]));
+
+    let pins = body_json(app.send(bearer_get("/api/v1/bundles/pins", Some(&dev_token))).await).await;
+    assert_eq!(pins.as_array().unwrap().len(), 1);
+    let pin_id = pins[0]["pin_id"].as_i64().unwrap();
+    assert_eq!((pins[0]["pinned_to"].as_i64(), pins[0]["revision"].as_i64()), (Some(fleet), Some(pin_revision)));
+    let release = |token: &str, query: &str| {
+        let request = http::Request::delete(format!("/api/v1/bundles/pins/{pin_id}{query}"))
+            .header(http::header::HOST, "localhost")
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.send(request)
+    };
+    assert_eq!(release(&dev_token, "?reason=done").await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(release(&token, "").await.status(), StatusCode::UNPROCESSABLE_ENTITY, "a reason is required");
+    assert_eq!(release(&token, "?reason=freeze%20over").await.status(), StatusCode::OK);
+    assert_eq!(release(&token, "?reason=again").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(meant_for(&app, &token, "region=eu").await, Some(later), "released: the newest publish reaches the group");
+
+    let actions: Vec<String> = audit::list_entries(&app.db, 0, 1_000).await.unwrap().into_iter().map(|e| e.action).collect();
+    for action in ["bundle.promote", "bundle.pin", "bundle.unpin"] {
+        assert!(actions.iter().any(|a| a == action), "{action} is audited: {actions:?}");
+    }
+});
+
+app_test!(rotating_the_bundle_key_announces_the_new_key_in_bundles_signed_by_the_old_one, |app: TestApp| async move {
+    let context = audit::AuditContext::system("test");
+    let team = teams::create_team(&app.db, "Pets", &context).await.unwrap().id;
+    let admin = app.create_user("admin@example.com", Role::Admin, &[]).await;
+    let token = app.token_for(&admin).await;
+    let auditor = app.create_user("auditor@example.com", Role::Auditor, &[]).await;
+    let auditor_token = app.token_for(&auditor).await;
+    register(&app, &token, team.0, "Pets", &["/pets/{id}"]).await;
+    let fleet = draft(&app, &token, serde_json::json!({})).await;
+    publish(&app, &token, fleet).await;
+    let canary = draft(&app, &token, serde_json::json!({"env": "canary"})).await;
+    publish(&app, &token, canary).await;
+    let pinned = app.send(post_json("/api/v1/bundles/pins", &token, serde_json::json!({"labels": {"region": "eu"}, "revision": fleet, "reason": "freeze"}))).await;
+    let pin_revision = body_json(pinned).await["revision"].as_i64().unwrap();
+
+    // An agent that enrolled before the rotation trusts the old key only.
+    let mut agent_trust = trust(&app).await;
+    let old_key = agent_trust.key_ids().next().unwrap().to_owned();
+    let rotate = |token: &str, body: serde_json::Value| app.send(post_json("/api/v1/bundles/keys/rotate", token, body));
+    assert_eq!(rotate(&auditor_token, serde_json::json!({"reason": "yearly"})).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(rotate(&token, serde_json::json!({"reason": " "})).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(rotate(&token, serde_json::json!({"reason": "yearly", "overlap_hours": 0})).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let rotated = rotate(&token, serde_json::json!({"reason": "yearly", "overlap_hours": 2})).await;
+    assert_eq!(rotated.status(), StatusCode::CREATED);
+    let rotated = body_json(rotated).await;
+    let new_key = rotated["key_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, old_key);
+    // Every group hears of it: the fleet, the newer canary and the pinned group, each on
+    // what it ran, signed by the old key.
+    let announcements = rotated["announcements"].as_array().unwrap();
+    let heard: Vec<(serde_json::Value, Option<i64>, &str)> =
+        announcements.iter().map(|a| (a["target"].clone(), a["reissue_of"].as_i64(), a["signing_key_id"].as_str().unwrap())).collect();
+    assert_eq!(heard, [
+        (serde_json::json!({}), Some(fleet), old_key.as_str()),
+        (serde_json::json!({"env": "canary"}), Some(canary), old_key.as_str()),
+        (serde_json::json!({"region": "eu"}), Some(fleet), old_key.as_str()),
+    ]);
+    let eu_announcement = announcements[2]["revision"].as_i64().unwrap();
+    assert!(eu_announcement > pin_revision);
+    assert_eq!(meant_for(&app, &token, "region=eu").await, Some(eu_announcement), "the pin moved to its announcement");
+    assert_eq!(announcements[2]["origin"], "pin");
+
+    // The next bundle is signed by the new key: refused by an agent that missed the
+    // announcement, taken once the announcement was accepted.
+    let next = draft(&app, &token, serde_json::json!({})).await;
+    let artifact = |revision: i64| {
+        let app = &app;
+        let token = token.clone();
+        async move { body_text(app.send(bearer_get(&format!("/api/v1/bundles/{revision}"), Some(&token))).await).await }
+    };
+    let now = store::now_millis();
+    let next_file = artifact(next).await;
+    assert!(matches!(policy::bundle::verify(next_file.as_bytes(), &agent_trust, 0, now), Err(policy::bundle::VerifyError::UnknownKey(_))));
+    let announcement = policy::bundle::verify(artifact(announcements[0]["revision"].as_i64().unwrap()).await.as_bytes(), &agent_trust, canary as u64, now).unwrap();
+    assert_eq!(announcement.header.origin, policy::bundle::Origin::KeyAnnouncement { of: fleet as u64 });
+    agent_trust.adopt(&announcement.header).unwrap();
+    assert_eq!(policy::bundle::verify(next_file.as_bytes(), &agent_trust, 0, now).unwrap().header.key_id, new_key);
+    // The old key counts through the overlap and not after it.
+    let old_signed = artifact(announcements[1]["revision"].as_i64().unwrap()).await;
+    assert!(policy::bundle::verify(old_signed.as_bytes(), &agent_trust, 0, now).is_ok());
+    let after_overlap = now + 2 * 3_600_000 + 60_000;
+    assert!(matches!(policy::bundle::verify(old_signed.as_bytes(), &agent_trust, 0, after_overlap), Err(policy::bundle::VerifyError::ExpiredKey(_))));
+
+    // The published key list says the same.
+    let keys = body_json(app.send(bearer_get("/api/v1/bundles/keys", Some(&auditor_token))).await).await;
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    let old_entry = keys.iter().find(|k| k["key_id"] == old_key.as_str()).unwrap();
+    assert!(old_entry["trusted_until"].as_i64().unwrap() > now);
+    assert!(keys.iter().find(|k| k["key_id"] == new_key.as_str()).unwrap()["trusted_until"].is_null());
+
+    // The command line rotates as well, and verifies against the published keys.
+    let folder = std::env::temp_dir().join(format!("palisade-rotate-{}-{}", std::process::id(), next));
+    std::fs::create_dir_all(&folder).unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(args)
+            .env("PALISADE_DATABASE_URL", app.database_url())
+            .env("PALISADE_DATA_DIR", &folder)
+            .env("PALISADE_MASTER_KEY", app.master_key_hex())
+            .output()
+            .unwrap()
+    };
+    let keys_file = folder.join("keys.json");
+    let listed = cli(&["bundle", "keys"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    std::fs::write(&keys_file, &listed.stdout).unwrap();
+    let next_path = folder.join("next.json");
+    std::fs::write(&next_path, &next_file).unwrap();
+    let verified = cli(&["bundle", "verify", next_path.to_str().unwrap(), "--keys", keys_file.to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    let rotated = cli(&["bundle", "rotate-key", "--reason", "drill", "--overlap-hours", "1"]);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(String::from_utf8_lossy(&rotated.stdout).contains("announces it to every agent"), "{}", String::from_utf8_lossy(&rotated.stdout));
+    std::fs::remove_dir_all(&folder).ok();
 });

@@ -10,20 +10,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 
 /// Every built-in class, as stored and shown.
-pub const BUILT_IN: [&str; 12] = [
-    "email",
-    "phone",
-    "person_name",
-    "postal_address",
-    "date_of_birth",
-    "national_id",
-    "payment_card",
-    "bank_account",
-    "health",
-    "credentials",
-    "precise_location",
-    "ip_address",
-];
+pub use crate::model::BUILT_IN_CLASSES as BUILT_IN;
 
 /// How deep a schema is followed; real documents nest objects far less.
 const MAX_DEPTH: usize = 12;

@@ -663,6 +663,77 @@ pub struct CustomClass {
     pub created_at: i64,
 }
 
+/// Every built-in class, as stored and shown.
+pub const BUILT_IN_CLASSES: [&str; 12] = [
+    "email",
+    "phone",
+    "person_name",
+    "postal_address",
+    "date_of_birth",
+    "national_id",
+    "payment_card",
+    "bank_account",
+    "health",
+    "credentials",
+    "precise_location",
+    "ip_address",
+];
+
+/// Agent labels (`env=canary`): a bundle's target, a pin's group, an agent's own.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// Whether an agent with `labels` is in the group `group` (every label of the group).
+pub fn labels_match(group: &Labels, labels: &Labels) -> bool {
+    group.iter().all(|(key, value)| labels.get(key) == Some(value))
+}
+
+/// Parses `k=v,k2=v2` (spaces around items allowed; empty: no labels).
+pub fn parse_labels(text: &str) -> Result<Labels, String> {
+    let mut labels = Labels::new();
+    for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let (key, value) = item.split_once('=').ok_or_else(|| format!("{item:?}: a label is key=value"))?;
+        let (key, value) = (key.trim(), value.trim());
+        check_label(key, value)?;
+        if labels.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(format!("label {key:?} is given twice"));
+        }
+    }
+    Ok(labels)
+}
+
+/// Label keys and values: 1 to 63 of letters, digits, `.`, `_`, `-`, `/`.
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    for (what, text) in [("key", key), ("value", value)] {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/');
+        if text.is_empty() || text.len() > 63 || !text.chars().all(allowed) {
+            return Err(format!("label {what} {text:?}: 1 to 63 letters, digits, '.', '_', '-' or '/'"));
+        }
+    }
+    Ok(())
+}
+
+/// `k=v, k2=v2`, or `every agent` for none.
+pub fn show_labels(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "every agent".to_owned();
+    }
+    labels.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A label group held on a revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundlePin {
+    pub pin_id: i64,
+    pub labels: Labels,
+    /// The re-issue the group's agents take.
+    pub revision: i64,
+    /// The revision whose policy it carries.
+    pub pinned_to: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub reason: String,
+}
+
 /// A revision without its signed bytes, for listings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleRecord {
@@ -671,8 +742,12 @@ pub struct BundleRecord {
     pub created_by: String,
     pub content_hash: String,
     pub signing_key_id: String,
-    pub target: serde_json::Value,
-    pub rollback_of: Option<i64>,
+    /// Agent labels it is meant for; empty: every agent.
+    pub target: Labels,
+    /// `compiled`, or how it re-issues `reissue_of`: `rollback`, `promotion`, `pin`,
+    /// `key_announcement`.
+    pub origin: String,
+    pub reissue_of: Option<i64>,
     /// `{"apis": n, "routes": n}`.
     pub summary: serde_json::Value,
     pub published_at: Option<i64>,

@@ -252,9 +252,24 @@ pub async fn active_signer(db: &Db, master: &MasterKey, purpose: KeyPurpose) -> 
     .bind(purpose.as_str())
     .fetch_optional(db.pool())
     .await?;
-    let Some((key_id, sealed)) = row else { return Ok(None) };
+    row.map(|(key_id, sealed)| unseal(master, purpose, key_id, &sealed)).transpose()
+}
+
+/// Any key for `purpose` by id, retired or not, unsealed: a retiring bundle key signs the
+/// bundle that announces its successor.
+pub async fn signer_by_id(db: &Db, master: &MasterKey, purpose: KeyPurpose, key_id: &str) -> Result<Signer, StoreError> {
+    let sealed: Option<String> = sqlx::query_scalar("SELECT sealed_secret FROM signing_key WHERE purpose = $1 AND signing_key_id = $2")
+        .bind(purpose.as_str())
+        .bind(key_id)
+        .fetch_optional(db.pool())
+        .await?;
+    let sealed = sealed.ok_or(StoreError::NotFound("signing key"))?;
+    unseal(master, purpose, key_id.to_owned(), &sealed)
+}
+
+fn unseal(master: &MasterKey, purpose: KeyPurpose, key_id: String, sealed: &str) -> Result<Signer, StoreError> {
     let cannot_open = || StoreError::Sealed { purpose: purpose.as_str(), key_id: key_id.clone() };
-    let sealed = hex::decode(&sealed).map_err(|_| cannot_open())?;
+    let sealed = hex::decode(sealed).map_err(|_| cannot_open())?;
     let secret: [u8; 32] = master
         .open(&sealing_context(purpose, &key_id), &sealed)
         .and_then(|secret| secret.try_into().ok())
@@ -263,7 +278,7 @@ pub async fn active_signer(db: &Db, master: &MasterKey, purpose: KeyPurpose) -> 
     if key_id_of(&key.verifying_key()) != key_id {
         return Err(cannot_open());
     }
-    Ok(Some(Signer { key_id, key }))
+    Ok(Signer { key_id, key })
 }
 
 /// The active key for `purpose`, created (and audited) on first use.
@@ -276,8 +291,8 @@ pub async fn ensure_signer(
     if let Some(signer) = active_signer(db, master, purpose).await? {
         return Ok(signer);
     }
-    match create_key(db, master, purpose, false, context).await {
-        Ok(signer) => Ok(signer),
+    match create_key(db, master, purpose, None, context).await {
+        Ok((signer, _)) => Ok(signer),
         // Another replica created one at the same moment: use that.
         Err(StoreError::Conflict { .. }) => {
             active_signer(db, master, purpose).await?.ok_or(StoreError::NotFound("active signing key"))
@@ -286,18 +301,28 @@ pub async fn ensure_signer(
     }
 }
 
-/// Retires the active key for `purpose` and makes a new one, in one transaction.
-pub async fn rotate(db: &Db, master: &MasterKey, purpose: KeyPurpose, context: &AuditContext) -> Result<Signer, StoreError> {
-    create_key(db, master, purpose, true, context).await
+/// Retires the active key for `purpose` and makes a new one, in one transaction. The old
+/// key's signatures count for `overlap_ms` more (0 for audit keys: a checkpoint is signed
+/// once; bundle keys overlap so agents can switch without a restart). Returns the new key
+/// and the id of the one it replaced.
+pub async fn rotate(
+    db: &Db,
+    master: &MasterKey,
+    purpose: KeyPurpose,
+    overlap_ms: i64,
+    context: &AuditContext,
+) -> Result<(Signer, Option<String>), StoreError> {
+    create_key(db, master, purpose, Some(overlap_ms.max(0)), context).await
 }
 
 async fn create_key(
     db: &Db,
     master: &MasterKey,
     purpose: KeyPurpose,
-    retire_active: bool,
+    retire_with_overlap: Option<i64>,
     context: &AuditContext,
-) -> Result<Signer, StoreError> {
+) -> Result<(Signer, Option<String>), StoreError> {
+    let retire_active = retire_with_overlap.is_some();
     let signer = Signer::generate();
     let key_id = signer.key_id.clone();
     let public_key = signer.public_key_hex();
@@ -309,7 +334,7 @@ async fn create_key(
         retired = sqlx::query_scalar::<_, String>(
             "UPDATE signing_key SET retired_at = $1 WHERE purpose = $2 AND retired_at IS NULL RETURNING signing_key_id",
         )
-        .bind(now)
+        .bind(now + retire_with_overlap.unwrap_or(0))
         .bind(purpose.as_str())
         .fetch_optional(&mut *tx)
         .await?;
@@ -334,7 +359,7 @@ async fn create_key(
     });
     audit::append(&mut tx, context, Change::success(action, "signing_key", &key_id).with_details(details)).await?;
     tx.commit().await?;
-    Ok(signer)
+    Ok((signer, retired))
 }
 
 /// Every key for `purpose`, oldest first: what verifiers need.

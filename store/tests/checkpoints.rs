@@ -33,7 +33,7 @@ both_backends!(keys_are_created_once_sealed_and_rotated, |db: Db| async move {
     assert!(matches!(refused, StoreError::Sealed { .. }), "{refused}");
     assert!(refused.to_string().contains("rotate"), "{refused}");
     // Nor does a sealed secret moved from one key's row to another's.
-    let second = signing::rotate(&db, &master, KeyPurpose::Audit, &context()).await.unwrap();
+    let second = signing::rotate(&db, &master, KeyPurpose::Audit, 0, &context()).await.unwrap().0;
     sqlx::query("UPDATE signing_key SET sealed_secret = (SELECT sealed_secret FROM signing_key WHERE signing_key_id = $1) WHERE signing_key_id = $2")
         .bind(&first.key_id)
         .bind(&second.key_id)
@@ -43,7 +43,7 @@ both_backends!(keys_are_created_once_sealed_and_rotated, |db: Db| async move {
     assert!(matches!(signing::active_signer(&db, &master, KeyPurpose::Audit).await, Err(StoreError::Sealed { .. })));
 
     // Rotation by someone without the lost master key is the way back.
-    let third = signing::rotate(&db, &stranger, KeyPurpose::Audit, &context()).await.unwrap();
+    let third = signing::rotate(&db, &stranger, KeyPurpose::Audit, 0, &context()).await.unwrap().0;
     assert_eq!(signing::active_signer(&db, &stranger, KeyPurpose::Audit).await.unwrap().unwrap().key_id, third.key_id);
     let keys = signing::list_public_keys(&db, KeyPurpose::Audit).await.unwrap();
     assert_eq!(keys.len(), 3);

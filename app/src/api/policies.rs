@@ -1,11 +1,12 @@
-//! The Policies section: preview what publishing would change, keep signed drafts,
-//! publish with a reason, roll back. Everyone signed in reads the history and the
-//! preview; security and admins make, publish and roll back revisions.
+//! The Policies section: preview what publishing would change, keep signed drafts (for
+//! every agent or a canary label group), publish with a reason, promote a canary, roll
+//! back, pin a label group. Everyone signed in reads the history, the pins and the
+//! preview; security and admins change them.
 
 use crate::error::AppError;
 use crate::publishing::Preview;
 use leptos::prelude::*;
-use store::BundleRecord;
+use store::{BundlePin, BundleRecord};
 
 #[cfg(feature = "ssr")]
 use crate::auth::ssr::{audit_context, fail, require, require_signed_in, state, store_error};
@@ -33,12 +34,14 @@ pub async fn list_bundles() -> Result<Vec<BundleRecord>, AppError> {
     bundles::list_bundles(&state()?.db).await.map_err(store_error)
 }
 
-/// Security and admins: compiles the inventory into a signed draft revision.
+/// Security and admins: compiles the inventory into a signed draft revision, for every
+/// agent or, with target labels (`env=canary`), a canary group.
 #[server(prefix = "/rpc", endpoint = "create_draft")]
-pub async fn create_draft() -> Result<BundleRecord, AppError> {
+pub async fn create_draft(target: Option<String>) -> Result<BundleRecord, AppError> {
     let principal = require(may_publish)?;
+    let target = labels(target.as_deref().unwrap_or_default(), "target")?;
     let state = state()?;
-    match publishing::create_draft(&state.db, &state.master, &audit_context(&principal)).await.map_err(store_error)? {
+    match publishing::create_draft(&state.db, &state.master, &target, &audit_context(&principal)).await.map_err(store_error)? {
         Ok((record, _)) => Ok(record),
         Err(diagnostics) => {
             let listed: Vec<String> = diagnostics.iter().take(10).map(ToString::to_string).collect();
@@ -60,6 +63,42 @@ pub async fn rollback_bundle(revision: i64, reason: String) -> Result<BundleReco
     let principal = require(may_publish)?;
     let state = state()?;
     publishing::rollback(&state.db, &state.master, revision, &reason, &audit_context(&principal)).await.map_err(store_error)
+}
+
+#[cfg(feature = "ssr")]
+fn labels(text: &str, field: &str) -> Result<store::Labels, AppError> {
+    store::parse_labels(text).map_err(|message| fail(AppError::invalid(field, message)))
+}
+
+/// Security and admins: promotes a published canary to every agent.
+#[server(prefix = "/rpc", endpoint = "promote_bundle")]
+pub async fn promote_bundle(revision: i64, reason: String) -> Result<BundleRecord, AppError> {
+    let principal = require(may_publish)?;
+    let state = state()?;
+    publishing::promote(&state.db, &state.master, revision, &reason, &audit_context(&principal)).await.map_err(store_error)
+}
+
+/// Anyone signed in: the label pins, most specific group first.
+#[server(prefix = "/rpc", endpoint = "list_pins")]
+pub async fn list_pins() -> Result<Vec<BundlePin>, AppError> {
+    require_signed_in()?;
+    bundles::list_pins(&state()?.db).await.map_err(store_error)
+}
+
+/// Security and admins: holds the agents with these labels on a published revision.
+#[server(prefix = "/rpc", endpoint = "pin_group")]
+pub async fn pin_group(labels: String, revision: i64, reason: String) -> Result<BundleRecord, AppError> {
+    let principal = require(may_publish)?;
+    let group = self::labels(&labels, "labels")?;
+    let state = state()?;
+    publishing::pin(&state.db, &state.master, &group, revision, &reason, &audit_context(&principal)).await.map_err(store_error)
+}
+
+/// Security and admins: releases a pin.
+#[server(prefix = "/rpc", endpoint = "release_pin")]
+pub async fn release_pin(pin_id: i64, reason: String) -> Result<BundlePin, AppError> {
+    let principal = require(may_publish)?;
+    bundles::unpin(&state()?.db, pin_id, &reason, &audit_context(&principal)).await.map_err(store_error)
 }
 
 /// A request to try against a policy, as the decision explorer's form (and its shareable

@@ -1,8 +1,12 @@
 //! The Policies section: what publishing now would change (or what prevents it), signed
-//! drafts, publishing with a reason, rolling back, and the revision history.
+//! drafts for every agent or a canary label group, publishing with a reason, promoting a
+//! canary, rolling back, pinning a label group, and the revision history.
 
 use crate::api::inventory::list_apis;
-use crate::api::policies::{CreateDraft, ExplorerCase, PublishBundle, RollbackBundle, explain_request, list_bundles, preview_policy};
+use crate::api::policies::{
+    CreateDraft, ExplorerCase, PinGroup, PromoteBundle, PublishBundle, ReleasePin, RollbackBundle, explain_request, list_bundles, list_pins,
+    preview_policy,
+};
 use crate::auth::use_me;
 use crate::components::{ActionOutcome, ErrorMessage, Loaded, format_time};
 use crate::publishing::Preview;
@@ -11,8 +15,15 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use policy::evaluate::Outcome;
-use store::Role;
-use store::BundleRecord;
+use store::{BundlePin, BundleRecord, Role, show_labels};
+
+/// The history's actions, one per kind of change.
+#[derive(Clone, Copy)]
+struct RevisionActions {
+    publish: ServerAction<PublishBundle>,
+    rollback: ServerAction<RollbackBundle>,
+    promote: ServerAction<PromoteBundle>,
+}
 
 #[component]
 pub fn PoliciesPage() -> impl IntoView {
@@ -21,10 +32,25 @@ pub fn PoliciesPage() -> impl IntoView {
     let draft = ServerAction::<CreateDraft>::new();
     let publish = ServerAction::<PublishBundle>::new();
     let rollback = ServerAction::<RollbackBundle>::new();
-    let changes = move || (draft.version().get(), publish.version().get(), rollback.version().get());
+    let promote = ServerAction::<PromoteBundle>::new();
+    let pin = ServerAction::<PinGroup>::new();
+    let release = ServerAction::<ReleasePin>::new();
+    let actions = RevisionActions { publish, rollback, promote };
+    let changes = move || {
+        (
+            draft.version().get(),
+            publish.version().get(),
+            rollback.version().get(),
+            promote.version().get(),
+            pin.version().get(),
+            release.version().get(),
+        )
+    };
     let preview = Resource::new(changes, |_| preview_policy());
     let history = Resource::new(changes, |_| list_bundles());
-    let render_history = move |list: Vec<BundleRecord>| history_view(list, may_publish, publish, rollback);
+    let pins = Resource::new(changes, |_| list_pins());
+    let render_history = move |list: Vec<BundleRecord>| history_view(list, may_publish, actions);
+    let render_pins = move |list: Vec<BundlePin>| pins_view(list, may_publish, release);
     view! {
         <Title text="Policies"/>
         <h1>"Policies"</h1>
@@ -34,6 +60,9 @@ pub fn PoliciesPage() -> impl IntoView {
             <Loaded resource=preview render=preview_view/>
             {may_publish.then(|| view! {
                 <ActionForm action=draft>
+                    <label>"Target labels (a canary; empty: every agent)"
+                        <input type="text" name="target" placeholder="env=canary, region=eu"/>
+                    </label>
                     <button type="submit">"Compile a signed draft"</button>
                 </ActionForm>
                 <ActionOutcome value=draft.value() success="Draft compiled and signed."/>
@@ -43,7 +72,23 @@ pub fn PoliciesPage() -> impl IntoView {
             <h2>"Revisions"</h2>
             {move || publish.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
             {move || rollback.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
+            {move || promote.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
             <Loaded resource=history render=render_history/>
+        </section>
+        <section class="card" id="pins">
+            <h2>"Pins"</h2>
+            <p>"A pinned label group keeps a revision's policy whatever is published later, until the pin is released."</p>
+            <Loaded resource=pins render=render_pins/>
+            {may_publish.then(|| view! {
+                <ActionForm action=pin>
+                    <label>"Label group" <input type="text" name="labels" required placeholder="region=eu"/></label>
+                    <label>"Revision" <input type="number" name="revision" required min="1"/></label>
+                    <label>"Reason" <input type="text" name="reason" required maxlength="1000"/></label>
+                    <button type="submit">"Pin"</button>
+                </ActionForm>
+                <ActionOutcome value=pin.value() success="Group pinned."/>
+                {move || release.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
+            })}
         </section>
         <DecisionExplorer/>
     }
@@ -222,29 +267,79 @@ fn preview_view(preview: Preview) -> AnyView {
     .into_any()
 }
 
-fn history_view(list: Vec<BundleRecord>, may_publish: bool, publish: ServerAction<PublishBundle>, rollback: ServerAction<RollbackBundle>) -> AnyView {
+fn pins_view(list: Vec<BundlePin>, may_publish: bool, release: ServerAction<ReleasePin>) -> AnyView {
+    if list.is_empty() {
+        return view! { <p>"No pins: every agent runs the newest revision published to its labels."</p> }.into_any();
+    }
+    view! {
+        <table data-testid="pins">
+            <thead><tr><th>"Group"</th><th>"Runs"</th><th>"Pinned"</th><th>"Why"</th><th></th></tr></thead>
+            <tbody>
+                {list.into_iter().map(|pin| {
+                    let pin_id = pin.pin_id;
+                    view! {
+                        <tr>
+                            <td>{show_labels(&pin.labels)}</td>
+                            <td>{format!("revision {} (the policy of {})", pin.revision, pin.pinned_to)}</td>
+                            <td>{format_time(pin.created_at)}" by "{pin.created_by.clone()}</td>
+                            <td>{pin.reason.clone()}</td>
+                            <td>
+                                {may_publish.then(|| view! {
+                                    <ActionForm action=release>
+                                        <input type="hidden" name="pin_id" value=pin_id/>
+                                        <label>"Reason" <input type="text" name="reason" required maxlength="1000"/></label>
+                                        <button type="submit">"Release"</button>
+                                    </ActionForm>
+                                })}
+                            </td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// How a revision came to be, for the history.
+fn origin_note(bundle: &BundleRecord) -> String {
+    match (bundle.origin.as_str(), bundle.reissue_of) {
+        ("rollback", Some(of)) => format!(" (rollback to {of})"),
+        ("promotion", Some(of)) => format!(" (promotes {of})"),
+        ("pin", Some(of)) => format!(" (pins {of})"),
+        ("key_announcement", Some(of)) => format!(" (re-signs {of} to announce a new key)"),
+        _ => String::new(),
+    }
+}
+
+fn history_view(list: Vec<BundleRecord>, may_publish: bool, actions: RevisionActions) -> AnyView {
     if list.is_empty() {
         return view! { <p>"No revisions yet."</p> }.into_any();
     }
-    let active = list.iter().find(|b| b.published_at.is_some()).map(|b| b.revision);
+    let RevisionActions { publish, rollback, promote } = actions;
+    // The fleet's active revision; canaries and pins are newer revisions for some agents.
+    let active = list.iter().find(|b| b.published_at.is_some() && b.target.is_empty()).map(|b| b.revision);
+    let newest_published = list.iter().find(|b| b.published_at.is_some()).map(|b| b.revision);
     view! {
         <table data-testid="bundles">
-            <thead><tr><th>"Revision"</th><th>"Made"</th><th>"Status"</th><th>"Why"</th><th>"Content"</th><th></th></tr></thead>
+            <thead><tr><th>"Revision"</th><th>"For"</th><th>"Made"</th><th>"Status"</th><th>"Why"</th><th>"Content"</th><th></th></tr></thead>
             <tbody>
                 {list.into_iter().map(|bundle| {
                     let revision = bundle.revision;
                     let status = match (bundle.published_at, active) {
                         (Some(_), Some(a)) if a == revision => "active".to_owned(),
                         (Some(at), _) => format!("published {}", format_time(at)),
-                        (None, Some(a)) if a > revision => "draft (superseded)".to_owned(),
+                        (None, _) if newest_published.is_some_and(|n| n > revision) => "draft (superseded)".to_owned(),
                         (None, _) => "draft".to_owned(),
                     };
-                    let rollback_of = bundle.rollback_of.map(|r| format!(" (rollback to {r})")).unwrap_or_default();
-                    let publishable = may_publish && bundle.published_at.is_none() && active.is_none_or(|a| a < revision);
+                    let canary = !bundle.target.is_empty() && bundle.origin == "compiled";
+                    let publishable = may_publish && bundle.published_at.is_none() && newest_published.is_none_or(|n| n < revision);
                     let restorable = may_publish && bundle.published_at.is_some() && active != Some(revision);
+                    let promotable = may_publish && bundle.published_at.is_some() && canary;
                     view! {
                         <tr>
-                            <td>{revision}{rollback_of}</td>
+                            <td>{revision}{origin_note(&bundle)}</td>
+                            <td>{show_labels(&bundle.target)}</td>
                             <td>{format_time(bundle.created_at)}" by "{bundle.created_by.clone()}</td>
                             <td>{status}</td>
                             <td>{bundle.reason.clone().unwrap_or_default()}</td>
@@ -254,7 +349,14 @@ fn history_view(list: Vec<BundleRecord>, may_publish: bool, publish: ServerActio
                                     <ActionForm action=publish>
                                         <input type="hidden" name="revision" value=revision/>
                                         <label>"Reason" <input type="text" name="reason" required maxlength="1000"/></label>
-                                        <button type="submit">"Publish"</button>
+                                        <button type="submit">{if canary { "Publish to the canary" } else { "Publish" }}</button>
+                                    </ActionForm>
+                                })}
+                                {promotable.then(|| view! {
+                                    <ActionForm action=promote>
+                                        <input type="hidden" name="revision" value=revision/>
+                                        <label>"Reason" <input type="text" name="reason" required maxlength="1000"/></label>
+                                        <button type="submit">"Promote to every agent"</button>
                                     </ActionForm>
                                 })}
                                 {restorable.then(|| view! {

@@ -1,6 +1,8 @@
-//! `/api/v1/bundles`: compile the inventory into a signed draft, publish it with a
-//! reason, roll back, and read the history and the signed artifacts. Security and admins
-//! make and publish; everyone signed in reads.
+//! `/api/v1/bundles`: compile the inventory into a signed draft (for every agent or a
+//! canary label group), publish it with a reason, promote a canary, roll back, pin a label
+//! group, rotate the bundle key; read the history, the pins, the trusted keys, the signed
+//! artifacts and which revision agents with given labels run. Security and admins make
+//! and publish; everyone signed in reads.
 
 use super::{ApiError, Caller, ErrorBody};
 use app::auth::ssr::audit_context_for;
@@ -12,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use store::audit::Actor;
-use store::bundles::{self, BundleRecord};
+use store::bundles::{self, BundlePin, BundleRecord, Labels};
 use store::protection::SettingProblem;
 use store::{Principal, Role};
 use utoipa::ToSchema;
@@ -30,9 +32,12 @@ pub struct BundleBody {
     pub signing_key_id: String,
     /// Agent labels it is meant for; `{}` is every agent.
     #[schema(value_type = Object)]
-    pub target: serde_json::Value,
-    /// For a rollback: the revision it re-issues.
-    pub rollback_of: Option<i64>,
+    pub target: Labels,
+    /// `compiled`, or how it re-issues `reissue_of`: `rollback`, `promotion`, `pin`,
+    /// `key_announcement`.
+    pub origin: String,
+    /// For a re-issue: the revision whose policy it carries.
+    pub reissue_of: Option<i64>,
     /// `{"apis": n, "routes": n}`.
     #[schema(value_type = Object)]
     pub summary: serde_json::Value,
@@ -51,7 +56,8 @@ impl From<BundleRecord> for BundleBody {
             content_hash: r.content_hash,
             signing_key_id: r.signing_key_id,
             target: r.target,
-            rollback_of: r.rollback_of,
+            origin: r.origin,
+            reissue_of: r.reissue_of,
             summary: r.summary,
             published_at: r.published_at,
             published_by: r.published_by,
@@ -75,6 +81,94 @@ pub struct Publication {
     /// Why: kept in the revision history and the audit trail.
     pub reason: String,
 }
+
+/// What a draft is for.
+#[derive(Deserialize, ToSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DraftRequest {
+    /// Agent labels (a canary); absent or `{}`: every agent.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub target: Labels,
+}
+
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PinRequest {
+    /// The label group: agents with all of these labels.
+    #[schema(value_type = Object)]
+    pub labels: Labels,
+    /// A published revision whose policy the group keeps.
+    pub revision: i64,
+    pub reason: String,
+}
+
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    pub reason: String,
+    /// How long agents keep trusting the retiring key (hours; default 168, at most 720).
+    pub overlap_hours: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RotatedBody {
+    pub key_id: String,
+    /// The re-issues, signed by the retiring key, that announce the new one.
+    pub announcements: Vec<BundleBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PinBody {
+    pub pin_id: i64,
+    #[schema(value_type = Object)]
+    pub labels: Labels,
+    /// The re-issue the group's agents take.
+    pub revision: i64,
+    /// The revision whose policy it carries.
+    pub pinned_to: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub reason: String,
+}
+
+impl From<BundlePin> for PinBody {
+    fn from(p: BundlePin) -> Self {
+        PinBody {
+            pin_id: p.pin_id,
+            labels: p.labels,
+            revision: p.revision,
+            pinned_to: p.pinned_to,
+            created_at: p.created_at,
+            created_by: p.created_by,
+            reason: p.reason,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+pub struct LabelsQuery {
+    /// `k=v,k2=v2`: an agent's labels.
+    #[serde(default)]
+    pub labels: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+pub struct ReasonQuery {
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeantForBody {
+    /// `None` until something published reaches these labels.
+    pub revision: Option<i64>,
+    pub bundle: Option<BundleBody>,
+}
+
+/// Longest overlap a rotation may give the retiring key.
+const MAX_OVERLAP_HOURS: i64 = 720;
+const DEFAULT_OVERLAP_HOURS: i64 = 168;
 
 fn publisher(caller: Caller) -> Result<Principal, ApiError> {
     caller.require(|p| matches!(p.role, Role::Admin | Role::Security))
@@ -103,10 +197,12 @@ pub async fn create_bundle(
     caller: Caller,
     headers: http::HeaderMap,
     extensions: http::Extensions,
+    body: Option<Json<DraftRequest>>,
 ) -> Result<(StatusCode, Json<DraftBody>), ApiError> {
     let principal = publisher(caller)?;
+    let target = body.map(|Json(request)| request.target).unwrap_or_default();
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
-    match publishing::create_draft(&state.db, &state.master, &context).await? {
+    match publishing::create_draft(&state.db, &state.master, &target, &context).await? {
         Ok((record, diff)) => Ok((
             StatusCode::CREATED,
             Json(DraftBody { bundle: record.into(), added: diff.added, removed: diff.removed, changed: diff.changed }),
@@ -218,4 +314,196 @@ pub async fn rollback_bundle(
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
     let record = publishing::rollback(&state.db, &state.master, revision, &publication.reason, &context).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+fn reissued(
+    body: Result<Json<Publication>, JsonRejection>,
+) -> Result<Publication, ApiError> {
+    body.map(|Json(publication)| publication).map_err(|rejection| ApiError::Invalid(rejection.body_text()))
+}
+
+/// Promotes a published canary to every agent: a new revision with its policy.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bundles/{revision}/promote",
+    tag = "bundles",
+    params(("revision" = i64, Path, description = "The published canary")),
+    request_body = Publication,
+    security(("bearer" = ["admin", "security"])),
+    responses(
+        (status = 201, description = "The new revision, for every agent", body = BundleBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Only security and admins promote", body = ErrorBody),
+        (status = 404, description = "No such revision", body = ErrorBody),
+        (status = 422, description = "No reason, a draft, or not a canary", body = ErrorBody),
+    )
+)]
+pub async fn promote_bundle(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<i64>, PathRejection>,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+    body: Result<Json<Publication>, JsonRejection>,
+) -> Result<(StatusCode, Json<BundleBody>), ApiError> {
+    let principal = publisher(caller)?;
+    let revision = revision(path)?;
+    let publication = reissued(body)?;
+    let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
+    let record = publishing::promote(&state.db, &state.master, revision, &publication.reason, &context).await?;
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+/// Label pins, most specific group first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/bundles/pins",
+    tag = "bundles",
+    security(("bearer" = ["admin", "security", "developer", "auditor"])),
+    responses(
+        (status = 200, description = "Every pin", body = Vec<PinBody>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn list_pins(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<PinBody>>, ApiError> {
+    caller.require(|_| true)?;
+    Ok(Json(bundles::list_pins(&state.db).await?.into_iter().map(Into::into).collect()))
+}
+
+/// Pins a label group to a published revision's policy: re-issued for the group as a new
+/// revision, kept whatever is published later until the pin is released. Pinning a group
+/// again moves its pin.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bundles/pins",
+    tag = "bundles",
+    request_body = PinRequest,
+    security(("bearer" = ["admin", "security"])),
+    responses(
+        (status = 201, description = "The re-issue the group now runs", body = BundleBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Only security and admins pin", body = ErrorBody),
+        (status = 404, description = "No such revision", body = ErrorBody),
+        (status = 422, description = "No labels, bad labels, a draft, or no reason", body = ErrorBody),
+    )
+)]
+pub async fn create_pin(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+    body: Result<Json<PinRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<BundleBody>), ApiError> {
+    let principal = publisher(caller)?;
+    let Json(pin) = body.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
+    let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
+    let record = publishing::pin(&state.db, &state.master, &pin.labels, pin.revision, &pin.reason, &context).await?;
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+/// Releases a pin: the group's agents follow the next publish that reaches them.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/bundles/pins/{pin_id}",
+    tag = "bundles",
+    params(("pin_id" = i64, Path, description = "The pin"), ReasonQuery),
+    security(("bearer" = ["admin", "security"])),
+    responses(
+        (status = 200, description = "The released pin", body = PinBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Only security and admins release pins", body = ErrorBody),
+        (status = 404, description = "No such pin", body = ErrorBody),
+        (status = 422, description = "No reason", body = ErrorBody),
+    )
+)]
+pub async fn release_pin(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<i64>, PathRejection>,
+    query: Result<axum::extract::Query<ReasonQuery>, axum::extract::rejection::QueryRejection>,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+) -> Result<Json<PinBody>, ApiError> {
+    let principal = publisher(caller)?;
+    let pin_id = path.map(|Path(id)| id).map_err(|_| ApiError::NotFound("pin".into()))?;
+    let axum::extract::Query(query) = query.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
+    let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
+    Ok(Json(bundles::unpin(&state.db, pin_id, &query.reason, &context).await?.into()))
+}
+
+/// Which published revision an agent with these labels runs: its group's pin, else the
+/// newest bundle whose target it matches.
+#[utoipa::path(
+    get,
+    path = "/api/v1/bundles/meant-for",
+    tag = "bundles",
+    params(LabelsQuery),
+    security(("bearer" = ["admin", "security", "developer", "auditor"])),
+    responses(
+        (status = 200, description = "The revision, if any", body = MeantForBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 422, description = "Labels not written as k=v,k2=v2", body = ErrorBody),
+    )
+)]
+pub async fn meant_for(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<LabelsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<MeantForBody>, ApiError> {
+    caller.require(|_| true)?;
+    let axum::extract::Query(query) = query.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
+    let labels = store::parse_labels(&query.labels).map_err(|message| ApiError::Invalid(format!("labels: {message}")))?;
+    let record = bundles::revision_for(&state.db, &labels).await?;
+    Ok(Json(MeantForBody { revision: record.as_ref().map(|r| r.revision), bundle: record.map(Into::into) }))
+}
+
+/// The bundle keys agents should trust now (the active key, and retiring keys until their
+/// overlap ends).
+#[utoipa::path(
+    get,
+    path = "/api/v1/bundles/keys",
+    tag = "bundles",
+    security(("bearer" = ["admin", "security", "developer", "auditor"])),
+    responses(
+        (status = 200, description = "`[{\"key_id\", \"public_key\", \"trusted_until\"}]`", content_type = "application/json"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub async fn bundle_keys(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<policy::bundle::AnnouncedKey>>, ApiError> {
+    caller.require(|_| true)?;
+    Ok(Json(publishing::announced_keys(&state.db).await?))
+}
+
+/// Rotates the bundle-signing key without restarting agents: what each agent group runs
+/// now is re-issued, signed by the retiring key, announcing the new one; the retiring key
+/// stays trusted for the overlap.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bundles/keys/rotate",
+    tag = "bundles",
+    request_body = KeyRotation,
+    security(("bearer" = ["admin", "security"])),
+    responses(
+        (status = 201, description = "The new key and the announcements", body = RotatedBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Only security and admins rotate the bundle key", body = ErrorBody),
+        (status = 422, description = "No reason, or an overlap out of range", body = ErrorBody),
+    )
+)]
+pub async fn rotate_bundle_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+    body: Result<Json<KeyRotation>, JsonRejection>,
+) -> Result<(StatusCode, Json<RotatedBody>), ApiError> {
+    let principal = publisher(caller)?;
+    let Json(rotation) = body.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
+    let hours = rotation.overlap_hours.unwrap_or(DEFAULT_OVERLAP_HOURS);
+    if !(1..=MAX_OVERLAP_HOURS).contains(&hours) {
+        return Err(ApiError::Invalid(format!("overlap_hours: from 1 to {MAX_OVERLAP_HOURS}")));
+    }
+    let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
+    let (key_id, announced) = publishing::rotate_key(&state.db, &state.master, hours * 3_600_000, &rotation.reason, &context).await?;
+    Ok((StatusCode::CREATED, Json(RotatedBody { key_id, announcements: announced.into_iter().map(Into::into).collect() })))
 }

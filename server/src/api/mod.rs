@@ -78,6 +78,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bundles::get_bundle))
         .routes(routes!(bundles::publish_bundle))
         .routes(routes!(bundles::rollback_bundle))
+        .routes(routes!(bundles::promote_bundle))
+        .routes(routes!(bundles::list_pins, bundles::create_pin))
+        .routes(routes!(bundles::release_pin))
+        .routes(routes!(bundles::meant_for))
+        .routes(routes!(bundles::bundle_keys))
+        .routes(routes!(bundles::rotate_bundle_key))
 }
 
 /// The OpenAPI document of every `/api/v1` route.

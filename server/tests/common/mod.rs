@@ -22,6 +22,7 @@ pub struct TestApp {
     pub router: Router,
     pub db: Db,
     pub state: AppState,
+    master_hex: String,
     _database: TestDb,
 }
 
@@ -54,19 +55,25 @@ impl TestApp {
     pub async fn with_settings(backend: Backend, auth: AuthSettings) -> TestApp {
         let database = TestDb::new(backend).await;
         let db = database.db.clone();
+        let (master, master_hex) = store::signing::MasterKey::generate();
         let state = AppState {
             db: db.clone(),
             passwords: Passwords::new().unwrap(),
             leptos_options: LeptosOptions::builder().output_name("palisade").site_root("target/site").build(),
             auth: Arc::new(auth),
-            master: Arc::new(store::signing::MasterKey::generate().0),
+            master: Arc::new(master),
         };
-        TestApp { router: server::router(state.clone()), db, state, _database: database }
+        TestApp { router: server::router(state.clone()), db, state, master_hex, _database: database }
     }
 
     /// The database's URL, for running the binary against it.
     pub fn database_url(&self) -> &str {
         &self._database.url
+    }
+
+    /// The master key, for running the binary with this app's sealed keys.
+    pub fn master_key_hex(&self) -> &str {
+        &self.master_hex
     }
 
     pub async fn create_user(&self, email: &str, role: Role, teams: &[TeamId]) -> Account {
