@@ -7,6 +7,7 @@ pub mod components;
 pub mod error;
 pub mod flash;
 pub mod pages;
+pub mod policy_code;
 pub mod publishing;
 pub mod url;
 #[cfg(feature = "ssr")]

@@ -108,6 +108,19 @@ test('a security user previews, publishes with a reason, rolls back, runs a cana
   await explorer.getByLabel('Path').fill('/entries//7');
   await explorer.getByRole('button', { name: 'Decide' }).click();
   await expect(page.getByTestId('decision')).toContainText('non_canonical_path');
+
+  // Policy tests: the same case files `palisade policy test` runs, against the draft.
+  const cases = page.locator('#cases');
+  await cases.getByLabel('Test file').fill(JSON.stringify({ cases: [
+    { name: 'undeclared authentication fails closed', api: 'Ledger', environment: 'policy-e2e',
+      request: { method: 'GET', path: '/entries/7' }, expect: { allow: false, status: 401 } },
+    { name: 'a wrong expectation', api: 'Ledger', environment: 'policy-e2e',
+      request: { method: 'GET', path: '/entries/7' }, expect: { allow: true } },
+  ] }));
+  await cases.getByRole('button', { name: 'Run the cases' }).click();
+  const results = page.getByTestId('case-results');
+  await expect(results).toContainText('1 passed, 1 failed');
+  await expect(results.getByRole('row', { name: /a wrong expectation/ })).toContainText('expected allow');
   await signOut(page);
 
   // A developer sees the history but has no way to publish.

@@ -351,6 +351,35 @@ pub fn check(bytes: &[u8], trust: &TrustStore, active_revision: u64, now: i64) -
     Ok(Checked { header, signed, policy_at })
 }
 
+/// What an agent runs: the bundle it accepted last and the keys it trusts. A bundle is
+/// taken whole or not at all: any refusal leaves both as they were.
+#[derive(Clone, Debug, Default)]
+pub struct Active {
+    pub bundle: Option<Bundle>,
+    pub trust: TrustStore,
+}
+
+impl Active {
+    /// Starts from the keys given at enrollment.
+    pub fn new(trust: TrustStore) -> Active {
+        Active { bundle: None, trust }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.bundle.as_ref().map_or(0, |bundle| bundle.header.revision)
+    }
+
+    /// Verifies `bytes` against the trusted keys and the active revision at `now`, then
+    /// makes it active and adopts the keys it announces.
+    pub fn accept(&mut self, bytes: &[u8], now: i64) -> Result<&Bundle, VerifyError> {
+        let bundle = verify(bytes, &self.trust, self.revision(), now)?;
+        let mut trust = self.trust.clone();
+        trust.adopt(&bundle.header)?;
+        self.trust = trust;
+        Ok(self.bundle.insert(bundle))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +445,32 @@ mod tests {
         let padded = serde_jcs::to_string(&bundle(&key, 5)).unwrap().replacen("\"policy\":", "\"padding\":1,\"policy\":", 1);
         let file = serde_json::json!({"signed": padded, "signature": hex::encode(key.sign(padded.as_bytes()).to_bytes())});
         assert_eq!(verify(&serde_json::to_vec(&file).unwrap(), &keys, 4, NOW), Err(VerifyError::NotCanonical));
+    }
+
+    #[test]
+    fn a_refused_bundle_leaves_the_active_one_and_the_trust_unchanged() {
+        let (key, trust) = signed_pair();
+        let mut active = Active::new(trust);
+        active.accept(&sign(&bundle(&key, 3), &key), NOW).unwrap();
+        let (before, trust_before) = (active.bundle.clone(), active.trust.clone());
+        let good = sign(&bundle(&key, 4), &key);
+        let (stranger, _) = signed_pair();
+        let mut forged_keys = bundle(&stranger, 9);
+        forged_keys.header.keys = vec![announced(&stranger, None)];
+        let attempts: Vec<Vec<u8>> = vec![
+            tampered(&good, |s| s.replace("\"revision\":4", "\"revision\":40")),
+            tampered(&good, |s| s.replacen("{\"header\"", "{\"header\" ", 1)),
+            sign(&bundle(&key, 3), &key),
+            sign(&bundle(&key, 2), &key),
+            sign(&forged_keys, &stranger),
+            b"{}".to_vec(),
+            good[..good.len() / 2].to_vec(),
+        ];
+        for attempt in attempts {
+            assert!(active.accept(&attempt, NOW).is_err());
+            assert_eq!((&active.bundle, &active.trust), (&before, &trust_before), "nothing changes on a refusal");
+        }
+        assert_eq!(active.accept(&good, NOW).unwrap().header.revision, 4);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum Command {
     /// Work with policy bundles.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Policy as code: validate and test policy files, export and push them.
+    #[command(subcommand)]
+    Policy(crate::policy_cli::PolicyCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +143,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Admin(command)) => admin(cli.data, command).await,
         Some(Command::Audit(command)) => audit(cli.data, command).await,
         Some(Command::Bundle(command)) => bundle(cli.data, command).await,
+        Some(Command::Policy(command)) => crate::policy_cli::run(command).await,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod outage;
+pub mod policy_cli;
 pub mod router;
 pub mod security;
 pub mod startup;

@@ -237,6 +237,7 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("list_pins", Allowed::SignedIn, String::new()),
         ("pin_group", Allowed::Roles(DEFINERS), "labels=matrix%3Dnone&revision=999999&reason=matrix".into()),
         ("release_pin", Allowed::Roles(DEFINERS), "pin_id=999999&reason=matrix".into()),
+        ("run_policy_cases", Allowed::SignedIn, "cases=%7B%22cases%22%3A%5B%5D%7D&against=draft".into()),
         ("explain_request", Allowed::SignedIn, format!("case[against]=draft&case[api_id]={api}&case[method]=GET&case[path]=%2Fthings%2F1")),
     ]
 }
@@ -437,6 +438,7 @@ fn rest_call(world: &World, method: &str, path: &str, caller: Caller, revision: 
             json(serde_json::json!({"reason": "matrix"}))
         }
         ("post", "/api/v1/bundles/pins") => json(serde_json::json!({"labels": {"matrix": name}, "revision": own.canary, "reason": "matrix"})),
+        ("post", "/api/v1/policy") => json(serde_json::json!({})),
         ("post", "/api/v1/bundles/keys/rotate") => json(serde_json::json!({"reason": "matrix", "overlap_hours": 1})),
         ("post", "/api/v1/apis") | ("put", "/api/v1/apis/{id}/spec") => Some(matrix_document(&format!("{route} by {caller:?}"))),
         ("patch", "/api/v1/apis/{id}") => json(serde_json::json!({"lifecycle": "active"})),

@@ -42,7 +42,7 @@ fn compile(pattern: &str) -> Result<regex::Regex, String> {
 }
 
 /// Checks and normalises a class definition.
-fn checked(name: &str, description: &str, keywords: &[String], patterns: &[String]) -> Result<CustomClass, StoreError> {
+pub(crate) fn checked(name: &str, description: &str, keywords: &[String], patterns: &[String]) -> Result<CustomClass, StoreError> {
     let name = check_name(name)?;
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(StoreError::invalid("description", "is too long"));
@@ -167,7 +167,7 @@ pub async fn delete_custom_class(db: &Db, name: &str, context: &AuditContext) ->
 
 /// Classifies every stored operation again with the classes the transaction sees, and
 /// refreshes each API's class list. Returns how many operations changed.
-async fn reclassify_all(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<usize, StoreError> {
+pub(crate) async fn reclassify_all(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<usize, StoreError> {
     let classes = sqlx::query("SELECT name, description, keywords, patterns, created_at FROM data_class")
         .fetch_all(&mut **tx)
         .await?

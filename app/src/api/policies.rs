@@ -101,6 +101,23 @@ pub async fn release_pin(pin_id: i64, reason: String) -> Result<BundlePin, AppEr
     bundles::unpin(&state()?.db, pin_id, &reason, &audit_context(&principal)).await.map_err(store_error)
 }
 
+/// Anyone signed in: runs a policy test file (cases of a request and the decision
+/// expected) against the draft or a revision.
+#[server(prefix = "/rpc", endpoint = "run_policy_cases")]
+pub async fn run_policy_cases(cases: String, against: String) -> Result<crate::policy_code::CaseRun, AppError> {
+    require_signed_in()?;
+    if cases.len() > 4 * 1024 * 1024 {
+        return Err(fail(AppError::invalid("cases", "the file is larger than 4 MiB")));
+    }
+    match crate::policy_code::ssr::run_cases(&state()?.db, &cases, &against).await.map_err(store_error)? {
+        Ok(run) => Ok(run),
+        Err(problems) => {
+            let listed: Vec<String> = problems.iter().take(10).map(ToString::to_string).collect();
+            Err(fail(AppError::invalid("cases", format!("{} problem(s): {}", problems.len(), listed.join("; ")))))
+        }
+    }
+}
+
 /// A request to try against a policy, as the decision explorer's form (and its shareable
 /// URL) carries it. Empty fields mean "not given".
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -4,9 +4,10 @@
 
 use crate::api::inventory::list_apis;
 use crate::api::policies::{
-    CreateDraft, ExplorerCase, PinGroup, PromoteBundle, PublishBundle, ReleasePin, RollbackBundle, explain_request, list_bundles, list_pins,
-    preview_policy,
+    CreateDraft, ExplorerCase, PinGroup, PromoteBundle, PublishBundle, ReleasePin, RollbackBundle, RunPolicyCases, explain_request,
+    list_bundles, list_pins, preview_policy,
 };
+use crate::policy_code::CaseRun;
 use crate::auth::use_me;
 use crate::components::{ActionOutcome, ErrorMessage, Loaded, format_time};
 use crate::publishing::Preview;
@@ -91,7 +92,54 @@ pub fn PoliciesPage() -> impl IntoView {
             })}
         </section>
         <DecisionExplorer/>
+        <PolicyCases/>
     }
+}
+
+/// The same test files `palisade policy test` runs, run here against the draft or any
+/// revision.
+#[component]
+fn PolicyCases() -> impl IntoView {
+    let run = ServerAction::<RunPolicyCases>::new();
+    let example = r#"{"cases": [{"name": "anonymous reads are refused", "api": "Pets", "request": {"method": "GET", "path": "/pets/1"}, "expect": {"allow": false, "status": 401}}]}"#;
+    view! {
+        <section class="card" id="cases">
+            <h2>"Policy tests"</h2>
+            <p>"A test file (as in "<code>"tests/*.json"</code>" for "<code>"palisade policy test"</code>"): each case a request and the decision expected."</p>
+            <ActionForm action=run>
+                <label>"Test file" <textarea name="cases" rows="8" required placeholder=example></textarea></label>
+                <label>"Against" <input type="text" name="against" value="draft"/></label>
+                <button type="submit">"Run the cases"</button>
+            </ActionForm>
+            {move || run.value().get().map(|outcome| match outcome {
+                Ok(run) => cases_view(run),
+                Err(error) => view! { <ErrorMessage error/> }.into_any(),
+            })}
+        </section>
+    }
+}
+
+fn cases_view(run: CaseRun) -> AnyView {
+    let failed = run.results.iter().filter(|r| !r.passed).count();
+    let passed = run.results.len() - failed;
+    view! {
+        <div data-testid="case-results" class=if failed == 0 { "success" } else { "error" }>
+            <p><strong>{format!("{passed} passed, {failed} failed")}</strong>" against "{run.against}</p>
+            <table>
+                <thead><tr><th>"Case"</th><th>"Result"</th><th>"Decision"</th></tr></thead>
+                <tbody>
+                    {run.results.into_iter().map(|result| view! {
+                        <tr>
+                            <td>{result.name}</td>
+                            <td>{if result.passed { "pass" } else { "FAIL" }}</td>
+                            <td>{result.detail}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
 }
 
 /// The case in the page's URL, so a case is shared by sharing the link.

@@ -11,6 +11,7 @@ mod client_apps;
 mod data_classes;
 mod error;
 mod me;
+mod policy;
 mod protection;
 mod users;
 
@@ -84,6 +85,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bundles::meant_for))
         .routes(routes!(bundles::bundle_keys))
         .routes(routes!(bundles::rotate_bundle_key))
+        .routes(routes!(policy::export_policy, policy::import_policy))
 }
 
 /// The OpenAPI document of every `/api/v1` route.
