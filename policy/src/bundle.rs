@@ -1,8 +1,9 @@
 //! Bundles: the compiled policy with a header (format version, revision, creation time,
 //! issuing key, content hash, target labels, where it came from, the keys agents should
 //! trust next), encoded canonically (RFC 8785 JSON) and signed with Ed25519. The signed
-//! file is `{"signed": "<canonical bundle>", "signature": "<hex>"}` and nothing else, so
-//! every byte an agent acts on is covered by the signature.
+//! file is `{"signature":"<hex>","signed":<canonical bundle>}` byte for byte (itself the
+//! canonical form of that object) and nothing else, so every byte an agent acts on is
+//! covered by the signature, and checking it needs no unescaping or copying.
 //!
 //! Key rotation needs no agent restart: every bundle announces the key set its signer
 //! vouches for, and an agent that accepts a bundle adopts that set ([`TrustStore::adopt`]).
@@ -100,13 +101,29 @@ pub struct Bundle {
     pub policy: CompiledPolicy,
 }
 
-/// The file as stored and sent: the canonical bundle text and its signature.
-#[derive(Serialize, Deserialize)]
+/// The file's fixed frame: `{"signature":"<128 hex>","signed":<bundle>}`.
+const FILE_OPEN: &str = "{\"signature\":\"";
+const FILE_MIDDLE: &str = "\",\"signed\":";
+
+/// The frame revisions stored before the current one used: the bundle as a JSON string.
+/// Read (never verified) so a control plane upgraded in place can still show and roll
+/// back to them.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignedFile<'a> {
-    #[serde(borrow)]
-    signed: std::borrow::Cow<'a, str>,
+struct LegacyFile {
+    signed: String,
+    #[allow(dead_code)]
     signature: String,
+}
+
+/// The signature and the signed text of a file in the frame.
+fn split_file(bytes: &[u8]) -> Result<(&str, &str), VerifyError> {
+    let malformed = || VerifyError::Malformed("expected {\"signature\":\"<hex>\",\"signed\":<bundle>}".to_owned());
+    let text = std::str::from_utf8(bytes).map_err(|_| VerifyError::Malformed("not UTF-8".to_owned()))?;
+    let rest = text.strip_prefix(FILE_OPEN).ok_or_else(malformed)?;
+    let (signature, rest) = rest.split_once(FILE_MIDDLE).ok_or_else(malformed)?;
+    let signed = rest.strip_suffix('}').ok_or_else(malformed)?;
+    Ok((signature, signed))
 }
 
 /// What is read of a header before the strict parse.
@@ -235,7 +252,7 @@ pub fn key_id(key: &VerifyingKey) -> String {
 pub fn encode_signed(bundle: &Bundle, sign: impl FnOnce(&[u8]) -> String) -> Vec<u8> {
     let signed = serde_jcs::to_string(bundle).unwrap_or_default();
     let signature = sign(signed.as_bytes());
-    serde_json::to_vec(&SignedFile { signed: signed.into(), signature }).unwrap_or_default()
+    format!("{FILE_OPEN}{signature}{FILE_MIDDLE}{signed}}}").into_bytes()
 }
 
 /// Signs a bundle with a key in hand.
@@ -246,8 +263,12 @@ pub fn sign(bundle: &Bundle, key: &SigningKey) -> Vec<u8> {
 /// The bundle inside a signed file, without verifying it: for reading back what this
 /// control plane itself stored. Agents use [`verify`].
 pub fn decode_unverified(bytes: &[u8]) -> Result<Bundle, VerifyError> {
-    let file: SignedFile = serde_json::from_slice(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    serde_json::from_str(&file.signed).map_err(|e| VerifyError::Malformed(e.to_string()))
+    let malformed = |e: serde_json::Error| VerifyError::Malformed(e.to_string());
+    let framed = split_file(bytes).and_then(|(_, signed)| serde_json::from_str(signed).map_err(malformed));
+    framed.or_else(|error| match serde_json::from_slice::<LegacyFile>(bytes) {
+        Ok(legacy) => serde_json::from_str(&legacy.signed).map_err(malformed),
+        Err(_) => Err(error),
+    })
 }
 
 /// The header a new bundle for `policy` carries.
@@ -267,13 +288,13 @@ pub fn header(policy: &CompiledPolicy, revision: u64, created_at: i64, key_id: &
 /// A bundle whose signature, form, hash and revision were checked, before its policy is
 /// parsed: what verification costs, apart from loading.
 #[derive(Debug)]
-pub struct Checked {
+pub struct Checked<'a> {
     pub header: Header,
-    signed: String,
+    signed: &'a str,
     policy_at: std::ops::Range<usize>,
 }
 
-impl Checked {
+impl Checked<'_> {
     /// The canonical text of the policy, exactly as signed.
     pub fn policy_text(&self) -> &str {
         &self.signed[self.policy_at.clone()]
@@ -295,13 +316,12 @@ pub fn verify(bytes: &[u8], trust: &TrustStore, active_revision: u64, now: i64) 
 /// Checks, in order: size, shape, format version, key, signature, canonical form and
 /// content hash, announced keys, revision. Only the header is parsed: the policy is covered
 /// by the signature and the content hash, and parsed when loaded.
-pub fn check(bytes: &[u8], trust: &TrustStore, active_revision: u64, now: i64) -> Result<Checked, VerifyError> {
+pub fn check<'a>(bytes: &'a [u8], trust: &TrustStore, active_revision: u64, now: i64) -> Result<Checked<'a>, VerifyError> {
     if bytes.len() > MAX_BUNDLE_BYTES {
         return Err(VerifyError::TooLarge);
     }
     let malformed = |e: serde_json::Error| VerifyError::Malformed(e.to_string());
-    let file: SignedFile = serde_json::from_slice(bytes).map_err(malformed)?;
-    let signed = file.signed.into_owned();
+    let (signature_hex, signed) = split_file(bytes)?;
     // Canonical JSON sorts keys, so the text is `{"header":…,"policy":…}`: the header is
     // read on its own, and the policy's bytes are left to the signature and the hash.
     const OPEN: &str = "{\"header\":";
@@ -321,7 +341,7 @@ pub fn check(bytes: &[u8], trust: &TrustStore, active_revision: u64, now: i64) -
     }
     let header = Header::deserialize(header_value).map_err(malformed)?;
     let key = trust.key(&header.key_id, now)?;
-    let signature = hex::decode(&file.signature)
+    let signature = hex::decode(signature_hex)
         .ok()
         .and_then(|bytes| Signature::from_slice(&bytes).ok())
         .ok_or(VerifyError::BadSignature)?;
@@ -404,10 +424,12 @@ mod tests {
 
     /// The signed file with its `signed` text changed by `edit`, signature kept.
     fn tampered(bytes: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
-        let mut file: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-        let signed = file["signed"].as_str().unwrap().to_owned();
-        file["signed"] = edit(&signed).into();
-        serde_json::to_vec(&file).unwrap()
+        let (signature, signed) = split_file(bytes).unwrap();
+        framed(signature, &edit(signed))
+    }
+
+    fn framed(signature: &str, signed: &str) -> Vec<u8> {
+        format!("{FILE_OPEN}{signature}{FILE_MIDDLE}{signed}}}").into_bytes()
     }
 
     #[test]
@@ -418,12 +440,17 @@ mod tests {
 
         let flipped = tampered(&good, |s| s.replace("\"revision\":5", "\"revision\":6"));
         assert_eq!(verify(&flipped, &keys, 4, NOW), Err(VerifyError::BadSignature));
-        let mut stripped: serde_json::Value = serde_json::from_slice(&good).unwrap();
-        stripped.as_object_mut().unwrap().remove("signature");
-        assert!(matches!(verify(&serde_json::to_vec(&stripped).unwrap(), &keys, 4, NOW), Err(VerifyError::Malformed(_))));
-        let mut extra: serde_json::Value = serde_json::from_slice(&good).unwrap();
-        extra["unsigned_routes"] = serde_json::json!({"GET": []});
-        assert!(matches!(verify(&serde_json::to_vec(&extra).unwrap(), &keys, 4, NOW), Err(VerifyError::Malformed(_))), "no field outside the signature");
+        let (signature, signed) = split_file(&good).unwrap();
+        let stripped = format!("{{\"signed\":{signed}}}");
+        assert!(matches!(verify(stripped.as_bytes(), &keys, 4, NOW), Err(VerifyError::Malformed(_))));
+        assert_eq!(verify(&framed("", signed), &keys, 4, NOW), Err(VerifyError::BadSignature), "an empty signature");
+        // Fields outside the signed text, before or after it, are refused.
+        let after = framed(signature, &format!("{signed},\"unsigned_routes\":{{\"GET\":[]}}"));
+        assert!(verify(&after, &keys, 4, NOW).is_err(), "no field after the signed text");
+        let before = format!("{FILE_OPEN}{signature}\",\"unsigned\":1{FILE_MIDDLE}{signed}}}");
+        assert!(verify(before.as_bytes(), &keys, 4, NOW).is_err(), "no field before it");
+        let pretty = serde_json::to_vec_pretty(&serde_json::json!({"signature": signature, "signed": serde_json::from_str::<serde_json::Value>(signed).unwrap()})).unwrap();
+        assert!(matches!(verify(&pretty, &keys, 4, NOW), Err(VerifyError::Malformed(_))), "only the canonical frame");
         let (stranger, _) = signed_pair();
         assert!(matches!(verify(&sign(&bundle(&stranger, 5), &stranger), &keys, 4, NOW), Err(VerifyError::UnknownKey(_))));
         // Signed by a trusted key but claiming another trusted key's id: the signature fails.
@@ -443,8 +470,16 @@ mod tests {
         assert_eq!(verify(&vec![b' '; MAX_BUNDLE_BYTES + 1], &keys, 0, NOW), Err(VerifyError::TooLarge));
         // A field added to the signed text, signed again by a trusted key: still refused.
         let padded = serde_jcs::to_string(&bundle(&key, 5)).unwrap().replacen("\"policy\":", "\"padding\":1,\"policy\":", 1);
-        let file = serde_json::json!({"signed": padded, "signature": hex::encode(key.sign(padded.as_bytes()).to_bytes())});
-        assert_eq!(verify(&serde_json::to_vec(&file).unwrap(), &keys, 4, NOW), Err(VerifyError::NotCanonical));
+        let file = framed(&hex::encode(key.sign(padded.as_bytes()).to_bytes()), &padded);
+        assert_eq!(verify(&file, &keys, 4, NOW), Err(VerifyError::NotCanonical));
+    }
+
+    #[test]
+    fn revisions_stored_in_the_earlier_frame_still_read() {
+        let (key, _) = signed_pair();
+        let signed = serde_jcs::to_string(&bundle(&key, 2)).unwrap();
+        let legacy = serde_json::to_vec(&serde_json::json!({"signed": signed, "signature": "00"})).unwrap();
+        assert_eq!(decode_unverified(&legacy).unwrap().header.revision, 2);
     }
 
     #[test]
@@ -480,8 +515,7 @@ mod tests {
         // The same content with a space: a signature over it verifies, the form does not.
         for loose in [signed.replacen(':', ": ", 1), signed.replacen("\"revision\":1", "\"revision\": 1", 1)] {
             let signature = hex::encode(key.sign(loose.as_bytes()).to_bytes());
-            let file = serde_json::to_vec(&serde_json::json!({"signed": loose, "signature": signature})).unwrap();
-            assert_eq!(verify(&file, &keys, 0, NOW), Err(VerifyError::NotCanonical));
+            assert_eq!(verify(&framed(&signature, &loose), &keys, 0, NOW), Err(VerifyError::NotCanonical));
         }
     }
 

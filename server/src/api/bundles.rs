@@ -237,7 +237,7 @@ pub async fn list_bundles(State(state): State<AppState>, caller: Caller) -> Resu
     params(("revision" = i64, Path, description = "The revision")),
     security(("bearer" = ["admin", "security", "developer", "auditor"])),
     responses(
-        (status = 200, description = "`{\"signed\": \"<canonical bundle>\", \"signature\": \"<hex>\"}`", content_type = "application/json"),
+        (status = 200, description = "`{\"signature\":\"<hex>\",\"signed\":<canonical bundle>}`, byte for byte", content_type = "application/json"),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such revision", body = ErrorBody),
     )

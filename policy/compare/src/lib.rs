@@ -1,0 +1,1 @@
+//! Only the bench lives here: `benches/compare.rs`.
