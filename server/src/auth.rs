@@ -10,8 +10,25 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use store::login_throttle::{self, Verdict};
 use store::audit::{self, Actor, Change};
-use store::{accounts, now_millis};
+use store::{accounts, mfa, now_millis};
 use tower_sessions::Session;
+
+/// Session keys of a sign-in waiting for its second factor: which account, with which
+/// session generation, since when, and where to go after.
+const PENDING_ACCOUNT: &str = "mfa_pending_account";
+const PENDING_GENERATION: &str = "mfa_pending_generation";
+const PENDING_EMAIL: &str = "mfa_pending_email";
+const PENDING_SINCE: &str = "mfa_pending_since";
+const PENDING_NEXT: &str = "mfa_pending_next";
+/// How long the second step may take after the password.
+const PENDING_MILLIS: i64 = 5 * 60_000;
+
+/// The second-factor form. Missing fields are treated like wrong ones.
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    code: String,
+}
 
 /// The sign-in form. Missing fields are treated like wrong ones.
 #[derive(Deserialize, Debug, Default)]
@@ -86,19 +103,124 @@ pub async fn login(
     if let Err(error) = login_throttle::clear_account(&state.db, &email_key).await {
         return internal(error);
     }
-    let actor = Actor { kind: "user", id: Some(account.account_id.0), label: email_key.clone() };
-    let context = audit_context_for(&headers, &extensions, actor);
-    let change = Change::success("session.login", "account", account.account_id);
+    // With a second factor, the password only opens the second step; the session is not
+    // signed in until the code is right.
+    match mfa::is_enrolled(&state.db, account.account_id).await {
+        Ok(false) => {}
+        Ok(true) => {
+            let pending = async {
+                session.cycle_id().await?;
+                session.insert(PENDING_ACCOUNT, account.account_id.0).await?;
+                session.insert(PENDING_GENERATION, account.session_generation).await?;
+                session.insert(PENDING_EMAIL, &email_key).await?;
+                session.insert(PENDING_SINCE, now).await?;
+                session.insert(PENDING_NEXT, safe_next(&form.next)).await
+            };
+            if let Err(error) = pending.await {
+                tracing::error!(%error, "could not keep a pending sign-in");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            return Redirect::to("/login?step=code").into_response();
+        }
+        Err(error) => return internal(error),
+    }
+    finish_login(&state, &session, &headers, &extensions, account.account_id, account.session_generation, &email_key, &source, None, safe_next(&form.next))
+        .await
+}
+
+/// Audits the sign-in and starts the session.
+#[allow(clippy::too_many_arguments)]
+async fn finish_login(
+    state: &AppState,
+    session: &Session,
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+    account_id: store::AccountId,
+    generation: i64,
+    email_key: &str,
+    source: &str,
+    second_factor: Option<&str>,
+    next: &str,
+) -> Response {
+    let actor = Actor { kind: "user", id: Some(account_id.0), label: email_key.to_owned() };
+    let context = audit_context_for(headers, extensions, actor);
+    let details = serde_json::json!({"second_factor": second_factor});
+    let change = Change::success("session.login", "account", account_id).with_details(details);
     if let Err(error) = audit::record(&state.db, &context, change).await {
         return internal(error);
     }
-    if let Err(error) = start_session(&session, account.account_id, account.session_generation).await {
+    if let Err(error) = start_session(session, account_id, generation).await {
         tracing::error!(%error, "could not start a session");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     metrics::counter!("palisade_logins_total", "outcome" => "succeeded").increment(1);
-    tracing::info!(account = %account.account_id, %source, "signed in");
-    Redirect::to(safe_next(&form.next)).into_response()
+    tracing::info!(account = %account_id, %source, "signed in");
+    Redirect::to(next).into_response()
+}
+
+/// `POST /auth/mfa`: the second step of a sign-in, a TOTP code or a recovery code. Wrong
+/// codes count against the same throttle as wrong passwords.
+pub async fn second_factor(State(state): State<AppState>, session: Session, request: Request) -> Response {
+    let source = client_address(request.extensions());
+    let (headers, extensions) = (request.headers().clone(), request.extensions().clone());
+    let form = match Form::<CodeForm>::from_request(request, &state).await {
+        Ok(Form(form)) => form,
+        Err(_) => CodeForm::default(),
+    };
+    let read = async {
+        let account: Option<i64> = session.get(PENDING_ACCOUNT).await?;
+        let generation: Option<i64> = session.get(PENDING_GENERATION).await?;
+        let email: Option<String> = session.get(PENDING_EMAIL).await?;
+        let since: Option<i64> = session.get(PENDING_SINCE).await?;
+        let next: Option<String> = session.get(PENDING_NEXT).await?;
+        Ok::<_, tower_sessions::session::Error>((account, generation, email, since, next))
+    };
+    let Ok((Some(account), Some(generation), Some(email_key), Some(since), next)) = read.await else {
+        return login_failed("expired-code");
+    };
+    let now = now_millis();
+    if now - since > PENDING_MILLIS {
+        let _ = session.flush().await;
+        return login_failed("expired-code");
+    }
+    match login_throttle::check(&state.db, &state.auth.throttle, &email_key, &source, now).await {
+        Ok(Verdict::Allowed) => {}
+        Ok(Verdict::RetryAfter(wait)) => {
+            let mut response = Redirect::to("/login?step=code&error=throttled").into_response();
+            if let Ok(seconds) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, seconds);
+            }
+            return response;
+        }
+        Err(error) => return internal(error),
+    }
+    let account_id = store::AccountId(account);
+    let actor = Actor { kind: "user", id: Some(account), label: email_key.clone() };
+    let context = audit_context_for(&headers, &extensions, actor);
+    let accepted = match mfa::verify(&state.db, &state.master, account_id, &email_key, &form.code, now, &context).await {
+        Ok(accepted) => accepted,
+        Err(error) => return internal(error),
+    };
+    let Some(accepted) = accepted else {
+        metrics::counter!("palisade_logins_total", "outcome" => "failed").increment(1);
+        let context = audit_context_for(&headers, &extensions, Actor::anonymous(&email_key));
+        if let Err(error) = login_throttle::record_failure(&state.db, &email_key, &source, now, &context).await {
+            return internal(error);
+        }
+        return Redirect::to("/login?step=code&error=code").into_response();
+    };
+    if let Err(error) = login_throttle::clear_account(&state.db, &email_key).await {
+        return internal(error);
+    }
+    for key in [PENDING_ACCOUNT, PENDING_GENERATION, PENDING_EMAIL, PENDING_SINCE, PENDING_NEXT] {
+        let _ = session.remove_value(key).await;
+    }
+    let factor = match accepted {
+        mfa::Accepted::Totp => "totp",
+        mfa::Accepted::RecoveryCode { .. } => "recovery_code",
+    };
+    let next = next.unwrap_or_else(|| "/".to_owned());
+    finish_login(&state, &session, &headers, &extensions, account_id, generation, &email_key, &source, Some(factor), safe_next(&next)).await
 }
 
 /// `POST /auth/logout`: deletes the session server-side, so its cookie is worthless.

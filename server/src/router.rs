@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     let browser = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/mfa", post(auth::second_factor))
         .route("/rpc/{*name}", get(server_fn_handler).post(server_fn_handler))
         .route("/audit/export", get(crate::audit_download::export))
         .leptos_routes_with_context(

@@ -33,6 +33,8 @@ pub mod findings;
 #[cfg(feature = "db")]
 pub mod login_throttle;
 #[cfg(feature = "db")]
+pub mod mfa;
+#[cfg(feature = "db")]
 pub mod openapi;
 #[cfg(feature = "db")]
 pub mod passwords;

@@ -110,3 +110,72 @@ pub async fn revoke_my_token(token_id: i64) -> Result<(), AppError> {
         .await
         .map_err(store_error)
 }
+
+/// One's second factor: whether it is set up, and how many recovery codes are left.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TwoFactorStatus {
+    pub enrolled: bool,
+    pub recovery_codes_left: i64,
+}
+
+/// What an authenticator app needs to start: the secret, its `otpauth://` URI and that URI
+/// as a QR code (SVG).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MfaEnrollment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+/// Signed in: one's second-factor status.
+#[server(prefix = "/rpc", endpoint = "mfa_status")]
+pub async fn mfa_status() -> Result<TwoFactorStatus, AppError> {
+    let principal = require_signed_in()?;
+    let db = state()?.db;
+    let enrolled = store::mfa::is_enrolled(&db, principal.account_id).await.map_err(store_error)?;
+    let recovery_codes_left = store::mfa::recovery_codes_left(&db, principal.account_id).await.map_err(store_error)?;
+    Ok(TwoFactorStatus { enrolled, recovery_codes_left })
+}
+
+/// Signed in: starts setting up an authenticator app (a fresh secret each time, until a
+/// code confirms one).
+#[server(prefix = "/rpc", endpoint = "begin_mfa")]
+pub async fn begin_mfa() -> Result<MfaEnrollment, AppError> {
+    let principal = require_signed_in()?;
+    let state = state()?;
+    let enrollment = store::mfa::begin_enrollment(&state.db, &state.master, principal.account_id, &principal.email).await.map_err(store_error)?;
+    let qr_svg = qrcode::QrCode::new(enrollment.otpauth_uri.as_bytes())
+        .map_err(|_| fail(AppError::Internal))?
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .build();
+    Ok(MfaEnrollment { secret: enrollment.secret_base32, otpauth_uri: enrollment.otpauth_uri, qr_svg })
+}
+
+/// Signed in: confirms the authenticator with a code it shows; returns the recovery codes,
+/// shown this once.
+#[server(prefix = "/rpc", endpoint = "confirm_mfa")]
+pub async fn confirm_mfa(code: String) -> Result<Vec<String>, AppError> {
+    let principal = require_signed_in()?;
+    let state = state()?;
+    let now = store::now_millis();
+    store::mfa::confirm_enrollment(&state.db, &state.master, principal.account_id, &principal.email, &code, now, &audit_context(&principal))
+        .await
+        .map_err(store_error)
+}
+
+/// Signed in: removes one's second factor, with a current code (or a recovery code) so an
+/// unattended session cannot do it.
+#[server(prefix = "/rpc", endpoint = "remove_mfa")]
+pub async fn remove_mfa(code: String) -> Result<(), AppError> {
+    let principal = require_signed_in()?;
+    let state = state()?;
+    let context = audit_context(&principal);
+    let accepted = store::mfa::verify(&state.db, &state.master, principal.account_id, &principal.email, &code, store::now_millis(), &context)
+        .await
+        .map_err(store_error)?;
+    if accepted.is_none() {
+        return Err(fail(AppError::invalid("code", "is not a current code or an unused recovery code")));
+    }
+    store::mfa::remove(&state.db, principal.account_id, &context).await.map_err(store_error)
+}

@@ -10,6 +10,8 @@ fn error_text(code: &str) -> &'static str {
     match code {
         "throttled" => "Too many failed sign-ins. Wait a little and try again.",
         "origin" => "This sign-in came from another site and was refused.",
+        "code" => "That code is not right, or it was used already.",
+        "expired-code" => "The sign-in took too long. Start again with your password.",
         _ => "Email or password is incorrect.",
     }
 }
@@ -32,6 +34,23 @@ pub fn LoginPage() -> impl IntoView {
     let error = move || query.read().get("error").map(|code| error_text(&code));
     let notice = move || query.read().get("notice").and_then(|code| notice_text(&code));
     let next = move || query.read().get("next").unwrap_or_default();
+    if query.read_untracked().get("step").as_deref() == Some("code") {
+        return view! {
+            <Title text="Sign in"/>
+            <main class="login">
+                <form class="card" method="post" action="/auth/mfa">
+                    <h1>"Two-factor authentication"</h1>
+                    {move || error().map(|text| view! { <p class="error" role="alert" data-testid="login-error">{text}</p> })}
+                    <label>"Code from your authenticator app"
+                        <input type="text" name="code" autocomplete="one-time-code" required maxlength="20" autofocus/>
+                    </label>
+                    <p class="hint">"Lost the app? Enter one of your recovery codes instead."</p>
+                    <button type="submit">"Verify"</button>
+                </form>
+            </main>
+        }
+        .into_any();
+    }
     view! {
         <Title text="Sign in"/>
         <main class="login">

@@ -1,8 +1,9 @@
-//! Settings: one's own profile and password, and the navigation between settings pages.
+//! Settings: one's own profile, password and second factor, and the navigation between
+//! settings pages.
 
-use crate::api::account::ChangePassword;
+use crate::api::account::{BeginMfa, ChangePassword, ConfirmMfa, TwoFactorStatus, RemoveMfa, mfa_status};
 use crate::auth::use_me;
-use crate::components::ActionOutcome;
+use crate::components::{ActionOutcome, ErrorMessage, Loaded};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -59,5 +60,70 @@ pub fn ProfilePage() -> impl IntoView {
             </ActionForm>
             <ActionOutcome value=change.value() success="Password changed. Your other sessions have ended."/>
         </section>
+        <TwoFactor/>
     }
+}
+
+/// Two-factor authentication: set up an authenticator app (QR code, confirmation code,
+/// recovery codes shown once), or remove it with a current code.
+#[component]
+fn TwoFactor() -> impl IntoView {
+    let begin = ServerAction::<BeginMfa>::new();
+    let confirm = ServerAction::<ConfirmMfa>::new();
+    let remove = ServerAction::<RemoveMfa>::new();
+    let confirmed = move || confirm.value().get().is_some_and(|outcome| outcome.is_ok());
+    let removed = move || remove.value().get().is_some_and(|outcome| outcome.is_ok());
+    let status = Resource::new(move || (confirmed(), removed()), |_| mfa_status());
+    let render_status = move |status: TwoFactorStatus| status_view(status, begin, remove);
+    view! {
+        <section class="card" id="two-factor">
+            <h2>"Two-factor authentication"</h2>
+            <Loaded resource=status render=render_status/>
+            {move || begin.value().get().map(|outcome| match outcome {
+                Err(error) => view! { <ErrorMessage error/> }.into_any(),
+                Ok(_) if confirmed() => ().into_any(),
+                Ok(enrollment) => view! {
+                    <div data-testid="mfa-enrollment">
+                        <p>"Scan this code with an authenticator app, or type the key in, then enter the code it shows."</p>
+                        <div class="qr" inner_html=enrollment.qr_svg></div>
+                        <p>"Key: "<code data-testid="mfa-secret">{enrollment.secret}</code></p>
+                        <ActionForm action=confirm>
+                            <label>"Code from the app"
+                                <input type="text" name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="6"/>
+                            </label>
+                            <button type="submit">"Confirm"</button>
+                        </ActionForm>
+                        {move || confirm.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
+                    </div>
+                }.into_any(),
+            })}
+            {move || confirm.value().get().and_then(Result::ok).map(|codes| view! {
+                <div class="success" role="status">
+                    <p>"Two-factor authentication is on. Keep these recovery codes somewhere safe: each signs you in once if you lose the app, and they are not shown again."</p>
+                    <ul data-testid="recovery-codes">{codes.into_iter().map(|code| view! { <li><code>{code}</code></li> }).collect_view()}</ul>
+                </div>
+            })}
+        </section>
+    }
+}
+
+fn status_view(status: TwoFactorStatus, begin: ServerAction<BeginMfa>, remove: ServerAction<RemoveMfa>) -> AnyView {
+    if !status.enrolled {
+        return view! {
+            <p data-testid="mfa-status">"Off: a password alone signs you in."</p>
+            <ActionForm action=begin>
+                <button type="submit">"Set up an authenticator app"</button>
+            </ActionForm>
+        }
+        .into_any();
+    }
+    view! {
+        <p data-testid="mfa-status">{format!("On: {} recovery codes left.", status.recovery_codes_left)}</p>
+        <ActionForm action=remove>
+            <label>"Current code or a recovery code" <input type="text" name="code" autocomplete="one-time-code" required/></label>
+            <button type="submit" class="danger">"Turn off two-factor authentication"</button>
+        </ActionForm>
+        {move || remove.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
+    }
+    .into_any()
 }

@@ -1,0 +1,78 @@
+import { test, expect } from '@playwright/test';
+import { createHmac } from 'node:crypto';
+import { createUser, signIn, signInAsAdmin, signOut, waitForHydration, watchForViolations } from './helpers';
+
+const EMAIL = 'ciso.mfa.e2e@example.com';
+const PASSWORD = 'two factor e2e password';
+
+/** RFC 4648 base32 (no padding) to bytes. */
+function base32(text: string): Buffer {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of text.replace(/=+$/, '')) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const bytes = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(bytes);
+}
+
+/** RFC 6238 TOTP (SHA-1, six digits, 30 s), as an authenticator app computes it. */
+function totp(secret: string, at: number): string {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30_000)));
+  const mac = createHmac('sha1', base32(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return value.toString().padStart(6, '0');
+}
+
+test('a security user sets up an authenticator, signs in with a code, and once with a recovery code', async ({ page }) => {
+  const problems = watchForViolations(page);
+  await signInAsAdmin(page);
+  await createUser(page, EMAIL, 'security', null, PASSWORD);
+  await signOut(page);
+
+  await signIn(page, EMAIL, PASSWORD);
+  await page.goto('/settings');
+  await waitForHydration(page);
+  const section = page.locator('#two-factor');
+  await expect(section.getByTestId('mfa-status')).toContainText('Off');
+  await section.getByRole('button', { name: 'Set up an authenticator app' }).click();
+  await expect(section.locator('.qr svg')).toBeVisible();
+  const secret = (await section.getByTestId('mfa-secret').textContent())!.trim();
+  await section.getByLabel('Code from the app').fill('000000' === totp(secret, Date.now()) ? '111111' : '000000');
+  await section.getByRole('button', { name: 'Confirm' }).click();
+  await expect(section.getByRole('alert')).toBeVisible();
+  const enrolledAt = Date.now();
+  await section.getByLabel('Code from the app').fill(totp(secret, enrolledAt));
+  await section.getByRole('button', { name: 'Confirm' }).click();
+  const codes = section.getByTestId('recovery-codes').locator('li');
+  await expect(codes).toHaveCount(10);
+  const recovery = (await codes.first().textContent())!.trim();
+  await expect(section.getByTestId('mfa-status')).toContainText('On: 10 recovery codes left');
+  await signOut(page);
+
+  // The password alone now leads to the second step; the next code signs in.
+  await signIn(page, EMAIL, PASSWORD);
+  await expect(page.getByRole('heading', { name: 'Two-factor authentication' })).toBeVisible();
+  await page.getByLabel('Code from your authenticator app').fill('abcdef');
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expect(page.getByTestId('login-error')).toContainText('not right');
+  await page.getByLabel('Code from your authenticator app').fill(totp(secret, enrolledAt + 30_000));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+  await signOut(page);
+
+  // A recovery code works once.
+  await signIn(page, EMAIL, PASSWORD);
+  await page.getByLabel('Code from your authenticator app').fill(recovery);
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
+  await page.goto('/settings');
+  await expect(page.locator('#two-factor').getByTestId('mfa-status')).toContainText('On: 9 recovery codes left');
+  await signOut(page);
+  await signIn(page, EMAIL, PASSWORD);
+  await page.getByLabel('Code from your authenticator app').fill(recovery);
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expect(page.getByTestId('login-error')).toContainText('used already');
+  expect(problems).toEqual([]);
+});

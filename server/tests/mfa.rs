@@ -1,0 +1,101 @@
+//! Two-factor authentication with TOTP: enrollment needs a code the authenticator shows,
+//! after which the password only opens a second step; a wrong or reused code is refused
+//! and counts against the sign-in throttle; a recovery code signs in once; turning it off
+//! needs a code.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+use store::{Role, audit};
+
+const EMAIL: &str = "ciso@example.com";
+
+/// Signs in with the password and returns the pending session's cookie, checking that the
+/// password alone opened only the second step.
+async fn password_step(app: &TestApp) -> String {
+    let response = app.login(EMAIL, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/login?step=code");
+    let cookie = session_cookie(&response).expect("a pending session");
+    let whoami = body_json(app.send(rpc("whoami", "", Some(&cookie))).await).await;
+    assert!(whoami.is_null(), "not signed in before the code: {whoami}");
+    cookie
+}
+
+async fn code_step(app: &TestApp, cookie: &str, code: &str) -> http::Response<axum::body::Body> {
+    app.send(form_post("/auth/mfa", &format!("code={}", encode(code)), Some(cookie))).await
+}
+
+app_test!(totp_enrollment_sign_in_replay_recovery_and_removal, |app: TestApp| async move {
+    let app = app;
+    app.create_user(EMAIL, Role::Security, &[]).await;
+    let cookie = app.session_for(EMAIL).await;
+    let status = body_json(app.send(rpc("mfa_status", "", Some(&cookie))).await).await;
+    assert_eq!(status["enrolled"], false);
+
+    let enrollment = body_json(app.send(rpc("begin_mfa", "", Some(&cookie))).await).await;
+    let secret = enrollment["secret"].as_str().unwrap().to_owned();
+    assert!(enrollment["qr_svg"].as_str().unwrap().contains("<svg"));
+    assert!(enrollment["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/Palisade"));
+    // Until confirmed, the password alone still signs in.
+    assert_eq!(location(&app.login(EMAIL, PASSWORD).await), "/");
+    let wrong = app.send(rpc("confirm_mfa", "code=12345x", Some(&cookie))).await;
+    assert!(!wrong.status().is_success());
+    let enrolled_code = store::mfa::code_at(&secret, store::now_millis()).unwrap();
+    let confirmed = app.send(rpc("confirm_mfa", &format!("code={enrolled_code}"), Some(&cookie))).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let recovery: Vec<String> = serde_json::from_value(body_json(confirmed).await).unwrap();
+    assert_eq!(recovery.len(), store::mfa::RECOVERY_CODES);
+    let again = app.send(rpc("begin_mfa", "", Some(&cookie))).await;
+    assert!(!again.status().is_success(), "a confirmed factor is not replaced by reaching an open session");
+
+    // Now the password opens the second step only; a wrong code and the code already
+    // used at enrollment are refused.
+    let pending = password_step(&app).await;
+    let refused = code_step(&app, &pending, "000000").await;
+    assert_eq!(location(&refused), "/login?step=code&error=code");
+    assert_eq!(location(&code_step(&app, &pending, &enrolled_code).await), "/login?step=code&error=code", "a code works once");
+    // The next code signs in, once.
+    let next_code = store::mfa::code_at(&secret, store::now_millis() + 30_000).unwrap();
+    let accepted = code_step(&app, &pending, &next_code).await;
+    assert_eq!(location(&accepted), "/");
+    let signed_in = session_cookie(&accepted).unwrap();
+    let whoami = body_json(app.send(rpc("whoami", "", Some(&signed_in))).await).await;
+    assert_eq!(whoami["email"], EMAIL);
+    let replay = password_step(&app).await;
+    assert_eq!(location(&code_step(&app, &replay, &next_code).await), "/login?step=code&error=code", "replayed");
+
+    // A recovery code signs in once, in any case and with spaces.
+    let spaced = recovery[0].to_uppercase().replace('-', " - ");
+    assert_eq!(location(&code_step(&app, &replay, &spaced).await), "/");
+    let later = password_step(&app).await;
+    assert_eq!(location(&code_step(&app, &later, &recovery[0]).await), "/login?step=code&error=code", "used up");
+    // A code step without a password step first goes nowhere.
+    assert_eq!(location(&code_step(&app, &cookie, &recovery[1]).await), "/login?error=expired-code");
+
+    // Wrong codes count against the sign-in throttle.
+    let mut throttled = false;
+    for _ in 0..8 {
+        let response = code_step(&app, &later, "999999").await;
+        if location(&response) == "/login?step=code&error=throttled" {
+            assert!(response.headers().contains_key(http::header::RETRY_AFTER));
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "guessing codes is throttled");
+
+    let status = body_json(app.send(rpc("mfa_status", "", Some(&signed_in))).await).await;
+    assert_eq!((status["enrolled"].as_bool(), status["recovery_codes_left"].as_i64()), (Some(true), Some(9)));
+    // Turning it off needs a code.
+    assert!(!app.send(rpc("remove_mfa", "code=000000", Some(&signed_in))).await.status().is_success());
+    let removed = app.send(rpc("remove_mfa", &format!("code={}", recovery[2]), Some(&signed_in))).await;
+    assert_eq!(removed.status(), StatusCode::OK);
+    let actions: Vec<String> = audit::list_entries(&app.db, 0, 1_000).await.unwrap().into_iter().map(|e| e.action).collect();
+    for action in ["mfa.enroll", "mfa.recovery_code", "mfa.remove"] {
+        assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
+    }
+    store::login_throttle::clear_account(&app.db, EMAIL).await.unwrap();
+    assert_eq!(location(&app.login(EMAIL, PASSWORD).await), "/", "the password alone again");
+});
