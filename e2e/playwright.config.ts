@@ -42,6 +42,9 @@ export default defineConfig({
       PALISADE_ADMIN_PASSWORD: ADMIN_PASSWORD,
       // Sign audit checkpoints every second, so the Audit view always has a recent one.
       PALISADE_AUDIT_CHECKPOINT_SECONDS: '1',
+      // The suite signs in as admin and security with passwords; two_factor.spec.ts and
+      // server/tests/mfa.rs cover second factors and the requirement.
+      PALISADE_MFA_REQUIRED_ROLES: 'none',
       RUST_LOG: 'warn',
     },
   },

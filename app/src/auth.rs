@@ -27,8 +27,14 @@ pub mod ssr {
     const GENERATION_KEY: &str = "generation";
     /// The session key for the sign-in time (Unix ms), for the absolute timeout.
     const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+    /// The session key for the last time the user proved who they are (Unix ms): the
+    /// sign-in, or a password change.
+    const AUTHENTICATED_AT_KEY: &str = "authenticated_at";
     /// The session key for the last time activity extended the session (Unix ms).
     const SEEN_AT_KEY: &str = "seen_at";
+    /// Set when the account's role needs a second factor and it signed in without one: the
+    /// session may then only set one up.
+    pub const ENROLLMENT_REQUIRED_KEY: &str = "mfa_enrollment_required";
     /// Activity extends a session at most this often: a write per request would be waste.
     const MAX_REFRESH_MILLIS: i64 = 60_000;
 
@@ -47,8 +53,22 @@ pub mod ssr {
         session.insert(ACCOUNT_KEY, account_id.0).await?;
         session.insert(GENERATION_KEY, generation).await?;
         session.insert(SIGNED_IN_AT_KEY, now_millis()).await?;
+        session.insert(AUTHENTICATED_AT_KEY, now_millis()).await?;
         session.insert(SEEN_AT_KEY, now_millis()).await?;
         Ok(())
+    }
+
+    /// The signed-in principal if `allowed` says yes and their sign-in is recent enough for
+    /// a sensitive action; otherwise 401/403, or a request to sign in again.
+    pub async fn require_recent(allowed: impl Fn(&Principal) -> bool) -> Result<Principal, AppError> {
+        let principal = require(allowed)?;
+        let window = state()?.auth.recent_authentication;
+        let session: Session = leptos_axum::extract().await.map_err(|_| fail(AppError::Internal))?;
+        let at: Option<i64> = session.get(AUTHENTICATED_AT_KEY).await.map_err(session_error)?;
+        if at.is_none_or(|at| now_millis() - at > window.as_millis() as i64) {
+            return Err(fail(AppError::Reauthenticate(window.as_secs().div_ceil(60))));
+        }
+        Ok(principal)
     }
 
     /// The principal behind a session, enforcing the absolute timeout and ending sessions

@@ -105,7 +105,13 @@ pub fn Forbidden() -> impl IntoView {
 /// An error under a form or in place of a list.
 #[component]
 pub fn ErrorMessage(error: AppError) -> impl IntoView {
-    view! { <p class="error" role="alert">{error.to_string()}</p> }
+    // A stale sign-in is fixed by signing in again, and coming back here.
+    let again = matches!(error, AppError::Reauthenticate(_)).then(|| {
+        let here = leptos_router::hooks::use_location().pathname.get_untracked();
+        let href = format!("/login?reauth=1&next={}", crate::url::percent_encode(&here));
+        view! { " " <a href=href>"Sign in again"</a> }
+    });
+    view! { <p class="error" role="alert">{error.to_string()}{again}</p> }
 }
 
 /// The outcome of the last submission of a form: its error, or `success` when it worked.

@@ -11,6 +11,9 @@ pub enum AppError {
     Unauthenticated,
     #[error("You do not have permission to do this.")]
     Forbidden,
+    /// A sensitive action and a sign-in older than the recent-authentication window.
+    #[error("Confirm it is you: sign in again to do this (your last sign-in is over {0} minutes old).")]
+    Reauthenticate(u64),
     #[error("{0} not found.")]
     NotFound(String),
     /// Bad input: `field` names the form field the message belongs next to.
@@ -34,7 +37,7 @@ impl AppError {
     pub fn status(&self) -> u16 {
         match self {
             AppError::Unauthenticated => 401,
-            AppError::Forbidden => 403,
+            AppError::Forbidden | AppError::Reauthenticate(_) => 403,
             AppError::NotFound(_) => 404,
             AppError::Invalid { .. } | AppError::Request(_) => 400,
             AppError::Conflict(_) => 409,

@@ -20,6 +20,12 @@ pub struct AuthSettings {
     /// The externally visible origin (`https://palisade.example.com`), when behind a proxy:
     /// used for links and for checking `Origin` on state-changing requests.
     pub public_origin: Option<String>,
+    /// Roles that must have a second factor: signed in with a password alone, they can do
+    /// nothing but set one up.
+    pub mfa_required_roles: Vec<store::Role>,
+    /// How old a sign-in may be for sensitive actions (publishing, user administration,
+    /// removing a second factor) before they ask for a fresh one.
+    pub recent_authentication: Duration,
 }
 
 impl Default for AuthSettings {
@@ -30,6 +36,8 @@ impl Default for AuthSettings {
             throttle: ThrottlePolicy::default(),
             setup_link_ttl: Duration::from_secs(72 * 3600),
             public_origin: None,
+            mfa_required_roles: vec![store::Role::Admin, store::Role::Security],
+            recent_authentication: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Sign-in and sign-out for the dashboard (plain form posts, so they work without
 //! JavaScript), and the middleware that resolves each browser request's principal.
 
-use app::auth::ssr::{CurrentPrincipal, audit_context_for, client_address, resolve_session, start_session};
+use app::auth::ssr::{CurrentPrincipal, ENROLLMENT_REQUIRED_KEY, audit_context_for, client_address, resolve_session, start_session};
 use app::state::AppState;
 use axum::extract::{Form, Request, State};
 use axum::middleware::Next;
@@ -38,6 +38,9 @@ pub struct LoginForm {
     password: String,
     next: String,
 }
+
+/// What a session that must set up a second factor may still call.
+const ENROLLMENT_FUNCTIONS: [&str; 5] = ["whoami", "take_flash", "mfa_status", "begin_mfa", "confirm_mfa"];
 
 /// Pages anyone may see without signing in.
 const PUBLIC_PAGES: [&str; 2] = ["/login", "/setup-password"];
@@ -124,8 +127,20 @@ pub async fn login(
         }
         Err(error) => return internal(error),
     }
-    finish_login(&state, &session, &headers, &extensions, account.account_id, account.session_generation, &email_key, &source, None, safe_next(&form.next))
-        .await
+    // A role that needs a second factor, signed in with a password alone, may only set
+    // one up: the session is marked, and the middleware holds it to that.
+    let must_enroll = state.auth.mfa_required_roles.contains(&account.role);
+    let next = if must_enroll { "/settings?notice=enroll-mfa" } else { safe_next(&form.next) };
+    let response =
+        finish_login(&state, &session, &headers, &extensions, account.account_id, account.session_generation, &email_key, &source, None, next).await;
+    if must_enroll && response.status() == StatusCode::SEE_OTHER {
+        if let Err(error) = session.insert(ENROLLMENT_REQUIRED_KEY, true).await {
+            tracing::error!(%error, "could not mark a session for enrollment");
+            let _ = session.flush().await;
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    }
+    response
 }
 
 /// Audits the sign-in and starts the session.
@@ -262,6 +277,16 @@ pub async fn resolve_principal(
         && !path.starts_with("/rpc/")
         && !path.starts_with("/auth/")
         && !PUBLIC_PAGES.contains(&path);
+    if principal.is_some() && session.get::<bool>(ENROLLMENT_REQUIRED_KEY).await.ok().flatten() == Some(true) {
+        if is_page && path != "/settings" && !path.starts_with("/pkg/") {
+            return Redirect::to("/settings?notice=enroll-mfa").into_response();
+        }
+        let endpoint = path.strip_prefix("/rpc/");
+        if endpoint.is_some_and(|name| !ENROLLMENT_FUNCTIONS.contains(&name)) {
+            let message = "set up two-factor authentication under Settings first: your role requires it";
+            return (StatusCode::FORBIDDEN, message).into_response();
+        }
+    }
     if principal.is_none() && is_page {
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let next = app::url::percent_encode(target);

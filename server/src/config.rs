@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// Hours after sign-in at which a dashboard session ends, active or not.
     #[arg(long, env = "PALISADE_SESSION_ABSOLUTE_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=720))]
     pub session_absolute_hours: u64,
+    /// Roles that must set up a second factor before doing anything else (comma-separated,
+    /// or `none`).
+    #[arg(long, env = "PALISADE_MFA_REQUIRED_ROLES", default_value = "admin,security")]
+    pub mfa_required_roles: String,
 }
 
 impl ServeArgs {
@@ -115,10 +119,18 @@ impl ServeArgs {
                 format!("PALISADE_PUBLIC_URL {url:?} must look like https://host[:port]")
             })?),
         };
+        let mfa_required_roles = self
+            .mfa_required_roles
+            .split(',')
+            .map(str::trim)
+            .filter(|role| !role.is_empty() && *role != "none")
+            .map(|role| role.parse().map_err(|_| format!("PALISADE_MFA_REQUIRED_ROLES: {role:?} is not admin, security, developer, auditor or none")))
+            .collect::<Result<Vec<store::Role>, String>>()?;
         Ok(AuthSettings {
             idle_timeout: Duration::from_secs(self.session_idle_minutes * 60),
             absolute_timeout: Duration::from_secs(self.session_absolute_hours * 3600),
             public_origin,
+            mfa_required_roles,
             ..AuthSettings::default()
         })
     }

@@ -99,3 +99,82 @@ app_test!(totp_enrollment_sign_in_replay_recovery_and_removal, |app: TestApp| as
     store::login_throttle::clear_account(&app.db, EMAIL).await.unwrap();
     assert_eq!(location(&app.login(EMAIL, PASSWORD).await), "/", "the password alone again");
 });
+
+/// With the requirement on (the default for admins and security), a password-only sign-in
+/// can only set up a second factor; developers are not held.
+async fn requirement_app(backend: store::Backend) -> TestApp {
+    TestApp::with_settings(backend, app::state::AuthSettings::default()).await
+}
+
+async fn admins_and_security_must_set_up_a_second_factor_first(app: TestApp) {
+    app.create_user("admin@example.com", Role::Admin, &[]).await;
+    app.create_user("dev@example.com", Role::Developer, &[]).await;
+    let response = app.login("admin@example.com", PASSWORD).await;
+    assert_eq!(location(&response), "/settings?notice=enroll-mfa");
+    let cookie = session_cookie(&response).unwrap();
+    // Pages lead to the settings page; other server functions are refused.
+    assert_eq!(location(&app.send(get("/apis", Some(&cookie))).await), "/settings?notice=enroll-mfa");
+    assert_eq!(app.send(get("/settings", Some(&cookie))).await.status(), StatusCode::OK);
+    let refused = app.send(rpc("list_apis", "", Some(&cookie))).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(refused).await.contains("two-factor"));
+    assert_eq!(app.send(rpc("create_my_token", "name=escape&expires_in_days=1", Some(&cookie))).await.status(), StatusCode::FORBIDDEN);
+    // Setting it up frees the session.
+    let enrollment = body_json(app.send(rpc("begin_mfa", "", Some(&cookie))).await).await;
+    let code = store::mfa::code_at(enrollment["secret"].as_str().unwrap(), store::now_millis()).unwrap();
+    assert_eq!(app.send(rpc("confirm_mfa", &format!("code={code}"), Some(&cookie))).await.status(), StatusCode::OK);
+    assert_eq!(app.send(rpc("list_apis", "", Some(&cookie))).await.status(), StatusCode::OK);
+    assert_eq!(app.send(get("/apis", Some(&cookie))).await.status(), StatusCode::OK);
+    // A developer is not held.
+    let developer = app.login("dev@example.com", PASSWORD).await;
+    assert_eq!(location(&developer), "/");
+    assert_eq!(app.send(rpc("list_apis", "", Some(&session_cookie(&developer).unwrap()))).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admins_and_security_must_set_up_a_second_factor_first_sqlite() {
+    admins_and_security_must_set_up_a_second_factor_first(requirement_app(store::Backend::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn admins_and_security_must_set_up_a_second_factor_first_postgres() {
+    admins_and_security_must_set_up_a_second_factor_first(requirement_app(store::Backend::Postgres).await).await;
+}
+
+/// Sensitive actions (publishing, user administration, removing a second factor) need a
+/// sign-in within the recent-authentication window; signing in again restores them.
+async fn sensitive_actions_ask_for_a_recent_sign_in(backend: store::Backend) {
+    let settings = app::state::AuthSettings {
+        mfa_required_roles: Vec::new(),
+        recent_authentication: std::time::Duration::from_secs(1),
+        ..app::state::AuthSettings::default()
+    };
+    let app = TestApp::with_settings(backend, settings).await;
+    app.create_user("admin@example.com", Role::Admin, &[]).await;
+    let cookie = app.session_for("admin@example.com").await;
+    let publish = |cookie: String| {
+        let app = &app;
+        async move { app.send(rpc("publish_bundle", "revision=999999&reason=why", Some(&cookie))).await }
+    };
+    assert_eq!(publish(cookie.clone()).await.status(), StatusCode::NOT_FOUND, "fresh: the action goes ahead");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let stale = publish(cookie.clone()).await;
+    assert_eq!(stale.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(stale).await.contains("Reauthenticate"), "the browser can tell it apart from a refusal");
+    let create = app.send(rpc("create_team", "name=late", Some(&cookie))).await;
+    assert_eq!(create.status(), StatusCode::FORBIDDEN);
+    // Reading goes on; signing in again restores the sensitive actions.
+    assert_eq!(app.send(rpc("list_bundles", "", Some(&cookie))).await.status(), StatusCode::OK);
+    let again = app.session_for("admin@example.com").await;
+    assert_eq!(publish(again).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn sensitive_actions_ask_for_a_recent_sign_in_sqlite() {
+    sensitive_actions_ask_for_a_recent_sign_in(store::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sensitive_actions_ask_for_a_recent_sign_in_postgres() {
+    sensitive_actions_ask_for_a_recent_sign_in(store::Backend::Postgres).await;
+}

@@ -217,7 +217,7 @@ app_test!(no_javascript_forms_redirect_back_with_errors_and_flash, |app: TestApp
 });
 
 async fn with_timeouts(backend: store::Backend, idle: std::time::Duration, absolute: std::time::Duration) -> TestApp {
-    let settings = app::state::AuthSettings { idle_timeout: idle, absolute_timeout: absolute, ..Default::default() };
+    let settings = app::state::AuthSettings { idle_timeout: idle, absolute_timeout: absolute, mfa_required_roles: Vec::new(), ..Default::default() };
     TestApp::with_settings(backend, settings).await
 }
 

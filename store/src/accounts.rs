@@ -27,6 +27,7 @@ pub struct NewAccount {
 #[derive(Clone, Debug)]
 pub struct LoginRecord {
     pub account_id: AccountId,
+    pub role: Role,
     pub password_hash: Option<String>,
     pub disabled: bool,
     pub session_generation: i64,
@@ -214,21 +215,13 @@ pub async fn count_accounts(db: &Db) -> Result<i64, StoreError> {
 pub async fn find_login(db: &Db, email: &str) -> Result<Option<LoginRecord>, StoreError> {
     let Ok(email) = normalize_email(email) else { return Ok(None) };
     let row = sqlx::query(
-        "SELECT account_id, password_hash, disabled_at, session_generation \
+        "SELECT account_id, role, password_hash, disabled_at, session_generation \
          FROM account WHERE email = $1",
     )
     .bind(email)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|row| {
-        Ok(LoginRecord {
-            account_id: AccountId(row.try_get("account_id")?),
-            password_hash: row.try_get("password_hash")?,
-            disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
-            session_generation: row.try_get("session_generation")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(login_from_row).transpose()
 }
 
 /// The principal behind a session: `None` when the account is gone, disabled, or its
@@ -247,20 +240,23 @@ pub async fn find_session_principal(
 
 async fn find_login_by_id(db: &Db, account_id: AccountId) -> Result<Option<LoginRecord>, StoreError> {
     let row = sqlx::query(
-        "SELECT password_hash, disabled_at, session_generation FROM account WHERE account_id = $1",
+        "SELECT account_id, role, password_hash, disabled_at, session_generation FROM account WHERE account_id = $1",
     )
     .bind(account_id.0)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|row| {
-        Ok(LoginRecord {
-            account_id,
-            password_hash: row.try_get("password_hash")?,
-            disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
-            session_generation: row.try_get("session_generation")?,
-        })
+    row.as_ref().map(login_from_row).transpose()
+}
+
+fn login_from_row(row: &sqlx::any::AnyRow) -> Result<LoginRecord, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(LoginRecord {
+        account_id: AccountId(row.try_get("account_id")?),
+        role: role.parse().map_err(|error: crate::UnknownRole| StoreError::Invalid { field: "role", message: error.to_string() })?,
+        password_hash: row.try_get("password_hash")?,
+        disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        session_generation: row.try_get("session_generation")?,
     })
-    .transpose()
 }
 
 /// The principal for an active account (`None` when missing or disabled).

@@ -159,16 +159,20 @@ pub async fn confirm_mfa(code: String) -> Result<Vec<String>, AppError> {
     let principal = require_signed_in()?;
     let state = state()?;
     let now = store::now_millis();
-    store::mfa::confirm_enrollment(&state.db, &state.master, principal.account_id, &principal.email, &code, now, &audit_context(&principal))
+    let codes = store::mfa::confirm_enrollment(&state.db, &state.master, principal.account_id, &principal.email, &code, now, &audit_context(&principal))
         .await
-        .map_err(store_error)
+        .map_err(store_error)?;
+    // A session held to enrolling is free from now on.
+    let session: tower_sessions::Session = leptos_axum::extract().await.map_err(|_| fail(AppError::Internal))?;
+    session.remove::<bool>(crate::auth::ssr::ENROLLMENT_REQUIRED_KEY).await.map_err(session_error)?;
+    Ok(codes)
 }
 
 /// Signed in: removes one's second factor, with a current code (or a recovery code) so an
 /// unattended session cannot do it.
 #[server(prefix = "/rpc", endpoint = "remove_mfa")]
 pub async fn remove_mfa(code: String) -> Result<(), AppError> {
-    let principal = require_signed_in()?;
+    let principal = crate::auth::ssr::require_recent(|_| true).await?;
     let state = state()?;
     let context = audit_context(&principal);
     let accepted = store::mfa::verify(&state.db, &state.master, principal.account_id, &principal.email, &code, store::now_millis(), &context)

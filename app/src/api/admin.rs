@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use store::{Account, Team};
 
 #[cfg(feature = "ssr")]
-use crate::auth::ssr::{audit_context, fail, require, state, store_error};
+use crate::auth::ssr::{audit_context, fail, require, require_recent, state, store_error};
 #[cfg(feature = "ssr")]
 use store::{AccountId, Principal, Role, TeamId, accounts};
 
@@ -69,7 +69,7 @@ pub async fn create_user(
     team_id: Option<String>,
     password: Option<String>,
 ) -> Result<AccountWithLink, AppError> {
-    let principal = require(Principal::can_administer_users)?;
+    let principal = require_recent(Principal::can_administer_users).await?;
     let audit = audit_context(&principal);
     let state = state()?;
     let role = parse_role(&role)?;
@@ -97,7 +97,7 @@ pub async fn create_user(
 /// Admins: changes a user's name and role.
 #[server(prefix = "/rpc", endpoint = "update_user")]
 pub async fn update_user(account_id: i64, display_name: String, role: String) -> Result<Account, AppError> {
-    let principal = require(Principal::can_administer_users)?;
+    let principal = require_recent(Principal::can_administer_users).await?;
     let db = state()?.db;
     let current = accounts::find_account(&db, AccountId(account_id)).await.map_err(store_error)?;
     let team_ids: Vec<TeamId> = current.teams.iter().map(|t| t.id).collect();
@@ -109,7 +109,7 @@ pub async fn update_user(account_id: i64, display_name: String, role: String) ->
 /// Admins: adds a user to a team, or removes them from it.
 #[server(prefix = "/rpc", endpoint = "set_user_team")]
 pub async fn set_user_team(account_id: i64, team_id: i64, member: bool) -> Result<Account, AppError> {
-    let principal = require(Principal::can_administer_users)?;
+    let principal = require_recent(Principal::can_administer_users).await?;
     let db = state()?.db;
     let current = accounts::find_account(&db, AccountId(account_id)).await.map_err(store_error)?;
     let mut team_ids: Vec<TeamId> =
@@ -126,7 +126,7 @@ pub async fn set_user_team(account_id: i64, team_id: i64, member: bool) -> Resul
 /// disable themselves.
 #[server(prefix = "/rpc", endpoint = "set_user_disabled")]
 pub async fn set_user_disabled(account_id: i64, disabled: bool) -> Result<Account, AppError> {
-    let principal = require(Principal::can_administer_users)?;
+    let principal = require_recent(Principal::can_administer_users).await?;
     if disabled && principal.account_id == AccountId(account_id) {
         return Err(fail(AppError::invalid("account", "you cannot disable your own account")));
     }
@@ -139,7 +139,7 @@ pub async fn set_user_disabled(account_id: i64, disabled: bool) -> Result<Accoun
 /// one-time link. Either way the user's sessions end.
 #[server(prefix = "/rpc", endpoint = "reset_user_password")]
 pub async fn reset_user_password(account_id: i64, password: Option<String>) -> Result<AccountWithLink, AppError> {
-    let principal = require(Principal::can_administer_users)?;
+    let principal = require_recent(Principal::can_administer_users).await?;
     let audit = audit_context(&principal);
     let state = state()?;
     let account_id = AccountId(account_id);
@@ -169,6 +169,6 @@ pub async fn list_teams() -> Result<Vec<Team>, AppError> {
 /// Admins: creates a team.
 #[server(prefix = "/rpc", endpoint = "create_team")]
 pub async fn create_team(name: String) -> Result<Team, AppError> {
-    let principal = require(Principal::can_administer_users)?;
+    let principal = require_recent(Principal::can_administer_users).await?;
     store::teams::create_team(&state()?.db, &name, &audit_context(&principal)).await.map_err(store_error)
 }

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use store::{BundlePin, BundleRecord};
 
 #[cfg(feature = "ssr")]
-use crate::auth::ssr::{audit_context, fail, require, require_signed_in, state, store_error};
+use crate::auth::ssr::{audit_context, fail, require, require_recent, require_signed_in, state, store_error};
 #[cfg(feature = "ssr")]
 use crate::publishing::ssr as publishing;
 #[cfg(feature = "ssr")]
@@ -53,14 +53,14 @@ pub async fn create_draft(target: Option<String>) -> Result<BundleRecord, AppErr
 /// Security and admins: publishes a draft to every agent, with the reason.
 #[server(prefix = "/rpc", endpoint = "publish_bundle")]
 pub async fn publish_bundle(revision: i64, reason: String) -> Result<BundleRecord, AppError> {
-    let principal = require(may_publish)?;
+    let principal = require_recent(may_publish).await?;
     bundles::publish_bundle(&state()?.db, revision, &reason, &audit_context(&principal)).await.map_err(store_error)
 }
 
 /// Security and admins: re-issues an earlier revision as a new, published one.
 #[server(prefix = "/rpc", endpoint = "rollback_bundle")]
 pub async fn rollback_bundle(revision: i64, reason: String) -> Result<BundleRecord, AppError> {
-    let principal = require(may_publish)?;
+    let principal = require_recent(may_publish).await?;
     let state = state()?;
     publishing::rollback(&state.db, &state.master, revision, &reason, &audit_context(&principal)).await.map_err(store_error)
 }
@@ -73,7 +73,7 @@ fn labels(text: &str, field: &str) -> Result<store::Labels, AppError> {
 /// Security and admins: promotes a published canary to every agent.
 #[server(prefix = "/rpc", endpoint = "promote_bundle")]
 pub async fn promote_bundle(revision: i64, reason: String) -> Result<BundleRecord, AppError> {
-    let principal = require(may_publish)?;
+    let principal = require_recent(may_publish).await?;
     let state = state()?;
     publishing::promote(&state.db, &state.master, revision, &reason, &audit_context(&principal)).await.map_err(store_error)
 }
@@ -88,7 +88,7 @@ pub async fn list_pins() -> Result<Vec<BundlePin>, AppError> {
 /// Security and admins: holds the agents with these labels on a published revision.
 #[server(prefix = "/rpc", endpoint = "pin_group")]
 pub async fn pin_group(labels: String, revision: i64, reason: String) -> Result<BundleRecord, AppError> {
-    let principal = require(may_publish)?;
+    let principal = require_recent(may_publish).await?;
     let group = self::labels(&labels, "labels")?;
     let state = state()?;
     publishing::pin(&state.db, &state.master, &group, revision, &reason, &audit_context(&principal)).await.map_err(store_error)
@@ -97,7 +97,7 @@ pub async fn pin_group(labels: String, revision: i64, reason: String) -> Result<
 /// Security and admins: releases a pin.
 #[server(prefix = "/rpc", endpoint = "release_pin")]
 pub async fn release_pin(pin_id: i64, reason: String) -> Result<BundlePin, AppError> {
-    let principal = require(may_publish)?;
+    let principal = require_recent(may_publish).await?;
     bundles::unpin(&state()?.db, pin_id, &reason, &audit_context(&principal)).await.map_err(store_error)
 }
 

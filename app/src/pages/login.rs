@@ -27,10 +27,12 @@ fn notice_text(code: &str) -> Option<&'static str> {
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    if use_me().is_some() {
+    let query = use_query_map();
+    // Signed in already: only a confirmation for a sensitive action asks again.
+    let reauth = query.read_untracked().get("reauth").is_some();
+    if use_me().is_some() && !reauth {
         return view! { <Redirect path="/"/> }.into_any();
     }
-    let query = use_query_map();
     let error = move || query.read().get("error").map(|code| error_text(&code));
     let notice = move || query.read().get("notice").and_then(|code| notice_text(&code));
     let next = move || query.read().get("next").unwrap_or_default();
@@ -56,6 +58,7 @@ pub fn LoginPage() -> impl IntoView {
         <main class="login">
             <form class="card" method="post" action="/auth/login">
                 <h1>"Sign in to Palisade"</h1>
+                {reauth.then(|| view! { <p class="hint" data-testid="reauth">"Confirm it is you: sign in again to continue."</p> })}
                 {move || notice().map(|text| view! { <p class="success" role="status">{text}</p> })}
                 {move || error().map(|text| view! { <p class="error" role="alert" data-testid="login-error">{text}</p> })}
                 <input type="hidden" name="next" value=next/>

@@ -75,9 +75,13 @@ fn TwoFactor() -> impl IntoView {
     let removed = move || remove.value().get().is_some_and(|outcome| outcome.is_ok());
     let status = Resource::new(move || (confirmed(), removed()), |_| mfa_status());
     let render_status = move |status: TwoFactorStatus| status_view(status, begin, remove);
+    let required = leptos_router::hooks::use_query_map().read_untracked().get("notice").as_deref() == Some("enroll-mfa");
     view! {
         <section class="card" id="two-factor">
             <h2>"Two-factor authentication"</h2>
+            {(required && !confirmed()).then(|| view! {
+                <p class="error" role="alert" data-testid="mfa-required">"Your role requires two-factor authentication. Set it up to continue."</p>
+            })}
             <Loaded resource=status render=render_status/>
             {move || begin.value().get().map(|outcome| match outcome {
                 Err(error) => view! { <ErrorMessage error/> }.into_any(),

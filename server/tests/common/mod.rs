@@ -48,8 +48,10 @@ macro_rules! app_test {
 }
 
 impl TestApp {
+    /// Without the second-factor requirement, so tests sign in with a password alone;
+    /// `mfa.rs` tests the requirement with it on.
     pub async fn new(backend: Backend) -> TestApp {
-        Self::with_settings(backend, AuthSettings::default()).await
+        Self::with_settings(backend, AuthSettings { mfa_required_roles: Vec::new(), ..AuthSettings::default() }).await
     }
 
     pub async fn with_settings(backend: Backend, auth: AuthSettings) -> TestApp {
