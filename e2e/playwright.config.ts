@@ -7,6 +7,28 @@ const port = Number(process.env.PALISADE_E2E_PORT ?? 3107);
 const repo = path.resolve(__dirname, '..');
 const binary = process.env.PALISADE_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(repo, 'target'), 'debug', 'palisade');
 const dataDir = path.join(__dirname, '.data');
+// A second server with the shipped defaults for second factors (required for admins and
+// security), for the specs named *.required.spec.ts.
+const requiredPort = port + 1;
+const requiredDataDir = path.join(__dirname, '.data-required');
+
+function server(listen: number, data: string, env: Record<string, string>) {
+  return {
+    command: `rm -rf "${data}" && exec "${binary}" serve --listen 127.0.0.1:${listen}`,
+    url: `http://127.0.0.1:${listen}/readyz`,
+    reuseExistingServer: false,
+    timeout: 120_000,
+    stdout: 'pipe' as const,
+    env: {
+      PALISADE_DATA_DIR: data,
+      PALISADE_SITE_ROOT: path.join(repo, 'target', 'site'),
+      PALISADE_ADMIN_EMAIL: ADMIN_EMAIL,
+      PALISADE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      RUST_LOG: 'warn',
+      ...env,
+    },
+  };
+}
 
 export const ADMIN_EMAIL = 'admin@localhost';
 export const ADMIN_PASSWORD = 'e2e admin password 1';
@@ -29,23 +51,18 @@ export default defineConfig({
         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     },
   },
-  webServer: {
-    command: `rm -rf "${dataDir}" && exec "${binary}" serve --listen 127.0.0.1:${port}`,
-    url: `http://127.0.0.1:${port}/readyz`,
-    reuseExistingServer: false,
-    timeout: 120_000,
-    stdout: 'pipe',
-    env: {
-      PALISADE_DATA_DIR: dataDir,
-      PALISADE_SITE_ROOT: path.join(repo, 'target', 'site'),
-      PALISADE_ADMIN_EMAIL: ADMIN_EMAIL,
-      PALISADE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+  projects: [
+    { name: 'dashboard', testIgnore: /\.required\.spec\.ts$/ },
+    { name: 'second factor required', testMatch: /\.required\.spec\.ts$/, use: { baseURL: `http://127.0.0.1:${requiredPort}` } },
+  ],
+  webServer: [
+    server(port, dataDir, {
       // Sign audit checkpoints every second, so the Audit view always has a recent one.
       PALISADE_AUDIT_CHECKPOINT_SECONDS: '1',
-      // The suite signs in as admin and security with passwords; two_factor.spec.ts and
-      // server/tests/mfa.rs cover second factors and the requirement.
+      // This suite signs in as admin and security with passwords; two_factor.spec.ts and
+      // first_admin.required.spec.ts cover second factors and the requirement.
       PALISADE_MFA_REQUIRED_ROLES: 'none',
-      RUST_LOG: 'warn',
-    },
-  },
+    }),
+    server(requiredPort, requiredDataDir, {}),
+  ],
 });

@@ -1,29 +1,8 @@
 import { test, expect } from '@playwright/test';
-import { createHmac } from 'node:crypto';
-import { createUser, signIn, signInAsAdmin, signOut, waitForHydration, watchForViolations } from './helpers';
+import { createUser, signIn, signInAsAdmin, signOut, totp, waitForHydration, watchForViolations } from './helpers';
 
 const EMAIL = 'ciso.mfa.e2e@example.com';
 const PASSWORD = 'two factor e2e password';
-
-/** RFC 4648 base32 (no padding) to bytes. */
-function base32(text: string): Buffer {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of text.replace(/=+$/, '')) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  const bytes = [];
-  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
-  return Buffer.from(bytes);
-}
-
-/** RFC 6238 TOTP (SHA-1, six digits, 30 s), as an authenticator app computes it. */
-function totp(secret: string, at: number): string {
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30_000)));
-  const mac = createHmac('sha1', base32(secret)).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0xf;
-  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return value.toString().padStart(6, '0');
-}
 
 test('a security user sets up an authenticator, signs in with a code, and once with a recovery code', async ({ page }) => {
   const problems = watchForViolations(page);

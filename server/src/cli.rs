@@ -129,6 +129,12 @@ pub enum AdminCommand {
         #[arg(long)]
         name: String,
     },
+    /// Remove a user's second factor (lost device, no recovery codes): the way back in for
+    /// the last admin. They set up a new one at their next sign-in if their role needs it.
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> Result<(), String> {
@@ -167,6 +173,7 @@ async fn admin(data: DataArgs, command: AdminCommand) -> Result<(), String> {
         }
         AdminCommand::ListTokens { email } => list_tokens(&db, &email).await,
         AdminCommand::RevokeToken { email, name } => revoke_token(&db, &email, &name).await,
+        AdminCommand::ResetMfa { email } => reset_mfa(&db, &email).await,
     };
     db.close().await;
     result
@@ -360,6 +367,13 @@ async fn revoke_token(db: &Db, email: &str, name: &str) -> Result<(), String> {
         .ok_or_else(|| format!("{email} has no active token named {name:?}"))?;
     tokens::revoke_token(db, token.id, Some(account.id), &cli_context()).await.map_err(|e| e.to_string())?;
     println!("revoked {name:?} of {email}");
+    Ok(())
+}
+
+async fn reset_mfa(db: &Db, email: &str) -> Result<(), String> {
+    let account = accounts::find_account_by_email(db, email).await.map_err(|e| format!("{email}: {e}"))?;
+    store::mfa::remove(db, account.id, &cli_context()).await.map_err(|e| format!("{email}: {e}"))?;
+    println!("removed the second factor of {email}");
     Ok(())
 }
 

@@ -197,6 +197,7 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("set_user_team", Allowed::Roles(ADMINS), format!("account_id={target}&team_id={team}&member=true")),
         ("set_user_disabled", Allowed::Roles(ADMINS), format!("account_id={target}&disabled=false")),
         ("reset_user_password", Allowed::Roles(ADMINS), format!("account_id={target}&password=")),
+        ("reset_user_mfa", Allowed::Roles(ADMINS), format!("account_id={target}")),
         ("create_team", Allowed::Roles(ADMINS), format!("name=team-{unique}")),
         ("search_audit", Allowed::SignedIn, "filters[action]=account&filters[from]=2020-01-01".into()),
         ("audit_chain_status", Allowed::Roles(READERS), String::new()),

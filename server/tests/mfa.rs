@@ -178,3 +178,43 @@ async fn sensitive_actions_ask_for_a_recent_sign_in_sqlite() {
 async fn sensitive_actions_ask_for_a_recent_sign_in_postgres() {
     sensitive_actions_ask_for_a_recent_sign_in(store::Backend::Postgres).await;
 }
+
+/// Sets up a second factor for the session's account; returns the secret.
+async fn enroll(app: &TestApp, cookie: &str) -> String {
+    let enrollment = body_json(app.send(rpc("begin_mfa", "", Some(cookie))).await).await;
+    let secret = enrollment["secret"].as_str().unwrap().to_owned();
+    let code = store::mfa::code_at(&secret, store::now_millis()).unwrap();
+    assert_eq!(app.send(rpc("confirm_mfa", &format!("code={code}"), Some(cookie))).await.status(), StatusCode::OK);
+    secret
+}
+
+app_test!(an_admin_or_the_command_line_removes_a_lost_second_factor, |app: TestApp| async move {
+    let app = app;
+    let user = app.create_user(EMAIL, Role::Security, &[]).await;
+    app.create_user("admin@example.com", Role::Admin, &[]).await;
+    enroll(&app, &app.session_for(EMAIL).await).await;
+    password_step(&app).await;
+    let admin = app.session_for("admin@example.com").await;
+    let reset = |cookie: String| {
+        let app = &app;
+        async move { app.send(rpc("reset_user_mfa", &format!("account_id={}", user.id.0), Some(&cookie))).await.status() }
+    };
+    assert_eq!(reset(admin.clone()).await, StatusCode::OK);
+    assert_eq!(location(&app.login(EMAIL, PASSWORD).await), "/", "the password alone again, until they set up a new one");
+    assert_eq!(reset(admin).await, StatusCode::NOT_FOUND, "nothing left to remove");
+
+    // The last admin's way back in: the command line, on the database.
+    enroll(&app, &app.session_for(EMAIL).await).await;
+    let folder = std::env::temp_dir().join(format!("palisade-mfa-reset-{}-{}", std::process::id(), store::now_millis()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["admin", "reset-mfa", "--email", EMAIL])
+        .env("PALISADE_DATABASE_URL", app.database_url())
+        .env("PALISADE_DATA_DIR", &folder)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(location(&app.login(EMAIL, PASSWORD).await), "/");
+    let actions: Vec<String> = audit::list_entries(&app.db, 0, 1_000).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions.iter().filter(|a| *a == "mfa.remove").count(), 2);
+    std::fs::remove_dir_all(&folder).ok();
+});

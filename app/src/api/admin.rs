@@ -159,6 +159,14 @@ pub async fn reset_user_password(account_id: i64, password: Option<String>) -> R
     with_link(account, setup_link, "had their password reset; their sessions have ended").await
 }
 
+/// Admins: removes a user's second factor (a lost device with no recovery codes left). If
+/// their role requires one, they set up a new one at their next sign-in.
+#[server(prefix = "/rpc", endpoint = "reset_user_mfa")]
+pub async fn reset_user_mfa(account_id: i64) -> Result<(), AppError> {
+    let principal = require_recent(Principal::can_administer_users).await?;
+    store::mfa::remove(&state()?.db, AccountId(account_id), &audit_context(&principal)).await.map_err(store_error)
+}
+
 /// Signed in: every team (developers see which teams exist; nothing secret here).
 #[server(prefix = "/rpc", endpoint = "list_teams")]
 pub async fn list_teams() -> Result<Vec<Team>, AppError> {

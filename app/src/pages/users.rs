@@ -2,7 +2,7 @@
 //! disable, password reset). Admins change; auditors read.
 
 use crate::api::admin::{
-    AccountWithLink, CreateUser, ResetUserPassword, SetUserDisabled, SetUserTeam, UpdateUser, get_user, list_teams,
+    AccountWithLink, CreateUser, ResetUserMfa, ResetUserPassword, SetUserDisabled, SetUserTeam, UpdateUser, get_user, list_teams,
     list_users,
 };
 use crate::auth::use_me;
@@ -96,6 +96,7 @@ pub fn UserPage() -> impl IntoView {
     let set_team = ServerAction::<SetUserTeam>::new();
     let disable = ServerAction::<SetUserDisabled>::new();
     let reset = ServerAction::<ResetUserPassword>::new();
+    let reset_mfa = ServerAction::<ResetUserMfa>::new();
     let user = Resource::new(
         move || (account_id(), update.version().get(), set_team.version().get(), disable.version().get(), reset.version().get()),
         |(id, ..)| get_user(id),
@@ -176,6 +177,13 @@ pub fn UserPage() -> impl IntoView {
                                 <button type="submit">"Reset password"</button>
                             </ActionForm>
                             <SecretOutcome value=reset.value() to_flash=flash_of/>
+                            <h3>"Two-factor authentication"</h3>
+                            <p>"For a user who lost their authenticator and their recovery codes: they set up a new one at their next sign-in."</p>
+                            <ActionForm action=reset_mfa>
+                                <input type="hidden" name="account_id" value=id/>
+                                <button type="submit" class="danger">"Remove their second factor"</button>
+                            </ActionForm>
+                            <ActionOutcome value=reset_mfa.value() success="Second factor removed."/>
                         </section>
                     })}
                 }
