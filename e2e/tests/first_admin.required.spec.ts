@@ -21,6 +21,18 @@ test('the first admin must set up two-factor authentication before anything else
   await expect(section.getByTestId('recovery-codes').locator('li')).toHaveCount(10);
   await page.goto('/apis');
   await expect(page.getByRole('heading', { name: 'APIs' }).first()).toBeVisible();
+
+  // The sign-in policy: the configured default until an admin changes it here.
+  await page.goto('/settings/users');
+  await waitForHydration(page);
+  const policy = page.locator('#sign-in-policy');
+  await expect(policy.getByTestId('mfa-policy')).toContainText('Administrator, Security');
+  await expect(policy.getByTestId('mfa-policy')).toContainText('configured default');
+  await policy.getByRole('checkbox', { name: 'Developer' }).check();
+  await policy.getByRole('button', { name: 'Save sign-in policy' }).click();
+  await expect(policy.getByText('Sign-in policy saved')).toBeVisible();
+  await expect(policy.getByTestId('mfa-policy')).toContainText('Administrator, Developer, Security');
+  await expect(policy.getByTestId('mfa-policy')).not.toContainText('configured default');
   await signOut(page);
 
   // From now on the admin signs in with the password and a code.

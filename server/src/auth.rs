@@ -129,7 +129,12 @@ pub async fn login(
     }
     // A role that needs a second factor, signed in with a password alone, may only set
     // one up: the session is marked, and the middleware holds it to that.
-    let must_enroll = state.auth.mfa_required_roles.contains(&account.role);
+    let required = match store::sign_in_policy::mfa_required_roles(&state.db).await {
+        Ok(Some(roles)) => roles,
+        Ok(None) => state.auth.mfa_required_roles.clone(),
+        Err(error) => return internal(error),
+    };
+    let must_enroll = required.contains(&account.role);
     let next = if must_enroll { "/settings?notice=enroll-mfa" } else { safe_next(&form.next) };
     let response =
         finish_login(&state, &session, &headers, &extensions, account.account_id, account.session_generation, &email_key, &source, None, next).await;

@@ -198,6 +198,9 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("set_user_disabled", Allowed::Roles(ADMINS), format!("account_id={target}&disabled=false")),
         ("reset_user_password", Allowed::Roles(ADMINS), format!("account_id={target}&password=")),
         ("reset_user_mfa", Allowed::Roles(ADMINS), format!("account_id={target}")),
+        ("get_sign_in_policy", Allowed::Roles(READERS), String::new()),
+        // Leaves the matrix's own setting (nothing required) as it was.
+        ("set_sign_in_policy", Allowed::Roles(ADMINS), String::new()),
         ("create_team", Allowed::Roles(ADMINS), format!("name=team-{unique}")),
         ("search_audit", Allowed::SignedIn, "filters[action]=account&filters[from]=2020-01-01".into()),
         ("audit_chain_status", Allowed::Roles(READERS), String::new()),

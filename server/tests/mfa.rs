@@ -218,3 +218,25 @@ app_test!(an_admin_or_the_command_line_removes_a_lost_second_factor, |app: TestA
     assert_eq!(actions.iter().filter(|a| *a == "mfa.remove").count(), 2);
     std::fs::remove_dir_all(&folder).ok();
 });
+
+app_test!(admins_set_which_roles_need_a_second_factor, |app: TestApp| async move {
+    let app = app;
+    app.create_user("admin@example.com", Role::Admin, &[]).await;
+    app.create_user("dev@example.com", Role::Developer, &[]).await;
+    app.create_user("auditor@example.com", Role::Auditor, &[]).await;
+    let admin = app.session_for("admin@example.com").await;
+    let policy = body_json(app.send(rpc("get_sign_in_policy", "", Some(&admin))).await).await;
+    assert_eq!((policy["mfa_required_roles"].clone(), policy["configured_default"].as_bool()), (serde_json::json!([]), Some(true)));
+    let auditor = app.session_for("auditor@example.com").await;
+    assert_eq!(app.send(rpc("set_sign_in_policy", "developer=on", Some(&auditor))).await.status(), StatusCode::FORBIDDEN, "auditors read only");
+
+    let saved = body_json(app.send(rpc("set_sign_in_policy", "developer=on&auditor=on", Some(&admin))).await).await;
+    assert_eq!((saved["mfa_required_roles"].clone(), saved["configured_default"].as_bool()), (serde_json::json!(["auditor", "developer"]), Some(false)));
+    assert_eq!(location(&app.login("dev@example.com", PASSWORD).await), "/settings?notice=enroll-mfa");
+    assert_eq!(location(&app.login("admin@example.com", PASSWORD).await), "/", "admins left out of it here");
+    let saved = body_json(app.send(rpc("set_sign_in_policy", "", Some(&admin))).await).await;
+    assert_eq!(saved["mfa_required_roles"], serde_json::json!([]));
+    assert_eq!(location(&app.login("dev@example.com", PASSWORD).await), "/");
+    let actions: Vec<String> = audit::list_entries(&app.db, 0, 1_000).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions.iter().filter(|a| *a == "sign_in_policy.update").count(), 2);
+});

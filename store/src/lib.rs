@@ -43,6 +43,8 @@ pub mod sessions;
 #[cfg(feature = "db")]
 pub mod settings;
 #[cfg(feature = "db")]
+pub mod sign_in_policy;
+#[cfg(feature = "db")]
 pub mod signing;
 #[cfg(feature = "db")]
 pub mod teams;

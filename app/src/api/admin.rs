@@ -167,6 +167,46 @@ pub async fn reset_user_mfa(account_id: i64) -> Result<(), AppError> {
     store::mfa::remove(&state()?.db, AccountId(account_id), &audit_context(&principal)).await.map_err(store_error)
 }
 
+/// Which roles must have a second factor, and whether that is still the configured default
+/// (no admin has set it in the dashboard).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignInPolicy {
+    pub mfa_required_roles: Vec<store::Role>,
+    pub configured_default: bool,
+}
+
+#[cfg(feature = "ssr")]
+async fn sign_in_policy() -> Result<SignInPolicy, AppError> {
+    let state = state()?;
+    Ok(match store::sign_in_policy::mfa_required_roles(&state.db).await.map_err(store_error)? {
+        Some(roles) => SignInPolicy { mfa_required_roles: roles, configured_default: false },
+        None => SignInPolicy { mfa_required_roles: state.auth.mfa_required_roles.clone(), configured_default: true },
+    })
+}
+
+/// Admins and auditors: the sign-in policy.
+#[server(prefix = "/rpc", endpoint = "get_sign_in_policy")]
+pub async fn get_sign_in_policy() -> Result<SignInPolicy, AppError> {
+    require(Principal::can_read_users)?;
+    sign_in_policy().await
+}
+
+/// Admins: sets which roles must have a second factor (a checkbox per role; a role left
+/// out is not required). Applies from each user's next sign-in.
+#[server(prefix = "/rpc", endpoint = "set_sign_in_policy")]
+pub async fn set_sign_in_policy(
+    admin: Option<String>,
+    security: Option<String>,
+    developer: Option<String>,
+    auditor: Option<String>,
+) -> Result<SignInPolicy, AppError> {
+    let principal = require_recent(Principal::can_administer_users).await?;
+    let chosen = [(Role::Admin, admin), (Role::Security, security), (Role::Developer, developer), (Role::Auditor, auditor)];
+    let roles: Vec<Role> = chosen.into_iter().filter(|(_, on)| on.is_some()).map(|(role, _)| role).collect();
+    store::sign_in_policy::set_mfa_required_roles(&state()?.db, &roles, &audit_context(&principal)).await.map_err(store_error)?;
+    sign_in_policy().await
+}
+
 /// Signed in: every team (developers see which teams exist; nothing secret here).
 #[server(prefix = "/rpc", endpoint = "list_teams")]
 pub async fn list_teams() -> Result<Vec<Team>, AppError> {

@@ -2,8 +2,8 @@
 //! disable, password reset). Admins change; auditors read.
 
 use crate::api::admin::{
-    AccountWithLink, CreateUser, ResetUserMfa, ResetUserPassword, SetUserDisabled, SetUserTeam, UpdateUser, get_user, list_teams,
-    list_users,
+    AccountWithLink, CreateUser, ResetUserMfa, ResetUserPassword, SetSignInPolicy, SetUserDisabled, SetUserTeam, SignInPolicy,
+    UpdateUser, get_sign_in_policy, get_user, list_teams, list_users,
 };
 use crate::auth::use_me;
 use crate::components::{ActionOutcome, ErrorMessage, FlashMessage, Forbidden, Loaded, SecretOutcome, format_time};
@@ -80,8 +80,46 @@ pub fn UsersPage() -> impl IntoView {
             <h2>"Users"</h2>
             <Loaded resource=users render=users_table/>
         </section>
+        <SignInPolicySection can_edit/>
     }
     .into_any()
+}
+
+/// Which roles must have a second factor; admins change it, auditors read it.
+#[component]
+fn SignInPolicySection(can_edit: bool) -> impl IntoView {
+    let save = ServerAction::<SetSignInPolicy>::new();
+    let policy = Resource::new(move || save.version().get(), |_| get_sign_in_policy());
+    let render = move |policy: SignInPolicy| {
+        let source = if policy.configured_default { " (the configured default: PALISADE_MFA_REQUIRED_ROLES)" } else { "" };
+        let required = policy.mfa_required_roles.clone();
+        let names: Vec<&str> = required.iter().map(|role| role.label()).collect();
+        view! {
+            <p data-testid="mfa-policy">
+                {if names.is_empty() { "No role needs a second factor".to_owned() } else { format!("A second factor is required for: {}", names.join(", ")) }}
+                {source}
+            </p>
+            {can_edit.then(|| view! {
+                <ActionForm action=save>
+                    {Role::ALL.into_iter().map(|role| view! {
+                        <label class="inline">
+                            <input type="checkbox" name=role.as_str() value="on" checked=required.contains(&role)/>
+                            {format!(" {}", role.label())}
+                        </label>
+                    }).collect_view()}
+                    <button type="submit">"Save sign-in policy"</button>
+                </ActionForm>
+                <ActionOutcome value=save.value() success="Sign-in policy saved; it applies from each user's next sign-in."/>
+            })}
+        }
+        .into_any()
+    };
+    view! {
+        <section class="card" id="sign-in-policy">
+            <h2>"Sign-in policy"</h2>
+            <Loaded resource=policy render=render/>
+        </section>
+    }
 }
 
 #[component]
