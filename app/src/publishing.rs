@@ -251,12 +251,8 @@ pub mod ssr {
         reissues.sort_by_key(|(_, revision, _)| *revision);
         let mut announced = Vec::new();
         for (target, revision, origin) in reissues {
-            let policy = stored_policy(db, revision).await?;
             // A pinned group stays pinned: its re-issue is a pin again, to the same policy.
-            let origin = match origin {
-                Origin::Pin { of } => Origin::Pin { of },
-                _ => Origin::KeyAnnouncement { of: revision as u64 },
-            };
+            let policy = stored_policy(db, revision).await?;
             let why = format!("bundle key rotated to {}: {}", new.key_id, reason.trim());
             announced.push(store_signed(db, master, Some(&old), &policy, &target, origin, Some(&why), context).await?);
         }

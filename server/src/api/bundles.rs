@@ -174,6 +174,11 @@ fn publisher(caller: Caller) -> Result<Principal, ApiError> {
     caller.require(|p| matches!(p.role, Role::Admin | Role::Security))
 }
 
+/// The reason a publish, rollback or promotion carries.
+fn publication(body: Result<Json<Publication>, JsonRejection>) -> Result<Publication, ApiError> {
+    body.map(|Json(publication)| publication).map_err(|rejection| ApiError::Invalid(rejection.body_text()))
+}
+
 fn revision(path: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
     path.map(|Path(revision)| revision).map_err(|_| ApiError::NotFound("bundle revision".into()))
 }
@@ -278,7 +283,7 @@ pub async fn publish_bundle(
 ) -> Result<Json<BundleBody>, ApiError> {
     let principal = publisher(caller)?;
     let revision = revision(path)?;
-    let Json(publication) = body.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
+    let publication = publication(body)?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
     Ok(Json(bundles::publish_bundle(&state.db, revision, &publication.reason, &context).await?.into()))
 }
@@ -310,17 +315,12 @@ pub async fn rollback_bundle(
 ) -> Result<(StatusCode, Json<BundleBody>), ApiError> {
     let principal = publisher(caller)?;
     let revision = revision(path)?;
-    let Json(publication) = body.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
+    let publication = publication(body)?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
     let record = publishing::rollback(&state.db, &state.master, revision, &publication.reason, &context).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
-fn reissued(
-    body: Result<Json<Publication>, JsonRejection>,
-) -> Result<Publication, ApiError> {
-    body.map(|Json(publication)| publication).map_err(|rejection| ApiError::Invalid(rejection.body_text()))
-}
 
 /// Promotes a published canary to every agent: a new revision with its policy.
 #[utoipa::path(
@@ -348,7 +348,7 @@ pub async fn promote_bundle(
 ) -> Result<(StatusCode, Json<BundleBody>), ApiError> {
     let principal = publisher(caller)?;
     let revision = revision(path)?;
-    let publication = reissued(body)?;
+    let publication = publication(body)?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
     let record = publishing::promote(&state.db, &state.master, revision, &publication.reason, &context).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
