@@ -50,6 +50,8 @@ pub mod ssr {
         generation: i64,
     ) -> Result<(), tower_sessions::session::Error> {
         session.cycle_id().await?;
+        // A new sign-in starts without what an earlier one in this browser required.
+        session.remove_value(ENROLLMENT_REQUIRED_KEY).await?;
         session.insert(ACCOUNT_KEY, account_id.0).await?;
         session.insert(GENERATION_KEY, generation).await?;
         session.insert(SIGNED_IN_AT_KEY, now_millis()).await?;
@@ -111,6 +113,23 @@ pub mod ssr {
     pub fn session_error(error: tower_sessions::session::Error) -> AppError {
         tracing::error!(%error, "session store failed");
         AppError::Internal
+    }
+
+    /// This server's origin as users reach it: the configured public origin, else the
+    /// address the request came to (plain http: without a public URL, Palisade serves no
+    /// TLS itself).
+    pub fn public_origin(state: &AppState, headers: &http::HeaderMap) -> String {
+        if let Some(origin) = &state.auth.public_origin {
+            return origin.clone();
+        }
+        let host = headers.get(http::header::HOST).and_then(|host| host.to_str().ok()).unwrap_or("127.0.0.1");
+        format!("http://{host}")
+    }
+
+    /// The origin of the current server function's request (see [`public_origin`]).
+    pub fn request_origin(state: &AppState) -> String {
+        let headers = request_parts().map(|parts| parts.headers).unwrap_or_default();
+        public_origin(state, &headers)
     }
 
     /// The peer's address: the socket's, not a header anyone could set.

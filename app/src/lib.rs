@@ -92,6 +92,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("settings/users") view=UsersPage ssr=SsrMode::Async/>
                     <Route path=path!("settings/users/:id") view=UserPage ssr=SsrMode::Async/>
                     <Route path=path!("settings/teams") view=TeamsPage ssr=SsrMode::Async/>
+                    <Route path=path!("settings/sso") view=SsoPage ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -3,7 +3,8 @@
 
 use app::auth::ssr::{CurrentPrincipal, ENROLLMENT_REQUIRED_KEY, audit_context_for, client_address, resolve_session, start_session};
 use app::state::AppState;
-use axum::extract::{Form, Request, State};
+use crate::oidc::{self, SsoHttp};
+use axum::extract::{Extension, Form, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -11,6 +12,7 @@ use serde::Deserialize;
 use store::login_throttle::{self, Verdict};
 use store::audit::{self, Actor, Change};
 use store::{accounts, mfa, now_millis};
+use std::sync::Arc;
 use tower_sessions::Session;
 
 /// Session keys of a sign-in waiting for its second factor: which account, with which
@@ -46,12 +48,12 @@ const ENROLLMENT_FUNCTIONS: [&str; 5] = ["whoami", "take_flash", "mfa_status", "
 const PUBLIC_PAGES: [&str; 2] = ["/login", "/setup-password"];
 
 /// Where to go after sign-in: only a path on this site, never another origin.
-fn safe_next(next: &str) -> &str {
+pub(crate) fn safe_next(next: &str) -> &str {
     let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
     if local && !next.starts_with("/auth/") && !next.starts_with("/login") { next } else { "/" }
 }
 
-fn login_failed(error: &str) -> Response {
+pub(crate) fn login_failed(error: &str) -> Response {
     Redirect::to(&format!("/login?error={error}")).into_response()
 }
 
@@ -137,7 +139,7 @@ pub async fn login(
     let must_enroll = required.contains(&account.role);
     let next = if must_enroll { "/settings?notice=enroll-mfa" } else { safe_next(&form.next) };
     let response =
-        finish_login(&state, &session, &headers, &extensions, account.account_id, account.session_generation, &email_key, &source, None, next).await;
+        finish_login(&state, &session, &headers, &extensions, account.account_id, account.session_generation, &email_key, &source, password_details(None), next).await;
     if must_enroll && response.status() == StatusCode::SEE_OTHER {
         if let Err(error) = session.insert(ENROLLMENT_REQUIRED_KEY, true).await {
             tracing::error!(%error, "could not mark a session for enrollment");
@@ -148,9 +150,9 @@ pub async fn login(
     response
 }
 
-/// Audits the sign-in and starts the session.
+/// Audits the sign-in (`details` says how) and starts the session.
 #[allow(clippy::too_many_arguments)]
-async fn finish_login(
+pub(crate) async fn finish_login(
     state: &AppState,
     session: &Session,
     headers: &http::HeaderMap,
@@ -159,12 +161,11 @@ async fn finish_login(
     generation: i64,
     email_key: &str,
     source: &str,
-    second_factor: Option<&str>,
+    details: serde_json::Value,
     next: &str,
 ) -> Response {
     let actor = Actor { kind: "user", id: Some(account_id.0), label: email_key.to_owned() };
     let context = audit_context_for(headers, extensions, actor);
-    let details = serde_json::json!({"second_factor": second_factor});
     let change = Change::success("session.login", "account", account_id).with_details(details);
     if let Err(error) = audit::record(&state.db, &context, change).await {
         return internal(error);
@@ -176,6 +177,10 @@ async fn finish_login(
     metrics::counter!("palisade_logins_total", "outcome" => "succeeded").increment(1);
     tracing::info!(account = %account_id, %source, "signed in");
     Redirect::to(next).into_response()
+}
+
+fn password_details(second_factor: Option<&str>) -> serde_json::Value {
+    serde_json::json!({"method": "password", "second_factor": second_factor})
 }
 
 /// `POST /auth/mfa`: the second step of a sign-in, a TOTP code or a recovery code. Wrong
@@ -240,11 +245,17 @@ pub async fn second_factor(State(state): State<AppState>, session: Session, requ
         mfa::Accepted::RecoveryCode { .. } => "recovery_code",
     };
     let next = next.unwrap_or_else(|| "/".to_owned());
-    finish_login(&state, &session, &headers, &extensions, account_id, generation, &email_key, &source, Some(factor), safe_next(&next)).await
+    finish_login(&state, &session, &headers, &extensions, account_id, generation, &email_key, &source, password_details(Some(factor)), safe_next(&next)).await
 }
 
-/// `POST /auth/logout`: deletes the session server-side, so its cookie is worthless.
-pub async fn logout(State(state): State<AppState>, session: Session, request: Request) -> Response {
+/// `POST /auth/logout`: deletes the session server-side, so its cookie is worthless; a
+/// session that came from a provider with an end-session endpoint goes on to end there.
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(http): Extension<Arc<SsoHttp>>,
+    session: Session,
+    request: Request,
+) -> Response {
     let principal = request.extensions().get::<CurrentPrincipal>().and_then(|current| current.0.clone());
     if let Some(principal) = principal {
         let context = audit_context_for(request.headers(), request.extensions(), Actor::user(&principal));
@@ -253,11 +264,12 @@ pub async fn logout(State(state): State<AppState>, session: Session, request: Re
             return internal(error);
         }
     }
+    let provider_sign_out = oidc::end_session_url(&state, &http, &session, request.headers()).await;
     if let Err(error) = session.flush().await {
         tracing::error!(%error, "could not end a session");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    Redirect::to("/login?notice=signed-out").into_response()
+    Redirect::to(provider_sign_out.as_deref().unwrap_or("/login?notice=signed-out")).into_response()
 }
 
 fn internal(error: store::StoreError) -> Response {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod oidc;
 pub mod outage;
 pub mod policy_cli;
 pub mod router;

@@ -1,9 +1,9 @@
 //! The whole HTTP surface in one `Router`, so tests drive it with `oneshot` and no socket.
 
-use crate::{api, auth, health, security};
+use crate::{api, auth, health, oidc, security};
 use app::state::AppState;
 use app::{App, shell};
-use axum::Router;
+use axum::{Extension, Router};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::body::Body;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
@@ -45,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/mfa", post(auth::second_factor))
+        .route("/auth/oidc/{slug}", get(oidc::start))
+        .route("/auth/oidc/{slug}/callback", get(oidc::callback))
         .route("/rpc/{*name}", get(server_fn_handler).post(server_fn_handler))
         .route("/audit/export", get(crate::audit_download::export))
         .leptos_routes_with_context(
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .layer(from_fn_with_state(state.clone(), auth::resolve_principal))
+        .layer(Extension(oidc::SsoHttp::new()))
         .layer(session_layer)
         // Server functions read bodies themselves, past axum's extractor limit: cap them.
         .layer(from_fn(limit_browser_bodies));

@@ -202,6 +202,12 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         // Leaves the matrix's own setting (nothing required) as it was.
         ("set_sign_in_policy", Allowed::Roles(ADMINS), String::new()),
         ("create_team", Allowed::Roles(ADMINS), format!("name=team-{unique}")),
+        ("sign_in_providers", Allowed::Anyone, String::new()),
+        ("list_sso_providers", Allowed::Roles(READERS), String::new()),
+        // A provider per admin caller; the matrix's sign-in never goes through it.
+        ("save_sso_provider", Allowed::Roles(ADMINS), format!("slug=matrix-{unique}&display_name=Matrix&issuer_url=https%3A%2F%2Fidp.example.com\
+            &client_id=palisade&client_secret=s3cret&groups_claim=groups&role_mapping=matrix+%3D+auditor&enabled=on")),
+        ("delete_sso_provider", Allowed::Roles(ADMINS), "id=999999".into()),
         ("search_audit", Allowed::SignedIn, "filters[action]=account&filters[from]=2020-01-01".into()),
         ("audit_chain_status", Allowed::Roles(READERS), String::new()),
         ("list_apis", Allowed::SignedIn, String::new()),
@@ -290,6 +296,7 @@ fn pages(world: &World) -> Vec<(String, Allowed)> {
         ("/settings/users".into(), Allowed::Roles(READERS)),
         (format!("/settings/users/{}", world.target_id), Allowed::Roles(READERS)),
         ("/settings/teams".into(), Allowed::Roles(READERS)),
+        ("/settings/sso".into(), Allowed::Roles(READERS)),
     ]
 }
 

@@ -46,6 +46,11 @@ pub mod settings;
 pub mod sign_in_policy;
 #[cfg(feature = "db")]
 pub mod signing;
+pub mod sso;
+#[cfg(feature = "db")]
+pub mod sso_identities;
+#[cfg(feature = "db")]
+pub mod sso_providers;
 #[cfg(feature = "db")]
 pub mod teams;
 #[cfg(feature = "db")]

@@ -10,6 +10,7 @@ pub mod policies;
 pub mod protection;
 pub mod admin;
 pub mod setup;
+pub mod sso;
 
 /// Empty form fields mean "not given".
 #[cfg(feature = "ssr")]

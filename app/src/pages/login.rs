@@ -1,6 +1,8 @@
 //! The sign-in page: a plain form posted to `/auth/login`, so it works without JavaScript.
 
+use crate::api::sso::sign_in_providers;
 use crate::auth::use_me;
+use crate::url::percent_encode;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::Redirect;
@@ -12,6 +14,15 @@ fn error_text(code: &str) -> &'static str {
         "origin" => "This sign-in came from another site and was refused.",
         "code" => "That code is not right, or it was used already.",
         "expired-code" => "The sign-in took too long. Start again with your password.",
+        "sso-no-role" => "Your identity provider signed you in, but none of your groups gives access to Palisade. Ask an administrator to map one of your groups to a role.",
+        "sso-no-account" => "Your identity provider signed you in, but there is no Palisade account for you. Ask an administrator for one.",
+        "sso-email-taken" => "A Palisade account with your email already exists and cannot be linked to this provider. Sign in with its password, or ask an administrator.",
+        "sso-no-email" => "Your identity provider did not share your email address, which Palisade needs for a new account.",
+        "sso-disabled" => "Your Palisade account is disabled.",
+        "sso-expired" => "The sign-in through your identity provider took too long. Try again.",
+        "sso-denied" => "Your identity provider did not sign you in.",
+        "sso-unavailable" => "That identity provider is not available right now. Try again later, or sign in with a password.",
+        "sso-failed" => "The sign-in through your identity provider could not be verified, and was refused. Try again.",
         _ => "Email or password is incorrect.",
     }
 }
@@ -22,6 +33,35 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "password-set" => Some("Your password is set. Sign in with it now."),
         "expired" => Some("Your session has ended. Sign in again."),
         _ => None,
+    }
+}
+
+/// A link per enabled single sign-on provider, carrying where to go after.
+#[component]
+fn ProviderButtons(next: impl Fn() -> String + Send + Sync + 'static, reauth: bool) -> impl IntoView {
+    let providers = Resource::new(|| (), |_| sign_in_providers());
+    let next = Signal::derive(next);
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                let providers = providers.await.unwrap_or_default();
+                (!providers.is_empty()).then(|| view! {
+                    <div class="providers">
+                        <p class="hint">"Or sign in with your organisation:"</p>
+                        {providers.into_iter().map(|provider| {
+                            let href = move || {
+                                let mut href = format!("/auth/oidc/{}?next={}", provider.slug, percent_encode(&next.get()));
+                                if reauth {
+                                    href.push_str("&reauth=1");
+                                }
+                                href
+                            };
+                            view! { <a class="button" rel="external" href=href data-testid="sso-button">{format!("Sign in with {}", provider.display_name)}</a> }
+                        }).collect_view()}
+                    </div>
+                })
+            })}
+        </Suspense>
     }
 }
 
@@ -68,6 +108,7 @@ pub fn LoginPage() -> impl IntoView {
                     <input type="password" name="password" autocomplete="current-password" required maxlength="128"/>
                 </label>
                 <button type="submit">"Sign in"</button>
+                <ProviderButtons next reauth/>
             </form>
         </main>
     }

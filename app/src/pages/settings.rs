@@ -20,6 +20,7 @@ pub fn SettingsNav() -> impl IntoView {
             {can_read_users.then(|| view! {
                 <A href="/settings/users">"Users"</A>
                 <A href="/settings/teams">"Teams"</A>
+                <A href="/settings/sso">"Single sign-on"</A>
             })}
         </nav>
     }
