@@ -11,6 +11,8 @@ const dataDir = path.join(__dirname, '.data');
 // security), for the specs named *.required.spec.ts.
 const requiredPort = port + 1;
 const requiredDataDir = path.join(__dirname, '.data-required');
+// A real OpenID provider (npm oidc-provider) for single_sign_on.spec.ts.
+export const OIDC_PORT = port + 13;
 
 function server(listen: number, data: string, env: Record<string, string>) {
   return {
@@ -64,5 +66,13 @@ export default defineConfig({
       PALISADE_MFA_REQUIRED_ROLES: 'none',
     }),
     server(requiredPort, requiredDataDir, {}),
+    {
+      command: 'exec node oidc/provider.mjs',
+      url: `http://127.0.0.1:${OIDC_PORT}/.well-known/openid-configuration`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'pipe' as const,
+      env: { OIDC_PORT: String(OIDC_PORT), PALISADE_ORIGIN: `http://127.0.0.1:${port}` },
+    },
   ],
 });

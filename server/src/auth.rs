@@ -269,7 +269,10 @@ pub async fn logout(
         tracing::error!(%error, "could not end a session");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    Redirect::to(provider_sign_out.as_deref().unwrap_or("/login?notice=signed-out")).into_response()
+    match provider_sign_out {
+        Some((url, provider)) => oidc::continue_sign_out(&url, &provider),
+        None => Redirect::to("/login?notice=signed-out").into_response(),
+    }
 }
 
 fn internal(error: store::StoreError) -> Response {

@@ -107,6 +107,8 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// RFC 9207: the issuer of this answer, which providers that send it vouch for.
+    iss: Option<String>,
 }
 
 /// Every claim, for those the standard types do not name (groups).
@@ -304,6 +306,10 @@ async fn verify(
         .await?
         .filter(|provider| provider.id == pending.provider_id)
         .ok_or(Failure::UnknownProvider)?;
+    // An answer naming another issuer was meant for another provider (a mix-up attack).
+    if query.iss.as_ref().is_some_and(|iss| *iss != provider.issuer_url) {
+        return Err(Failure::IdToken("the answer names another issuer".into()));
+    }
     let (client, metadata) = discover(http, state, &provider, &pending.redirect_uri).await?;
     let token = client
         .exchange_code(AuthorizationCode::new(code))
@@ -336,11 +342,11 @@ async fn verify(
     let subject = claims.subject().as_str().to_owned();
     let mut email = claims.email().map(|email| email.as_str().to_owned());
     let mut email_verified = claims.email_verified().unwrap_or(false);
-    let name = claims.name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned());
+    let mut name = claims.name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned());
     let raw_id_token = id_token.to_string();
     let mut groups = groups_in(&payload_of(&raw_id_token), &provider.groups_claim);
     // Many providers put profile and groups only in userinfo for the code flow.
-    if groups.is_none() || email.is_none() {
+    if groups.is_none() || email.is_none() || name.is_none() {
         if let Ok(request) = client.user_info(token.access_token().clone(), Some(claims.subject().clone())) {
             let info: UserInfoClaims<OtherClaims, CoreGenderClaim> =
                 request.request_async(&http.0).await.map_err(|error| Failure::UserInfo(error_chain(&error)))?;
@@ -350,6 +356,9 @@ async fn verify(
             }
             if groups.is_none() {
                 groups = groups_in(&info.additional_claims().0, &provider.groups_claim);
+            }
+            if name.is_none() {
+                name = info.name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned());
             }
         }
     }
@@ -408,9 +417,10 @@ fn failed(slug: &str, failure: Failure) -> Response {
     login_failed(failure.code())
 }
 
-/// Where sign-out should send the browser so the provider ends its session too: the
-/// provider's end-session endpoint, when this session came from a provider that has one.
-pub async fn end_session_url(state: &AppState, http: &SsoHttp, session: &Session, headers: &http::HeaderMap) -> Option<String> {
+/// Where sign-out should send the browser so the provider ends its session too, with the
+/// provider's name: its end-session endpoint, when this session came from a provider that
+/// has one.
+pub async fn end_session_url(state: &AppState, http: &SsoHttp, session: &Session, headers: &http::HeaderMap) -> Option<(String, String)> {
     let signed_in_with: SignedInWith = session.get(SIGNED_IN_WITH_KEY).await.ok().flatten()?;
     let provider = sso_providers::find(&state.db, signed_in_with.provider_id).await.ok()?;
     let issuer = IssuerUrl::new(provider.issuer_url.clone()).ok()?;
@@ -431,7 +441,36 @@ pub async fn end_session_url(state: &AppState, http: &SsoHttp, session: &Session
     if let Some(hint) = hint {
         logout = logout.set_id_token_hint(&hint);
     }
-    Some(logout.http_get_url().to_string())
+    Some((logout.http_get_url().to_string(), provider.display_name))
+}
+
+/// The answer to a sign-out that continues at the provider. Not a redirect: the sign-out
+/// form's page allows forms to reach only this site (`form-action 'self'`), which browsers
+/// apply to a form's redirects too. A page that moves on by itself is a navigation of its
+/// own, with a link for when it does not.
+pub fn continue_sign_out(url: &str, provider: &str) -> Response {
+    let (url, provider) = (escape_html(url), escape_html(provider));
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={url}\">\
+         <title>Signing out</title></head><body><main><p>You have signed out of Palisade.</p>\
+         <p><a href=\"{url}\" data-testid=\"provider-sign-out\">Sign out at {provider} too</a></p></main></body></html>"
+    );
+    axum::response::Html(page).into_response()
+}
+
+fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 #[cfg(test)]
@@ -460,6 +499,11 @@ mod tests {
         assert!(payload_of("a.!!!.c").is_empty());
         let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#);
         assert_eq!(payload_of(&format!("h.{payload}.s"))["sub"], "x");
+    }
+
+    #[test]
+    fn sign_out_pages_escape_what_they_show() {
+        assert_eq!(escape_html(r#"a&b"<c>'"#), "a&amp;b&quot;&lt;c&gt;&#39;");
     }
 
     #[test]

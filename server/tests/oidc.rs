@@ -342,14 +342,18 @@ app_test!(groups_decide_the_role_accounts_are_created_and_sign_out_ends_the_prov
     // Signing out ends the local session and sends the browser to end the provider's.
     let session = session_cookie(&callback).unwrap();
     let out = app.send(form_post("/auth/logout", "", Some(&session))).await;
-    assert_eq!(out.status(), StatusCode::SEE_OTHER);
-    let end = url::Url::parse(&location(&out)).unwrap();
+    assert_eq!(out.status(), StatusCode::OK, "a page that moves on to the provider");
+    let page = body_text(out).await;
+    let href = page.split("href=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a link to the provider");
+    assert!(page.contains(&format!("http-equiv=\"refresh\" content=\"0;url={href}\"")));
+    let end = url::Url::parse(&href.replace("&amp;", "&")).unwrap();
     assert_eq!(end.path(), "/session/end");
     let query: HashMap<String, String> = end.query_pairs().into_owned().collect();
     assert_eq!(query["client_id"], CLIENT_ID);
     assert_eq!(query["post_logout_redirect_uri"], format!("{ORIGIN}/login?notice=signed-out"));
     assert_eq!(query["id_token_hint"].split('.').count(), 3, "the ID token the provider issued");
-    assert!(whoami(&app, &out, &session).await.is_null(), "the local session is over");
+    let me = body_json(app.send(rpc("whoami", "", Some(&session))).await).await;
+    assert!(me.is_null(), "the local session is over");
 });
 
 fn hex_of(text: &str) -> String {
@@ -428,6 +432,13 @@ app_test!(forged_replayed_and_stale_answers_never_sign_in, |app: TestApp| async 
     let old_code = app.send(get(&format!("/auth/oidc/{SLUG}/callback?code={}&state={}", encode(&code), encode(&query["state"])), Some(&fresh))).await;
     refused(&old_code, "a spent code");
     assert!(whoami(&app, &old_code, &fresh).await.is_null());
+
+    // An answer naming another issuer (RFC 9207), even with a good state and code.
+    let start = app.send(get(&format!("/auth/oidc/{SLUG}"), None)).await;
+    let browser = session_cookie(&start).unwrap();
+    let (code, state) = provider.authorize(&location(&start), &casey);
+    let mixed_up = format!("/auth/oidc/{SLUG}/callback?code={}&state={}&iss={}", encode(&code), encode(&state), encode("https://evil.example"));
+    refused(&app.send(get(&mixed_up, Some(&browser))).await, "another issuer");
 
     // The provider's own error answer, and a disabled or unknown provider.
     let start = app.send(get(&format!("/auth/oidc/{SLUG}"), None)).await;
