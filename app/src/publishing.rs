@@ -215,6 +215,11 @@ pub mod ssr {
         store_signed(db, master, None, &policy, labels, Origin::Pin { of: revision as u64 }, Some(reason), context).await
     }
 
+    /// The longest overlap a rotation may give the retiring key (30 days).
+    pub const MAX_OVERLAP_HOURS: i64 = 720;
+    /// The overlap when none is asked for (a week).
+    pub const DEFAULT_OVERLAP_HOURS: i64 = 168;
+
     /// Rotates the bundle key without restarting agents: retires the active key with an
     /// overlap window, makes a new one, and re-issues what each group of agents runs now
     /// (the fleet, newer canaries, pins) signed by the retiring key and announcing the new

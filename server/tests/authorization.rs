@@ -251,6 +251,8 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("list_pins", Allowed::SignedIn, String::new()),
         ("pin_group", Allowed::Roles(DEFINERS), "labels=matrix%3Dnone&revision=999999&reason=matrix".into()),
         ("release_pin", Allowed::Roles(DEFINERS), "pin_id=999999&reason=matrix".into()),
+        // An overlap out of range: the permission check comes first; `bundles.rs` rotates.
+        ("rotate_bundle_key", Allowed::Roles(DEFINERS), "overlap_hours=0&reason=matrix".into()),
         ("run_policy_cases", Allowed::SignedIn, "cases=%7B%22cases%22%3A%5B%5D%7D&against=draft".into()),
         ("explain_request", Allowed::SignedIn, format!("case[against]=draft&case[api_id]={api}&case[method]=GET&case[path]=%2Fthings%2F1")),
     ]

@@ -141,8 +141,9 @@ async fn admins_and_security_must_set_up_a_second_factor_first_postgres() {
     admins_and_security_must_set_up_a_second_factor_first(requirement_app(store::Backend::Postgres).await).await;
 }
 
-/// Sensitive actions (publishing, user administration, removing a second factor) need a
-/// sign-in within the recent-authentication window; signing in again restores them.
+/// Sensitive actions (publishing, key rotation, user and provider administration, removing
+/// a second factor) need a sign-in within the recent-authentication window; signing in
+/// again restores them.
 async fn sensitive_actions_ask_for_a_recent_sign_in(backend: store::Backend) {
     let settings = app::state::AuthSettings {
         mfa_required_roles: Vec::new(),
@@ -161,8 +162,17 @@ async fn sensitive_actions_ask_for_a_recent_sign_in(backend: store::Backend) {
     let stale = publish(cookie.clone()).await;
     assert_eq!(stale.status(), StatusCode::FORBIDDEN);
     assert!(body_text(stale).await.contains("Reauthenticate"), "the browser can tell it apart from a refusal");
-    let create = app.send(rpc("create_team", "name=late", Some(&cookie))).await;
-    assert_eq!(create.status(), StatusCode::FORBIDDEN);
+    // Every kind of sensitive action: user and provider administration, key rotations.
+    for (name, body) in [
+        ("create_team", "name=late"),
+        ("rotate_bundle_key", "overlap_hours=24&reason=late"),
+        ("rotate_credential", "client_app_id=999999&credential_id=1&overlap_minutes=5"),
+        ("delete_sso_provider", "id=999999"),
+    ] {
+        let stale = app.send(rpc(name, body, Some(&cookie))).await;
+        assert_eq!(stale.status(), StatusCode::FORBIDDEN, "{name}");
+        assert!(body_text(stale).await.contains("Reauthenticate"), "{name}");
+    }
     // Reading goes on; signing in again restores the sensitive actions.
     assert_eq!(app.send(rpc("list_bundles", "", Some(&cookie))).await.status(), StatusCode::OK);
     let again = app.session_for("admin@example.com").await;

@@ -44,6 +44,8 @@ enum Misbehaviour {
     ForeignKey,
     /// Groups only in userinfo, as many providers do for the code flow.
     GroupsInUserInfoOnly,
+    /// The user last signed in at the provider an hour ago (its session was reused).
+    OldAuthTime,
 }
 
 #[derive(Clone, Debug)]
@@ -221,6 +223,7 @@ fn id_token(issuer: &str, grant: &Grant, misbehaviour: &Misbehaviour, access_tok
         Misbehaviour::GroupsInUserInfoOnly => {
             claims.as_object_mut().unwrap().remove("groups");
         }
+        Misbehaviour::OldAuthTime => claims["auth_time"] = (now - 3600).into(),
         _ => {}
     }
     if matches!(misbehaviour, Misbehaviour::AlgNone) {
@@ -537,3 +540,62 @@ app_test!(bad_provider_settings_are_refused_and_change_nothing, |app: TestApp| a
     let body = attempt("https://idp.example.com", "a = admin", "");
     assert_eq!(app.send(rpc("save_sso_provider", &body, Some(&developer))).await.status(), StatusCode::FORBIDDEN);
 });
+
+/// A sensitive action after the recent-authentication window asks for a fresh sign-in; a
+/// fresh one at the provider (`prompt=login`, `max_age=0`) restores it, one the provider
+/// answered from an old session does not.
+async fn a_fresh_sign_in_at_the_provider_confirms_sensitive_actions(backend: store::Backend) {
+    let settings = app::state::AuthSettings {
+        mfa_required_roles: Vec::new(),
+        recent_authentication: std::time::Duration::from_secs(1),
+        ..app::state::AuthSettings::default()
+    };
+    let app = TestApp::with_settings(backend, settings).await;
+    let provider = Provider::start().await;
+    app.create_user("admin@example.com", Role::Admin, &[]).await;
+    let admin = app.session_for("admin@example.com").await;
+    configure(&app, &provider, &admin, "&create_accounts=on").await;
+    let casey = user("subject-casey", "casey@example.com", &["palisade-security"]);
+    let callback = round_trip(&app, &provider, &casey).await;
+    let session = session_cookie(&callback).unwrap();
+    let rotate = |session: String| {
+        let app = &app;
+        async move { app.send(rpc("rotate_bundle_key", "overlap_hours=24&reason=drill", Some(&session))).await }
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let stale = rotate(session.clone()).await;
+    assert_eq!(stale.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(stale).await.contains("Reauthenticate"));
+
+    let confirm = |session: String| {
+        let (app, provider, casey) = (&app, &provider, &casey);
+        async move {
+            let start = app.send(get(&format!("/auth/oidc/{SLUG}?reauth=1&next=%2Fpolicies"), Some(&session))).await;
+            let to_provider = location(&start);
+            let query: HashMap<String, String> = url::Url::parse(&to_provider).unwrap().query_pairs().into_owned().collect();
+            assert_eq!(query.get("prompt").map(String::as_str), Some("login"), "the provider must ask again");
+            assert_eq!(query.get("max_age").map(String::as_str), Some("0"));
+            let (code, state) = provider.authorize(&to_provider, casey);
+            app.send(get(&format!("/auth/oidc/{SLUG}/callback?code={}&state={}", encode(&code), encode(&state)), Some(&session))).await
+        }
+    };
+    provider.misbehave(Misbehaviour::OldAuthTime);
+    let refused = confirm(session.clone()).await;
+    assert_eq!(location(&refused), "/login?error=sso-failed", "an old sign-in at the provider does not confirm");
+    provider.misbehave(Misbehaviour::None);
+    let confirmed = confirm(session.clone()).await;
+    assert_eq!(location(&confirmed), "/policies");
+    let fresh = session_cookie(&confirmed).unwrap();
+    let rotated = rotate(fresh).await;
+    assert_eq!(rotated.status(), StatusCode::OK, "{}", body_text(rotated).await);
+}
+
+#[tokio::test]
+async fn a_fresh_sign_in_at_the_provider_confirms_sensitive_actions_sqlite() {
+    a_fresh_sign_in_at_the_provider_confirms_sensitive_actions(store::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_fresh_sign_in_at_the_provider_confirms_sensitive_actions_postgres() {
+    a_fresh_sign_in_at_the_provider_confirms_sensitive_actions(store::Backend::Postgres).await;
+}

@@ -114,10 +114,11 @@ pub async fn issue_credential(client_app_id: i64, kind: String, instance: String
     announce(issued, "Credential issued").await
 }
 
-/// The owning team's developers, security and admins: rotates an API or HMAC key; the
-/// old one works for `overlap_minutes` more.
+/// The owning team's developers, security and admins, signed in recently: rotates an API
+/// or HMAC key; the old one works for `overlap_minutes` more.
 #[server(prefix = "/rpc", endpoint = "rotate_credential")]
 pub async fn rotate_credential(client_app_id: i64, credential_id: i64, overlap_minutes: i64) -> Result<Issued, AppError> {
+    crate::auth::ssr::require_recent(|_| true).await?;
     let (db, principal) = owned(client_app_id).await?;
     let overlap = overlap_minutes.checked_mul(60).ok_or_else(|| fail(AppError::invalid("overlap_minutes", "is too large")))?;
     let issued = client_apps::rotate_credential(

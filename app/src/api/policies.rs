@@ -101,6 +101,22 @@ pub async fn release_pin(pin_id: i64, reason: String) -> Result<BundlePin, AppEr
     bundles::unpin(&state()?.db, pin_id, &reason, &audit_context(&principal)).await.map_err(store_error)
 }
 
+/// Security and admins, signed in recently: rotates the bundle-signing key. What each
+/// agent group runs now is re-issued by the retiring key, announcing the new one, which
+/// stays trusted alongside it for `overlap_hours` (1 to 720). Returns the new key's id.
+#[server(prefix = "/rpc", endpoint = "rotate_bundle_key")]
+pub async fn rotate_bundle_key(overlap_hours: i64, reason: String) -> Result<String, AppError> {
+    let principal = require_recent(may_publish).await?;
+    if !(1..=publishing::MAX_OVERLAP_HOURS).contains(&overlap_hours) {
+        return Err(fail(AppError::invalid("overlap_hours", format!("from 1 to {}", publishing::MAX_OVERLAP_HOURS))));
+    }
+    let state = state()?;
+    let (key_id, _) = publishing::rotate_key(&state.db, &state.master, overlap_hours * 3_600_000, &reason, &audit_context(&principal))
+        .await
+        .map_err(store_error)?;
+    Ok(key_id)
+}
+
 /// Anyone signed in: runs a policy test file (cases of a request and the decision
 /// expected) against the draft or a revision.
 #[server(prefix = "/rpc", endpoint = "run_policy_cases")]

@@ -4,7 +4,7 @@
 
 use crate::api::inventory::list_apis;
 use crate::api::policies::{
-    CreateDraft, ExplorerCase, PinGroup, PromoteBundle, PublishBundle, ReleasePin, RollbackBundle, RunPolicyCases, explain_request,
+    CreateDraft, ExplorerCase, PinGroup, PromoteBundle, PublishBundle, ReleasePin, RollbackBundle, RotateBundleKey, RunPolicyCases, explain_request,
     list_bundles, list_pins, preview_policy,
 };
 use crate::policy_code::CaseRun;
@@ -91,8 +91,34 @@ pub fn PoliciesPage() -> impl IntoView {
                 {move || release.value().get().and_then(Result::err).map(|error| view! { <ErrorMessage error/> })}
             })}
         </section>
+        {may_publish.then(|| view! { <KeyRotation/> })}
         <DecisionExplorer/>
         <PolicyCases/>
+    }
+}
+
+/// Rotating the bundle-signing key (security and admins; asks for a recent sign-in).
+#[component]
+fn KeyRotation() -> impl IntoView {
+    let rotate = ServerAction::<RotateBundleKey>::new();
+    view! {
+        <section class="card" id="signing-key">
+            <h2>"Signing key"</h2>
+            <p>
+                "Rotating makes a new bundle-signing key. Every agent group gets its current policy again, signed by \
+                 the retiring key and announcing the new one, which agents then trust; the retiring key stays trusted \
+                 for the overlap."
+            </p>
+            <ActionForm action=rotate>
+                <label>"Overlap in hours" <input type="number" name="overlap_hours" required min="1" max="720" value="168"/></label>
+                <label>"Reason" <input type="text" name="reason" required maxlength="1000"/></label>
+                <button type="submit">"Rotate signing key"</button>
+            </ActionForm>
+            {move || rotate.value().get().map(|outcome| match outcome {
+                Ok(key_id) => view! { <p class="success" role="status">{format!("Rotated: new bundles are signed by key {key_id}.")}</p> }.into_any(),
+                Err(error) => view! { <ErrorMessage error/> }.into_any(),
+            })}
+        </section>
     }
 }
 

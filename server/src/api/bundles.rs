@@ -167,8 +167,7 @@ pub struct MeantForBody {
 }
 
 /// Longest overlap a rotation may give the retiring key.
-const MAX_OVERLAP_HOURS: i64 = 720;
-const DEFAULT_OVERLAP_HOURS: i64 = 168;
+use publishing::{DEFAULT_OVERLAP_HOURS, MAX_OVERLAP_HOURS};
 
 fn publisher(caller: Caller) -> Result<Principal, ApiError> {
     caller.require(|p| matches!(p.role, Role::Admin | Role::Security))
