@@ -92,6 +92,70 @@ pub struct ServeArgs {
     /// or `none`).
     #[arg(long, env = "PALISADE_MFA_REQUIRED_ROLES", default_value = "admin,security")]
     pub mfa_required_roles: String,
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// A single sign-on provider kept in configuration rather than in the dashboard: created
+/// or brought in line at every start (its client secret comes from
+/// `PALISADE_OIDC_CLIENT_SECRET`, an environment variable only).
+#[derive(Args, Clone, Debug)]
+pub struct OidcArgs {
+    /// The provider's issuer URL; setting it turns the configured provider on.
+    #[arg(long, env = "PALISADE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    #[arg(long, env = "PALISADE_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// Groups to roles, `group=role` separated by commas; the first match wins.
+    #[arg(long, env = "PALISADE_OIDC_ROLE_MAPPING")]
+    pub oidc_role_mapping: Option<String>,
+    /// The sign-in button's label.
+    #[arg(long, env = "PALISADE_OIDC_NAME", default_value = "Single sign-on")]
+    pub oidc_name: String,
+    /// Scopes besides openid.
+    #[arg(long, env = "PALISADE_OIDC_SCOPES", default_value = "email profile")]
+    pub oidc_scopes: String,
+    #[arg(long, env = "PALISADE_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Create an account at a first sign-in.
+    #[arg(long, env = "PALISADE_OIDC_CREATE_ACCOUNTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub oidc_create_accounts: bool,
+    /// Link a first sign-in to the local account with the same verified email.
+    #[arg(long, env = "PALISADE_OIDC_LINK_BY_EMAIL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub oidc_link_by_email: bool,
+}
+
+/// The name in the configured provider's URLs (`/auth/oidc/sso`).
+pub const CONFIGURED_PROVIDER_SLUG: &str = "sso";
+
+impl OidcArgs {
+    /// The configured provider, checked; `None` when no issuer is set.
+    pub fn provider(&self) -> Result<Option<store::sso::SsoProviderInput>, String> {
+        let Some(issuer) = self.oidc_issuer.clone().filter(|issuer| !issuer.is_empty()) else { return Ok(None) };
+        let missing = |name: &str| format!("PALISADE_OIDC_ISSUER is set, so {name} must be too");
+        let client_id = self.oidc_client_id.clone().ok_or_else(|| missing("PALISADE_OIDC_CLIENT_ID"))?;
+        let client_secret = std::env::var("PALISADE_OIDC_CLIENT_SECRET").ok().filter(|s| !s.is_empty())
+            .ok_or_else(|| missing("PALISADE_OIDC_CLIENT_SECRET"))?;
+        let roles = self.oidc_role_mapping.clone().ok_or_else(|| missing("PALISADE_OIDC_ROLE_MAPPING"))?;
+        let mapping = store::sso::GroupMapping::parse(&roles.replace(',', "\n"), "")
+            .map_err(|e| format!("PALISADE_OIDC_ROLE_MAPPING: {e}"))?;
+        let input = store::sso::SsoProviderInput {
+            id: None,
+            slug: CONFIGURED_PROVIDER_SLUG.to_owned(),
+            display_name: self.oidc_name.clone(),
+            issuer_url: issuer,
+            client_id,
+            client_secret,
+            scopes: self.oidc_scopes.clone(),
+            groups_claim: self.oidc_groups_claim.clone(),
+            mapping,
+            create_accounts: self.oidc_create_accounts,
+            link_by_email: self.oidc_link_by_email,
+            enabled: true,
+        };
+        input.check().map_err(|e| format!("PALISADE_OIDC_*: {e}"))?;
+        Ok(Some(input))
+    }
 }
 
 impl ServeArgs {

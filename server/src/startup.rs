@@ -28,6 +28,7 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
     let passwords = Passwords::new().map_err(|e| e.to_string())?;
 
     bootstrap_admin(&db, &passwords, &args).await?;
+    configure_sso(&db, &master, &args).await?;
     // Generated on first start; refuses to start under a master key that cannot open it.
     let signer = signing::ensure_signer(&db, &master, KeyPurpose::Audit, &AuditContext::system("startup"))
         .await
@@ -90,6 +91,35 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
 }
 
 /// On first start (no accounts at all) creates the admin account.
+/// Creates the provider kept in configuration, or brings it in line with it (audited as
+/// the configuration's change; nothing is written when it already matches).
+async fn configure_sso(db: &Db, master: &store::signing::MasterKey, args: &ServeArgs) -> Result<(), String> {
+    let Some(mut input) = args.oidc.provider()? else { return Ok(()) };
+    let existing = store::sso_providers::list(db).await.map_err(|e| e.to_string())?.into_iter().find(|p| p.slug == input.slug);
+    if let Some(existing) = &existing {
+        input.id = Some(existing.id);
+        let checked = input.check().map_err(|e| e.to_string())?;
+        let secret = store::sso_providers::client_secret(db, master, existing.id).await.ok();
+        let same = existing.display_name == checked.display_name
+            && existing.issuer_url == checked.issuer_url
+            && existing.client_id == checked.client_id
+            && existing.scopes == checked.scopes
+            && existing.groups_claim == checked.groups_claim
+            && existing.mapping == checked.mapping
+            && existing.create_accounts == input.create_accounts
+            && existing.link_by_email == input.link_by_email
+            && existing.enabled
+            && secret.as_deref() == checked.client_secret.as_deref();
+        if same {
+            return Ok(());
+        }
+    }
+    let context = AuditContext::system("configuration");
+    let provider = store::sso_providers::save(db, master, &input, &context).await.map_err(|e| format!("PALISADE_OIDC_*: {e}"))?;
+    tracing::info!(issuer = %provider.issuer_url, slug = %provider.slug, "single sign-on provider configured");
+    Ok(())
+}
+
 async fn bootstrap_admin(db: &Db, passwords: &Passwords, args: &ServeArgs) -> Result<(), String> {
     if accounts::count_accounts(db).await.map_err(|e| e.to_string())? > 0 {
         return Ok(());

@@ -386,3 +386,60 @@ async fn checkpoints_are_signed_exported_and_rotated() {
     assert!(output_text(&refused).contains("cannot be unsealed"), "{}", output_text(&refused));
     let _ = std::fs::remove_dir_all(&folder);
 }
+
+/// A single sign-on provider in configuration (`PALISADE_OIDC_*`): created at the first
+/// start with its secret sealed, left alone by a start with the same settings, brought in
+/// line by one with new settings; an incomplete configuration stops the start.
+#[tokio::test]
+async fn a_configured_provider_is_kept_in_line_with_the_environment() {
+    let database = TestDb::new(Backend::Sqlite).await;
+    let url = database.url.clone();
+    let with_provider = |mapping: &str| {
+        let mut command = palisade(&url);
+        command
+            .env("PALISADE_OIDC_ISSUER", "https://login.example.com/realms/corp")
+            .env("PALISADE_OIDC_CLIENT_ID", "palisade")
+            .env("PALISADE_OIDC_CLIENT_SECRET", "configured-secret-value")
+            .env("PALISADE_OIDC_ROLE_MAPPING", mapping)
+            .env("PALISADE_OIDC_NAME", "Corp login");
+        command
+    };
+    let start = |mut command: Command| {
+        let mut child = command.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let reader = BufReader::new(child.stdout.take().unwrap());
+        for line in reader.lines() {
+            if line.unwrap().starts_with("Palisade is listening on ") {
+                return child;
+            }
+        }
+        panic!("palisade exited before listening");
+    };
+    let provider_changes = |db: store::Db| async move {
+        let filter = store::AuditFilter { action: Some("sso_provider".into()), ..Default::default() };
+        store::audit::search_entries(&db, &filter, None).await.unwrap().entries.len()
+    };
+    stop(start(with_provider("ciso=security, platform=admin")));
+    let providers = store::sso_providers::list(&database.db).await.unwrap();
+    assert_eq!(providers.len(), 1);
+    assert_eq!(providers[0].slug, "sso");
+    assert_eq!(providers[0].display_name, "Corp login");
+    assert_eq!(providers[0].mapping.roles.len(), 2);
+    assert_eq!(providers[0].mapping.roles[1].role, Role::Admin);
+    let sealed: String = sqlx::query_scalar("SELECT sealed_client_secret FROM sso_provider").fetch_one(database.db.pool()).await.unwrap();
+    assert!(!sealed.is_empty() && !sealed.contains("configured-secret-value"));
+    assert_eq!(provider_changes(database.db.clone()).await, 1);
+
+    stop(start(with_provider("ciso=security, platform=admin")));
+    assert_eq!(provider_changes(database.db.clone()).await, 1, "the same settings write nothing");
+    stop(start(with_provider("ciso=security")));
+    assert_eq!(provider_changes(database.db.clone()).await, 2);
+    assert_eq!(store::sso_providers::list(&database.db).await.unwrap()[0].mapping.roles.len(), 1);
+
+    let incomplete = palisade(&url)
+        .env("PALISADE_OIDC_ISSUER", "https://login.example.com")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!incomplete.status.success());
+    assert!(output_text(&incomplete).contains("PALISADE_OIDC_CLIENT_ID"), "{}", output_text(&incomplete));
+}
