@@ -261,15 +261,3 @@ async fn sync_teams(
     audit::append(tx, context, Change::success("account.update", "account", account_id).with_details(details)).await?;
     Ok(())
 }
-
-/// The providers an account signs in with, for the account's page.
-pub async fn providers_of(db: &Db, account_id: AccountId) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT p.display_name FROM sso_identity i JOIN sso_provider p ON p.provider_id = i.provider_id \
-         WHERE i.account_id = $1 ORDER BY p.display_name",
-    )
-    .bind(account_id.0)
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(|row| row.try_get("display_name").map_err(StoreError::from)).collect()
-}
