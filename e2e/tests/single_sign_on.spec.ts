@@ -74,6 +74,10 @@ test('sign in through the organisation\'s OpenID provider, with the role its gro
   await page.goto('/settings/users');
   await expect(page.getByRole('row', { name: /casey@idp\.example/ })).toContainText('Security');
   await expect(page.getByRole('row', { name: /mallory@idp\.example/ })).toHaveCount(0);
+  // Its page shows how it signs in.
+  await page.getByRole('link', { name: 'casey@idp.example' }).click();
+  await expect(page.getByTestId('identities')).toContainText('Corp IdP');
+  await expect(page.getByTestId('identities')).toContainText('casey');
   expect(problems).toEqual([]);
   expect(caseyProblems).toEqual([]);
 });

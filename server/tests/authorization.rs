@@ -208,6 +208,8 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("save_sso_provider", Allowed::Roles(ADMINS), format!("slug=matrix-{unique}&display_name=Matrix&issuer_url=https%3A%2F%2Fidp.example.com\
             &client_id=palisade&client_secret=s3cret&groups_claim=groups&role_mapping=matrix+%3D+auditor&enabled=on")),
         ("delete_sso_provider", Allowed::Roles(ADMINS), "id=999999".into()),
+        ("list_user_identities", Allowed::Roles(READERS), format!("account_id={target}")),
+        ("unlink_user_identity", Allowed::Roles(ADMINS), format!("account_id={target}&provider_id=999999")),
         ("search_audit", Allowed::SignedIn, "filters[action]=account&filters[from]=2020-01-01".into()),
         ("audit_chain_status", Allowed::Roles(READERS), String::new()),
         ("list_apis", Allowed::SignedIn, String::new()),

@@ -478,6 +478,18 @@ app_test!(groups_from_userinfo_and_accounts_linked_only_as_allowed, |app: TestAp
     let me = whoami(&app, &callback, "").await;
     assert_eq!(me["account_id"], local.id.0);
     assert_eq!(me["role"], "security");
+    // The admin sees the link on the account's page, and can undo it: the next sign-in
+    // counts as a first one again.
+    let listed = body_json(app.send(rpc("list_user_identities", &format!("account_id={}", local.id.0), Some(&admin))).await).await;
+    assert_eq!(listed[0]["subject"], "subject-dana");
+    assert_eq!(listed[0]["provider"], "Corp SSO");
+    let unlink = format!("account_id={}&provider_id={id}", local.id.0);
+    assert_eq!(app.send(rpc("unlink_user_identity", &unlink, Some(&admin))).await.status(), StatusCode::OK);
+    assert_eq!(app.send(rpc("unlink_user_identity", &unlink, Some(&admin))).await.status(), StatusCode::NOT_FOUND);
+    let listed = body_json(app.send(rpc("list_user_identities", &format!("account_id={}", local.id.0), Some(&admin))).await).await;
+    assert_eq!(listed, serde_json::json!([]));
+    let callback = round_trip(&app, &provider, &dana).await;
+    assert_eq!(whoami(&app, &callback, "").await["account_id"], local.id.0, "linked again by verified email");
     // The password still works for the linked account; a disabled account cannot sign in.
     store::accounts::set_disabled(&app.db, local.id, true, &store::audit::AuditContext::system("test")).await.unwrap();
     assert_eq!(location(&round_trip(&app, &provider, &dana).await), "/login?error=sso-disabled");

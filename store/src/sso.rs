@@ -77,6 +77,16 @@ pub struct SsoButton {
     pub display_name: String,
 }
 
+/// An account's identity at a provider, for the account's page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedIdentity {
+    pub provider_id: i64,
+    pub provider: String,
+    pub subject: String,
+    pub linked_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
 /// A provider to create (`id: None`) or change. An empty `client_secret` on a change
 /// keeps the stored one.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

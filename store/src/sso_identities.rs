@@ -6,7 +6,7 @@
 
 use crate::accounts::normalize_email;
 use crate::audit::{self, Actor, AuditContext, Change};
-use crate::sso::SsoProvider;
+use crate::sso::{LinkedIdentity, SsoProvider};
 use crate::{AccountId, Db, Role, StoreError, now_millis};
 use serde::Serialize;
 use serde_json::json;
@@ -259,5 +259,45 @@ async fn sync_teams(
     }
     let details = json!({"before": {"team_ids": current}, "after": {"team_ids": wanted}, "via": {"provider": provider}});
     audit::append(tx, context, Change::success("account.update", "account", account_id).with_details(details)).await?;
+    Ok(())
+}
+
+/// The identities an account signs in with, by provider name.
+pub async fn identities_of(db: &Db, account_id: AccountId) -> Result<Vec<LinkedIdentity>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT i.provider_id, p.display_name, i.subject, i.linked_at, i.last_login_at \
+         FROM sso_identity i JOIN sso_provider p ON p.provider_id = i.provider_id \
+         WHERE i.account_id = $1 ORDER BY p.display_name, i.subject",
+    )
+    .bind(account_id.0)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LinkedIdentity {
+                provider_id: row.try_get("provider_id")?,
+                provider: row.try_get("display_name")?,
+                subject: row.try_get("subject")?,
+                linked_at: row.try_get("linked_at")?,
+                last_login_at: row.try_get("last_login_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Removes an account's link to a provider (a wrong link, or a person who left): the next
+/// sign-in through it is treated as a first one. Audited.
+pub async fn unlink(db: &Db, account_id: AccountId, provider_id: i64, context: &AuditContext) -> Result<(), StoreError> {
+    let mut tx = db.pool().begin().await?;
+    let subject: Option<String> =
+        sqlx::query_scalar("DELETE FROM sso_identity WHERE account_id = $1 AND provider_id = $2 RETURNING subject")
+            .bind(account_id.0)
+            .bind(provider_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let subject = subject.ok_or(StoreError::NotFound("linked identity"))?;
+    let details = json!({"provider_id": provider_id, "subject": subject});
+    audit::append(&mut tx, context, Change::success("sso_identity.unlink", "account", account_id).with_details(details)).await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -3,12 +3,12 @@
 
 use crate::error::AppError;
 use leptos::prelude::*;
-use store::sso::{SsoButton, SsoProvider};
+use store::sso::{LinkedIdentity, SsoButton, SsoProvider};
 
 #[cfg(feature = "ssr")]
 use crate::auth::ssr::{audit_context, require, require_recent, state, store_error};
 #[cfg(feature = "ssr")]
-use store::Principal;
+use store::{AccountId, Principal};
 
 /// A provider with the two addresses to register at the provider for it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -89,4 +89,19 @@ pub async fn save_sso_provider(
 pub async fn delete_sso_provider(id: i64) -> Result<(), AppError> {
     let principal = require_recent(Principal::can_administer_users).await?;
     store::sso_providers::delete(&state()?.db, id, &audit_context(&principal)).await.map_err(store_error)
+}
+
+/// Admins and auditors: the provider identities an account signs in with.
+#[server(prefix = "/rpc", endpoint = "list_user_identities")]
+pub async fn list_user_identities(account_id: i64) -> Result<Vec<LinkedIdentity>, AppError> {
+    require(Principal::can_read_users)?;
+    store::sso_identities::identities_of(&state()?.db, AccountId(account_id)).await.map_err(store_error)
+}
+
+/// Admins, signed in recently: removes an account's link to a provider; its next sign-in
+/// there is treated as a first one (a new account, a link or a refusal, as configured).
+#[server(prefix = "/rpc", endpoint = "unlink_user_identity")]
+pub async fn unlink_user_identity(account_id: i64, provider_id: i64) -> Result<(), AppError> {
+    let principal = require_recent(Principal::can_administer_users).await?;
+    store::sso_identities::unlink(&state()?.db, AccountId(account_id), provider_id, &audit_context(&principal)).await.map_err(store_error)
 }

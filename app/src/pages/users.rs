@@ -1,6 +1,8 @@
 //! User administration: the list with a creation form, and one user's page (role, teams,
 //! disable, password reset). Admins change; auditors read.
 
+use crate::api::sso::{UnlinkUserIdentity, list_user_identities};
+use store::sso::LinkedIdentity;
 use crate::api::admin::{
     AccountWithLink, CreateUser, ResetUserMfa, ResetUserPassword, SetSignInPolicy, SetUserDisabled, SetUserTeam, SignInPolicy,
     UpdateUser, get_sign_in_policy, get_user, list_teams, list_users,
@@ -165,6 +167,7 @@ pub fn UserPage() -> impl IntoView {
                             <dt>"Created"</dt><dd>{format_time(account.created_at)}</dd>
                         </dl>
                     </section>
+                    <Identities account_id=id can_edit/>
                     {can_edit.then(|| view! {
                         <section class="card">
                             <h2>"Name and role"</h2>
@@ -252,5 +255,47 @@ fn users_table(list: Vec<Account>) -> impl IntoView {
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// The provider identities an account signs in with; admins unlink one.
+#[component]
+fn Identities(account_id: i64, can_edit: bool) -> impl IntoView {
+    let unlink = ServerAction::<UnlinkUserIdentity>::new();
+    let identities = Resource::new(move || unlink.version().get(), move |_| list_user_identities(account_id));
+    let render = move |list: Vec<LinkedIdentity>| {
+        if list.is_empty() {
+            return view! { <p>"Signs in with a password only."</p> }.into_any();
+        }
+        view! {
+            <table data-testid="identities">
+                <thead><tr><th>"Provider"</th><th>"Subject"</th><th>"Linked"</th><th>"Last sign-in"</th><th></th></tr></thead>
+                <tbody>
+                    {list.into_iter().map(|identity| view! {
+                        <tr>
+                            <td>{identity.provider.clone()}</td>
+                            <td><code>{identity.subject.clone()}</code></td>
+                            <td>{format_time(identity.linked_at)}</td>
+                            <td>{identity.last_login_at.map(format_time).unwrap_or_default()}</td>
+                            <td>{can_edit.then(|| view! {
+                                <ActionForm action=unlink>
+                                    <input type="hidden" name="account_id" value=account_id/>
+                                    <input type="hidden" name="provider_id" value=identity.provider_id/>
+                                    <button type="submit" class="small danger">"Unlink"</button>
+                                </ActionForm>
+                            })}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        }
+        .into_any()
+    };
+    view! {
+        <section class="card">
+            <h2>"Single sign-on"</h2>
+            <Loaded resource=identities render=render/>
+            <ActionOutcome value=unlink.value() success="Unlinked: their next sign-in there counts as a first one."/>
+        </section>
     }
 }
