@@ -135,6 +135,18 @@ pub enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Make a single-use enrollment token for an agent; prints it once.
+    CreateEnrollmentToken {
+        /// A label the enrolled agent gets (`env=prod`); repeat for more.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// The enrolled agent's name (else the one it asks for).
+        #[arg(long)]
+        name: Option<String>,
+        /// Minutes until the token expires (1 to 10080, a week).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=10_080))]
+        expires_minutes: i64,
+    },
 }
 
 pub async fn run(cli: Cli) -> Result<(), String> {
@@ -174,6 +186,15 @@ async fn admin(data: DataArgs, command: AdminCommand) -> Result<(), String> {
         AdminCommand::ListTokens { email } => list_tokens(&db, &email).await,
         AdminCommand::RevokeToken { email, name } => revoke_token(&db, &email, &name).await,
         AdminCommand::ResetMfa { email } => reset_mfa(&db, &email).await,
+        AdminCommand::CreateEnrollmentToken { labels, name, expires_minutes } => {
+            let labels = store::parse_labels(&labels.join(",")).map_err(|e| format!("--label: {e}"))?;
+            let (_, secret) =
+                store::agents::create_enrollment_token(&db, &labels, name.as_deref(), expires_minutes * 60_000, &cli_context())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            println!("{secret}");
+            Ok(())
+        }
     };
     db.close().await;
     result

@@ -186,8 +186,20 @@ async fn admin_cli_creates_users_and_tokens(backend: Backend) {
     let again = run_admin(url, &["revoke-token", "--email", "dev@example.com", "--name", "ci"], "");
     assert!(!again.status.success());
 
+    // An enrollment token for an agent: printed once, carrying its labels, usable once.
+    let enrollment = run_admin(url, &["create-enrollment-token", "--label", "env=prod", "--label", "region=eu", "--name", "edge-1"], "");
+    assert!(enrollment.status.success(), "{}", String::from_utf8_lossy(&enrollment.stderr));
+    let secret = String::from_utf8(enrollment.stdout).unwrap().trim().to_owned();
+    assert!(secret.starts_with("pae_"), "{secret}");
+    let key = hex::encode(ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes());
+    let request = store::agents::EnrollmentRequest { token: secret, public_key: key, name: None, version: "test".into() };
+    let agent = store::agents::enroll(&database.db, &request, &store::audit::AuditContext::system("test")).await.unwrap();
+    assert_eq!((agent.name.as_str(), agent.labels.get("region").map(String::as_str)), ("edge-1", Some("eu")));
+
     // Bad input: a clear message, a failing exit, and nothing changed.
-    let cases: [(&[&str], &str, &str); 5] = [
+    let cases: [(&[&str], &str, &str); 7] = [
+        (&["create-enrollment-token", "--label", "env"], "", "key=value"),
+        (&["create-enrollment-token", "--expires-minutes", "0"], "", "expires-minutes"),
         (&["create-user", "--email", "x@example.com", "--role", "developer"], "", "standard input"),
         (&["create-user", "--email", "x@example.com", "--role", "developer"], "short\n", "at least 12"),
         (&["create-user", "--email", "x@example.com", "--role", "root"], "a long enough password\n", "root"),
