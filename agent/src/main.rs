@@ -1,24 +1,42 @@
-//! `palisade-agent`: the enforcement agent that will sit in front of each API instance.
-//! Enrollment, bundle verification and enforcement arrive with the agents issue; until then
-//! the binary only describes itself and refuses to pretend to enforce anything.
+//! `palisade-agent`: parses the command line, sets up logging and runs the agent.
+//! Exit codes: 0 after a clean stop, 1 on a start-up failure, 2 when enrollment is refused
+//! (or impossible without a token) and on command-line errors.
 
+use agent::app::{self, Failure};
+use agent::config::{Args, Config};
 use clap::Parser;
 use std::process::ExitCode;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "palisade-agent",
-    version,
-    about = "Palisade enforcement agent (not yet functional)",
-    long_about = "Palisade enforcement agent.\n\nIt will enroll with a Palisade control plane, \
-                  verify and activate signed policy bundles, and enforce them in front of an \
-                  API instance. This build does not enforce anything yet: it exits with an error \
-                  instead of running unprotected."
-)]
-struct Args {}
+use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let _ = Args::parse();
-    eprintln!("palisade-agent: enforcement is not implemented in this build; refusing to run");
-    ExitCode::from(2)
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("palisade-agent: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("palisade-agent: cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Enrollment(message)) => {
+            eprintln!("palisade-agent: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(message)) => {
+            eprintln!("palisade-agent: {message}");
+            ExitCode::from(1)
+        }
+    }
 }

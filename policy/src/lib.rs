@@ -3,6 +3,7 @@
 //! evaluator. Shared by the server and the agent. The pipeline reads in the module names:
 //! `model` -> `compile` -> `routes` (indexed tables) -> `evaluate`; `bundle` carries it.
 
+pub mod agent_api;
 pub mod bundle;
 pub mod cases;
 pub mod compile;

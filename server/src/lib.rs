@@ -1,6 +1,7 @@
 //! Palisade's control-plane server: configuration, startup, the axum router (dashboard,
 //! REST API), sign-in and sessions, and the admin command line.
 
+pub mod agent_api;
 pub mod api;
 pub mod audit_checkpointer;
 pub mod audit_download;

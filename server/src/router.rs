@@ -1,6 +1,6 @@
 //! The whole HTTP surface in one `Router`, so tests drive it with `oneshot` and no socket.
 
-use crate::{api, auth, health, oidc, security};
+use crate::{agent_api, api, auth, health, oidc, security};
 use app::state::AppState;
 use app::{App, shell};
 use axum::{Extension, Router};
@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(api::router())
+        .merge(agent_api::router(&state))
         .merge(browser)
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(from_fn_with_state(state.clone(), security::refuse_cross_site))

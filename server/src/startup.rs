@@ -147,7 +147,7 @@ async fn bootstrap_admin(db: &Db, passwords: &Passwords, args: &ServeArgs) -> Re
     Ok(())
 }
 
-/// Removes expired sessions and old login failures every few minutes.
+/// Removes expired sessions, old login failures and spent agent nonces every few minutes.
 fn spawn_upkeep(db: Db) {
     tokio::spawn(async move {
         let sessions = DbSessionStore::new(db.clone());
@@ -159,6 +159,11 @@ fn spawn_upkeep(db: Db) {
             }
             if let Err(error) = login_throttle::prune(&db, store::now_millis()).await {
                 tracing::warn!(%error, "could not prune login failures");
+            }
+            // Calls that old are refused by their time stamp, so their nonces can go.
+            let before = store::now_millis() - 2 * policy::agent_api::MAX_CLOCK_SKEW_MILLIS;
+            if let Err(error) = store::agent_reports::prune_nonces(&db, before).await {
+                tracing::warn!(%error, "could not prune spent agent nonces");
             }
         }
     });

@@ -79,6 +79,9 @@ struct Objects {
     /// A published canary bundle (to promote and pin), and a pin (to release).
     canary: i64,
     pin: i64,
+    /// An unused enrollment token and an enrolled agent, to revoke.
+    enrollment_token: i64,
+    agent: i64,
 }
 
 struct World {
@@ -142,7 +145,16 @@ async fn world(app: TestApp) -> World {
         store::bundles::publish_bundle(db, canary, "matrix canary", &system).await.unwrap();
         app::publishing::ssr::pin(db, master, &labels, canary, "matrix pin", &system).await.unwrap();
         let pin = store::bundles::list_pins(db).await.unwrap().into_iter().find(|pin| pin.labels == labels).unwrap().pin_id;
-        objects.insert(caller, Objects { client_app: client_app.id.0, rotate_key, revoke_key, doomed_app: doomed.id.0, class, canary, pin });
+        let (enrollment_token, _) = store::agents::create_enrollment_token(db, &labels, None, 3_600_000, &system).await.unwrap();
+        let (_, agent_token) = store::agents::create_enrollment_token(db, &labels, None, 3_600_000, &system).await.unwrap();
+        let agent_key = hex::encode(ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>()).verifying_key().to_bytes());
+        let enrollment = store::agents::EnrollmentRequest { token: agent_token, public_key: agent_key, name: None, version: "1".into() };
+        let agent = store::agents::enroll(db, &enrollment, &system).await.unwrap().id;
+        let (enrollment_token, agent) = (enrollment_token.id, agent);
+        objects.insert(
+            caller,
+            Objects { client_app: client_app.id.0, rotate_key, revoke_key, doomed_app: doomed.id.0, class, canary, pin, enrollment_token, agent },
+        );
     }
     World {
         app,
@@ -436,7 +448,15 @@ fn rest_call(world: &World, method: &str, path: &str, caller: Caller, revision: 
     let name = format!("{caller:?}").to_lowercase();
     let client_app = if method == "delete" && path == "/api/v1/client-apps/{id}" { own.doomed_app } else { own.client_app };
     let credential = if method == "delete" { own.revoke_key } else { own.rotate_key };
-    let id = if path.starts_with("/api/v1/client-apps/") { client_app } else { world.api_id };
+    let id = if path.starts_with("/api/v1/client-apps/") {
+        client_app
+    } else if path.starts_with("/api/v1/agents/enrollment-tokens/") {
+        own.enrollment_token
+    } else if path.starts_with("/api/v1/agents/") {
+        own.agent
+    } else {
+        world.api_id
+    };
     let mut uri = path
         .replace("{id}", &id.to_string())
         .replace("{operation_id}", &world.operation_id.to_string())
@@ -458,6 +478,9 @@ fn rest_call(world: &World, method: &str, path: &str, caller: Caller, revision: 
         }
         ("post", "/api/v1/bundles/pins") => json(serde_json::json!({"labels": {"matrix": name}, "revision": own.canary, "reason": "matrix"})),
         ("post", "/api/v1/policy") => json(serde_json::json!({})),
+        ("post", "/api/v1/agents/enrollment-tokens") => json(serde_json::json!({"labels": {"matrix": name}})),
+        ("post", "/api/v1/agents/enrollment-tokens/{id}/revoke") => None,
+        ("post", "/api/v1/agents/{id}/revoke") => json(serde_json::json!({"reason": "matrix"})),
         ("post", "/api/v1/bundles/keys/rotate") => json(serde_json::json!({"reason": "matrix", "overlap_hours": 1})),
         ("post", "/api/v1/apis") | ("put", "/api/v1/apis/{id}/spec") => Some(matrix_document(&format!("{route} by {caller:?}"))),
         ("patch", "/api/v1/apis/{id}") => json(serde_json::json!({"lifecycle": "active"})),

@@ -10,15 +10,6 @@ use common::*;
 use http::StatusCode;
 use store::{Role, audit, teams};
 
-fn post_json(path: &str, token: &str, body: serde_json::Value) -> http::Request<axum::body::Body> {
-    http::Request::post(path)
-        .header(http::header::HOST, "localhost")
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap()
-}
-
 fn put_json(path: &str, token: &str, body: serde_json::Value) -> http::Request<axum::body::Body> {
     let mut request = post_json(path, token, body);
     *request.method_mut() = http::Method::PUT;
@@ -167,17 +158,6 @@ async fn meant_for(app: &TestApp, token: &str, labels: &str) -> Option<i64> {
     let response = app.send(bearer_get(&format!("/api/v1/bundles/meant-for?labels={}", encode(labels)), Some(token))).await;
     assert_eq!(response.status(), StatusCode::OK);
     body_json(response).await["revision"].as_i64()
-}
-
-async fn publish(app: &TestApp, token: &str, revision: i64) {
-    let published = app.send(post_json(&format!("/api/v1/bundles/{revision}/publish"), token, serde_json::json!({"reason": "ship it"}))).await;
-    assert_eq!(published.status(), StatusCode::OK, "{}", body_text(published).await);
-}
-
-async fn draft(app: &TestApp, token: &str, target: serde_json::Value) -> i64 {
-    let created = app.send(post_json("/api/v1/bundles", token, serde_json::json!({"target": target}))).await;
-    assert_eq!(created.status(), StatusCode::CREATED, "{}", body_text(created).await);
-    body_json(created).await["bundle"]["revision"].as_i64().unwrap()
 }
 
 app_test!(canaries_reach_their_labels_promote_to_every_agent_and_pins_hold_a_group, |app: TestApp| async move {

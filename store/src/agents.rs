@@ -7,7 +7,7 @@ use crate::audit::{self, Actor, AuditContext, Change};
 use crate::error::ResultExt;
 use crate::tokens::{digest, generate_secret};
 use crate::{Db, Labels, StoreError, now_millis};
-use serde::{Deserialize, Serialize};
+pub use crate::{Agent, AgentCounters, AgentStatus, EnrollmentToken};
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -18,35 +18,6 @@ pub const ENROLLMENT_TOKEN_PREFIX: &str = "pae_";
 pub const MAX_TOKEN_TTL_MILLIS: i64 = 7 * 24 * 3_600_000;
 const MAX_NAME_CHARS: usize = 64;
 const MAX_VERSION_CHARS: usize = 64;
-
-/// An enrollment token as listed (never the secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnrollmentToken {
-    pub id: i64,
-    pub labels: Labels,
-    pub name: Option<String>,
-    pub created_by: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-    /// The agent it enrolled, once used.
-    pub agent_id: Option<i64>,
-}
-
-/// An enrolled agent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Agent {
-    pub id: i64,
-    pub name: String,
-    pub labels: Labels,
-    /// Its Ed25519 public key (hex): every call after enrollment is signed with the key.
-    pub public_key: String,
-    pub version: String,
-    pub enrolled_at: i64,
-    pub last_seen_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
 
 /// What an agent brings to enrollment.
 #[derive(Clone, Debug, Default)]
@@ -76,6 +47,22 @@ fn token_from_row(row: &AnyRow) -> Result<EnrollmentToken, StoreError> {
 }
 
 fn agent_from_row(row: &AnyRow) -> Result<Agent, StoreError> {
+    let reported_at: Option<i64> = row.try_get("status_at")?;
+    let status = match reported_at {
+        None => None,
+        Some(reported_at) => Some(AgentStatus {
+            active_revision: row.try_get("active_revision")?,
+            bundle_hash: row.try_get("bundle_hash")?,
+            last_error: row.try_get("last_error")?,
+            uptime_seconds: row.try_get::<Option<i64>, _>("uptime_seconds")?.unwrap_or_default(),
+            counters: row
+                .try_get::<Option<String>, _>("counters")?
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
+            spooled_decisions: row.try_get::<Option<i64>, _>("spooled_decisions")?.unwrap_or_default(),
+            reported_at,
+        }),
+    };
     Ok(Agent {
         id: row.try_get("agent_id")?,
         name: row.try_get("name")?,
@@ -85,12 +72,14 @@ fn agent_from_row(row: &AnyRow) -> Result<Agent, StoreError> {
         enrolled_at: row.try_get("enrolled_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        status,
     })
 }
 
 const TOKEN_COLUMNS: &str =
     "enrollment_token_id, labels, name, created_by, created_at, expires_at, used_at, revoked_at, agent_id";
-const AGENT_COLUMNS: &str = "agent_id, name, labels, public_key, version, enrolled_at, last_seen_at, revoked_at";
+const AGENT_COLUMNS: &str = "agent_id, name, labels, public_key, version, enrolled_at, last_seen_at, revoked_at, \
+     active_revision, bundle_hash, last_error, uptime_seconds, counters, spooled_decisions, status_at";
 
 fn check_name(name: Option<&str>) -> Result<Option<String>, StoreError> {
     let Some(name) = name.map(str::trim).filter(|name| !name.is_empty()) else { return Ok(None) };

@@ -43,6 +43,18 @@ impl Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The PostgreSQL URL, for the one dedicated connection that LISTENs.
+    listen_url: Option<Secret>,
+}
+
+/// A URL that may hold a password: never printed.
+#[derive(Clone)]
+struct Secret(std::sync::Arc<str>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Db {
@@ -82,7 +94,8 @@ impl Db {
                 })
             });
         let pool = options.connect(&url).await?;
-        Ok(Db { pool, backend })
+        let listen_url = (backend == Backend::Postgres).then(|| Secret(url.as_str().into()));
+        Ok(Db { pool, backend, listen_url })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -92,6 +105,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// For PostgreSQL, the URL to open a LISTEN connection with.
+    pub fn listen_url(&self) -> Option<&str> {
+        self.listen_url.as_ref().map(|url| &*url.0)
     }
 
     pub fn pool(&self) -> &AnyPool {

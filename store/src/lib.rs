@@ -7,6 +7,8 @@ pub mod protection;
 #[cfg(feature = "db")]
 pub mod accounts;
 #[cfg(feature = "db")]
+pub mod agent_reports;
+#[cfg(feature = "db")]
 pub mod agents;
 #[cfg(feature = "db")]
 pub mod apis;

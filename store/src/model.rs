@@ -755,3 +755,140 @@ pub struct BundleRecord {
     pub reason: Option<String>,
 }
 
+// Enforcement agents.
+
+/// An enrollment token as listed (never the secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentToken {
+    pub id: i64,
+    pub labels: Labels,
+    pub name: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// The agent it enrolled, once used.
+    pub agent_id: Option<i64>,
+}
+
+/// An enrolled agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: i64,
+    pub name: String,
+    pub labels: Labels,
+    /// Its Ed25519 public key (hex): every call after enrollment is signed with the key.
+    pub public_key: String,
+    pub version: String,
+    pub enrolled_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// What its last heartbeat said, once it has sent one.
+    pub status: Option<AgentStatus>,
+}
+
+/// An agent's last heartbeat, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub active_revision: Option<i64>,
+    pub bundle_hash: Option<String>,
+    pub last_error: Option<String>,
+    pub uptime_seconds: i64,
+    pub counters: AgentCounters,
+    pub spooled_decisions: i64,
+    /// When the control plane received it.
+    pub reported_at: i64,
+}
+
+/// Request counters since the agent started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCounters {
+    pub allowed: u64,
+    pub denied: u64,
+    pub monitored: u64,
+    pub errors: u64,
+}
+
+
+/// Silence after which an agent counts as offline: three missed heartbeats.
+pub const AGENT_OFFLINE_AFTER_MILLIS: i64 = 30_000;
+
+/// How an agent is doing, as the fleet view shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentHealth {
+    /// Reporting, with no error.
+    Healthy,
+    /// Reporting an error (a refused bundle, an unreachable upstream).
+    Degraded,
+    /// Enrolled, no heartbeat yet.
+    Pending,
+    /// No heartbeat for [`AGENT_OFFLINE_AFTER_MILLIS`].
+    Offline,
+    Revoked,
+}
+
+impl AgentHealth {
+    pub fn of(agent: &Agent, now: i64) -> AgentHealth {
+        match &agent.status {
+            _ if agent.revoked_at.is_some() => AgentHealth::Revoked,
+            None => AgentHealth::Pending,
+            Some(_) if agent.last_seen_at.is_none_or(|seen| now - seen > AGENT_OFFLINE_AFTER_MILLIS) => AgentHealth::Offline,
+            Some(status) if status.last_error.is_some() => AgentHealth::Degraded,
+            Some(_) => AgentHealth::Healthy,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentHealth::Healthy => "healthy",
+            AgentHealth::Degraded => "degraded",
+            AgentHealth::Pending => "pending",
+            AgentHealth::Offline => "offline",
+            AgentHealth::Revoked => "revoked",
+        }
+    }
+}
+
+/// An agent in the fleet view: what it runs against what it is meant to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetAgent {
+    pub agent: Agent,
+    /// The revision meant for its labels now, if any is published.
+    pub meant_revision: Option<i64>,
+    pub health: AgentHealth,
+}
+
+impl FleetAgent {
+    /// Whether it runs something other than what is meant for it (a revoked agent is not
+    /// counted: it gets nothing any more).
+    pub fn drifted(&self) -> bool {
+        self.agent.revoked_at.is_none()
+            && self.meant_revision.is_some()
+            && self.agent.status.as_ref().and_then(|status| status.active_revision) != self.meant_revision
+    }
+}
+
+/// How a published revision spread through the agents it was meant for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Convergence {
+    pub revision: i64,
+    pub published_at: i64,
+    /// Agents (enrolled before the publish, not revoked) whose labels it targets.
+    pub targets: u64,
+    /// Milliseconds after the publish at which each target agent first ran it (or a later
+    /// revision), earliest first.
+    pub reached_after: Vec<i64>,
+}
+
+impl Convergence {
+    /// Percent of target agents that ran it within `millis` of the publish.
+    pub fn percent_within(&self, millis: i64) -> u8 {
+        if self.targets == 0 {
+            return 100;
+        }
+        let reached = self.reached_after.iter().filter(|after| **after <= millis).count() as u64;
+        (reached * 100 / self.targets).min(100) as u8
+    }
+}

@@ -3,6 +3,7 @@
 //! each operation's security requirement lists the roles it admits, and the authorization
 //! test reads them from the document.
 
+mod agents;
 mod apis;
 mod audit;
 mod bundles;
@@ -86,6 +87,11 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bundles::bundle_keys))
         .routes(routes!(bundles::rotate_bundle_key))
         .routes(routes!(policy::export_policy, policy::import_policy))
+        .routes(routes!(agents::list_enrollment_tokens, agents::create_enrollment_token))
+        .routes(routes!(agents::revoke_enrollment_token))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::revoke_agent))
+        .routes(routes!(agents::bundle_convergence))
 }
 
 /// The OpenAPI document of every `/api/v1` route.

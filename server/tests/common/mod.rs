@@ -5,7 +5,7 @@
 use app::state::{AppState, AuthSettings};
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use http::{Request, Response, header};
+use http::{Request, Response, StatusCode, header};
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
 use store::accounts::{self, NewAccount};
@@ -185,4 +185,27 @@ pub async fn body_text(response: Response<Body>) -> String {
 pub async fn body_json(response: Response<Body>) -> serde_json::Value {
     let text = body_text(response).await;
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A JSON POST with a bearer token.
+pub fn post_json(path: &str, token: &str, body: serde_json::Value) -> http::Request<axum::body::Body> {
+    http::Request::post(path)
+        .header(http::header::HOST, "localhost")
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+/// Publishes a draft through REST.
+pub async fn publish(app: &TestApp, token: &str, revision: i64) {
+    let published = app.send(post_json(&format!("/api/v1/bundles/{revision}/publish"), token, serde_json::json!({"reason": "ship it"}))).await;
+    assert_eq!(published.status(), StatusCode::OK, "{}", body_text(published).await);
+}
+
+/// Makes a draft for `target` labels through REST; its revision.
+pub async fn draft(app: &TestApp, token: &str, target: serde_json::Value) -> i64 {
+    let created = app.send(post_json("/api/v1/bundles", token, serde_json::json!({"target": target}))).await;
+    assert_eq!(created.status(), StatusCode::CREATED, "{}", body_text(created).await);
+    body_json(created).await["bundle"]["revision"].as_i64().unwrap()
 }

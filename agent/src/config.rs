@@ -1,0 +1,155 @@
+//! The command line (and its `PALISADE_AGENT_*` environment twins), checked into a
+//! [`Config`] before anything starts.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use url::Url;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Denials are answered.
+    Enforce,
+    /// Denials are logged (outcome `monitor`) and the request goes through.
+    Monitor,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "palisade-agent",
+    version,
+    about = "Palisade enforcement agent: verifies signed policy bundles and enforces them in front of an API",
+    long_about = "Palisade enforcement agent.\n\nOn first start it enrolls with the control plane using a \
+                  single-use token and keeps its own key in the data directory. It then verifies and \
+                  activates signed policy bundles and enforces them as a reverse proxy (--listen with \
+                  --upstream), as a decision endpoint for gateways such as nginx auth_request \
+                  (--decision-listen), or both. Without a verified bundle it refuses every request \
+                  (unless --fail-open)."
+)]
+pub struct Args {
+    /// The control plane's base URL, e.g. https://palisade.example.com.
+    #[arg(long, env = "PALISADE_AGENT_CONTROL_PLANE")]
+    pub control_plane: Url,
+    /// Single-use enrollment token (`pae_…`); needed only on the first start.
+    #[arg(long, env = "PALISADE_AGENT_ENROLL_TOKEN", hide_env_values = true)]
+    pub enroll_token: Option<String>,
+    /// Where the agent keeps its key, identity, last verified bundle and decision spool.
+    #[arg(long, env = "PALISADE_AGENT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The id of the API this agent fronts.
+    #[arg(long, env = "PALISADE_AGENT_API")]
+    pub api: i64,
+    /// Reverse-proxy listen address, e.g. 0.0.0.0:8080 (needs --upstream).
+    #[arg(long, env = "PALISADE_AGENT_LISTEN", requires = "upstream")]
+    pub listen: Option<SocketAddr>,
+    /// The API instance requests are forwarded to, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "PALISADE_AGENT_UPSTREAM", requires = "listen")]
+    pub upstream: Option<Url>,
+    /// Decision endpoint listen address for gateways (GET|POST /decide).
+    #[arg(long, env = "PALISADE_AGENT_DECISION_LISTEN")]
+    pub decision_listen: Option<SocketAddr>,
+    #[arg(long, env = "PALISADE_AGENT_MODE", value_enum, default_value = "enforce")]
+    pub mode: Mode,
+    /// Forward requests while no verified bundle is active (logged as `monitor`) instead of
+    /// refusing them with 503.
+    #[arg(long, env = "PALISADE_AGENT_FAIL_OPEN")]
+    pub fail_open: bool,
+    /// The name to enroll under (the control plane may choose one otherwise).
+    #[arg(long, env = "PALISADE_AGENT_NAME")]
+    pub name: Option<String>,
+}
+
+/// What the agent runs with, once checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub control_plane: Url,
+    pub enroll_token: Option<String>,
+    pub data_dir: PathBuf,
+    pub api: i64,
+    pub proxy: Option<ProxyConfig>,
+    pub decision_listen: Option<SocketAddr>,
+    pub mode: Mode,
+    pub fail_open: bool,
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub upstream: Url,
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> Result<Config, String> {
+        if !matches!(args.control_plane.scheme(), "http" | "https") {
+            return Err("--control-plane must be an http:// or https:// URL".into());
+        }
+        if args.control_plane.scheme() == "http" && !is_loopback(&args.control_plane) {
+            tracing::warn!("the control plane is reached over plain HTTP: use https:// outside a test setup");
+        }
+        let proxy = match (args.listen, args.upstream) {
+            (Some(listen), Some(upstream)) => {
+                if !matches!(upstream.scheme(), "http" | "https") || upstream.host_str().is_none() {
+                    return Err("--upstream must be an http:// or https:// URL with a host".into());
+                }
+                if upstream.query().is_some() || upstream.fragment().is_some() {
+                    return Err("--upstream must not carry a query or fragment".into());
+                }
+                Some(ProxyConfig { listen, upstream })
+            }
+            (None, None) => None,
+            _ => return Err("--listen and --upstream go together".into()),
+        };
+        if proxy.is_none() && args.decision_listen.is_none() {
+            return Err("give --listen with --upstream (reverse proxy), --decision-listen (gateway decisions), or both".into());
+        }
+        if args.api <= 0 {
+            return Err("--api is the positive id of the API this agent fronts".into());
+        }
+        Ok(Config {
+            control_plane: args.control_plane,
+            enroll_token: args.enroll_token.filter(|token| !token.trim().is_empty()),
+            data_dir: args.data_dir,
+            api: args.api,
+            proxy,
+            decision_listen: args.decision_listen,
+            mode: args.mode,
+            fail_open: args.fail_open,
+            name: args.name,
+        })
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["palisade-agent", "--control-plane", "https://cp.example", "--data-dir", "/tmp/x", "--api", "3"];
+        argv.extend_from_slice(extra);
+        let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+        Config::from_args(args)
+    }
+
+    #[test]
+    fn a_listener_is_required_and_the_proxy_needs_both_halves() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--listen", "127.0.0.1:8080"]).is_err());
+        assert!(parse(&["--upstream", "http://127.0.0.1:9000"]).is_err());
+        assert!(parse(&["--listen", "127.0.0.1:8080", "--upstream", "ftp://x"]).is_err());
+        let config = parse(&["--listen", "127.0.0.1:8080", "--upstream", "http://127.0.0.1:9000", "--mode", "monitor"]).unwrap();
+        assert_eq!(config.mode, Mode::Monitor);
+        assert!(config.proxy.is_some() && config.decision_listen.is_none());
+        let config = parse(&["--decision-listen", "127.0.0.1:8081", "--fail-open"]).unwrap();
+        assert!(config.fail_open && config.proxy.is_none());
+    }
+}

@@ -1,0 +1,31 @@
+//! palisade-agent as a library: everything but the command-line entry, so integration
+//! tests run the real proxy, decision endpoint, spool and control-plane client.
+//!
+//! The path of a request: `proxy` (or the decision endpoint) → `decide` (`authn` for the
+//! bearer token, the evaluator over `active`, `limits`) → `spool`. Around it: `identity`
+//! and `control` talk to the control plane, `sync` keeps the bundle current through
+//! `bundle_store`, `app` starts and stops it all.
+
+pub mod active;
+pub mod app;
+pub mod authn;
+pub mod bundle_store;
+pub mod config;
+pub mod control;
+pub mod decide;
+pub mod fsutil;
+pub mod identity;
+pub mod limits;
+pub mod problem;
+pub mod proxy;
+pub mod spool;
+pub mod sse;
+pub mod status;
+pub mod sync;
+
+/// Unix milliseconds now (0 before 1970, which no clock here reports).
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,264 @@
+//! The two ways requests reach a decision: the reverse proxy (decide, then stream the
+//! request to the upstream and its answer back) and the decision endpoint for gateways
+//! (nginx `auth_request`: `GET|POST /decide` with `X-Original-Method`, `X-Original-URI`
+//! and `X-Real-IP`, answered 200 or with the denial).
+//!
+//! The proxy trusts only the socket for the caller's address; the decision endpoint trusts
+//! `X-Real-IP` because only the gateway is meant to reach it.
+
+use crate::decide::{Decider, Facts, Verdict};
+use crate::problem::Problem;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use axum::routing::get;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Uri, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use url::Url;
+
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 9] =
+    ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+
+/// An upstream client: HTTP/1.1, plain or TLS (Mozilla's roots).
+pub fn upstream_client() -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https)
+}
+
+pub struct Proxy {
+    decider: Arc<Decider>,
+    client: UpstreamClient,
+    /// `scheme://host:port` and the upstream's path prefix without its trailing `/`.
+    origin: String,
+    prefix: String,
+    /// The upstream's `host[:port]`, sent as `Host`.
+    authority: String,
+}
+
+impl Proxy {
+    pub fn new(decider: Arc<Decider>, upstream: &Url, client: UpstreamClient) -> Result<Proxy, String> {
+        let (origin, prefix, authority) = upstream_parts(upstream)?;
+        Ok(Proxy { decider, client, origin, prefix, authority })
+    }
+
+    async fn handle(&self, request: Request) -> Response {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+        let source = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.ip().to_canonical());
+        let target = request.uri().path_and_query().map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+        let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let method = request.method().as_str().to_owned();
+        let facts = Facts { method: &method, target: &target, source, authorization: authorization.as_deref() };
+        match self.decider.decide(&facts).await {
+            Verdict::Deny(denial) => denial.response(),
+            Verdict::Forward => self.forward(request, &target, source).await,
+        }
+    }
+
+    async fn forward(&self, request: Request, target: &str, source: IpAddr) -> Response {
+        let (mut parts, body) = request.into_parts();
+        let Ok(uri) = format!("{}{}{}", self.origin, self.prefix, target).parse::<Uri>() else {
+            return Problem::new(400, "bad_request").response();
+        };
+        let original_host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned).or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        strip_hop_by_hop(&mut parts.headers);
+        add_forwarding(&mut parts.headers, source, original_host.as_deref());
+        if let Ok(host) = HeaderValue::from_str(&self.authority) {
+            parts.headers.insert(header::HOST, host);
+        }
+        parts.uri = uri;
+        // The upstream client speaks HTTP/1.1 whatever the caller spoke.
+        parts.version = Version::HTTP_11;
+        match self.client.request(http::Request::from_parts(parts, body)).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, Body::new(body))
+            }
+            Err(error) => {
+                self.decider.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %error, "the upstream is unreachable");
+                self.decider.stats.set_last_error(format!("upstream unreachable: {error}"));
+                Problem::new(502, "upstream_unavailable").response()
+            }
+        }
+    }
+}
+
+/// `scheme://authority`, the path prefix (no trailing `/`) and the authority of an upstream URL.
+fn upstream_parts(upstream: &Url) -> Result<(String, String, String), String> {
+    // `host_str` gives an IPv6 address in brackets, as an authority needs it.
+    let host = upstream.host_str().ok_or("the upstream URL has no host")?;
+    let authority = match upstream.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Ok((format!("{}://{authority}", upstream.scheme()), upstream.path().trim_end_matches('/').to_owned(), authority))
+}
+
+/// The reverse proxy: every method and path.
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    Router::new().fallback(|State(proxy): State<Arc<Proxy>>, request: Request| async move { proxy.handle(request).await }).with_state(proxy)
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`
+/// (appended, RFC 7239). The agent's listener is plain HTTP, so the protocol is `http`.
+pub fn add_forwarding(headers: &mut HeaderMap, source: IpAddr, original_host: Option<&str>) {
+    let client = source.to_string();
+    let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client}"),
+        _ => client.clone(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&chain) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    // A host is quoted only when it is plainly a host (letters, digits, `.-:[]`); anything
+    // else is left out rather than escaped into a header the upstream might misread.
+    let host = original_host.filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+    match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        Some(value) => {
+            headers.insert("x-forwarded-host", value);
+        }
+        None => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+    let node = match source {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let mut element = format!("for={node};proto=http");
+    if let Some(host) = host {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(previous) if !previous.trim().is_empty() => format!("{previous}, {element}"),
+        _ => element,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+        headers.insert(header::FORWARDED, value);
+    }
+}
+
+/// The gateway decision endpoint: `GET|POST /decide` and any path under it.
+pub fn decision_router(decider: Arc<Decider>) -> Router {
+    Router::new()
+        .route("/decide", get(decide).post(decide))
+        .route("/decide/{*rest}", get(decide).post(decide))
+        .with_state(decider)
+}
+
+async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Response {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    let (Some(method), Some(target)) = (text("x-original-method"), text("x-original-uri")) else {
+        decider.stats.errors.fetch_add(1, Ordering::Relaxed);
+        return Problem::new(400, "bad_request").response();
+    };
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let source = text("x-real-ip")
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .or(peer)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .to_canonical();
+    let facts = Facts { method, target, source, authorization: text(header::AUTHORIZATION.as_str()) };
+    match decider.decide(&facts).await {
+        Verdict::Forward => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::OK;
+            response
+        }
+        Verdict::Deny(denial) => {
+            let mut response = denial.response();
+            // nginx treats any answer but 2xx, 401 and 403 from auth_request as an error;
+            // the status is repeated so a gateway can map it (auth_request_set).
+            response.headers_mut().insert("x-palisade-status", HeaderValue::from(denial.problem.status));
+            if let Ok(code) = HeaderValue::from_str(&denial.problem.code) {
+                response.headers_mut().insert("x-palisade-reason", code);
+            }
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        headers.insert("x-request-id", HeaderValue::from_static("r1"));
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["authorization", "x-request-id"]);
+    }
+
+    #[test]
+    fn forwarding_headers_are_appended_and_hosts_checked() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        headers.insert(header::FORWARDED, HeaderValue::from_static("for=203.0.113.9"));
+        add_forwarding(&mut headers, "198.51.100.7".parse().unwrap(), Some("api.example.com:8443"));
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 198.51.100.7");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "api.example.com:8443");
+        assert_eq!(headers[header::FORWARDED], "for=203.0.113.9, for=198.51.100.7;proto=http;host=\"api.example.com:8443\"");
+
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-host", HeaderValue::from_static("spoofed"));
+        add_forwarding(&mut headers, "2001:db8::1".parse().unwrap(), Some("evil\";for=1.2.3.4"));
+        assert_eq!(headers[header::FORWARDED], "for=\"[2001:db8::1]\";proto=http");
+        assert!(headers.get("x-forwarded-host").is_none(), "an odd host is dropped, not passed on");
+        assert_eq!(headers["x-forwarded-for"], "2001:db8::1");
+    }
+
+    #[test]
+    fn the_upstream_origin_keeps_its_prefix() {
+        let parts = |url: &str| upstream_parts(&url.parse().unwrap()).unwrap();
+        assert_eq!(parts("http://127.0.0.1:9000"), ("http://127.0.0.1:9000".into(), String::new(), "127.0.0.1:9000".into()));
+        assert_eq!(parts("https://api.internal/v2/"), ("https://api.internal".into(), "/v2".into(), "api.internal".into()));
+        assert_eq!(parts("http://[::1]:81/"), ("http://[::1]:81".into(), String::new(), "[::1]:81".into()));
+    }
+}

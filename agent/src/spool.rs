@@ -1,0 +1,685 @@
+//! The decision-log spool: every decision reaches disk before it is uploaded, so none is
+//! lost through a control-plane outage, a restart or a kill.
+//!
+//! The request path hands records to a bounded channel and never waits. A writer thread
+//! appends them as JSON lines to `spool/open.jsonl`, writing each burst out at once (a kill
+//! loses at most what is still in the channel), and seals the file into
+//! `spool/batch-<seq>.jsonl` every second or 1,000 records. The uploader sends sealed
+//! batches oldest first as gzip and deletes each only after the control plane took it.
+//! At start an `open.jsonl` left by a killed agent is sealed first; a torn last line is
+//! skipped when read.
+
+use crate::fsutil;
+use crate::status::Stats;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use policy::agent_api::{DecisionRecord, MAX_BATCH_BYTES, MAX_BATCH_INFLATED_BYTES, MAX_BATCH_RECORDS};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+pub const SPOOL_DIR: &str = "spool";
+pub const OPEN_FILE: &str = "open.jsonl";
+const SEAL_RECORDS: usize = 1_000;
+const SEAL_AFTER: Duration = Duration::from_secs(1);
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Records waiting for the writer; a burst beyond it is counted as errors and dropped.
+const CHANNEL_CAPACITY: usize = 10_000;
+/// Uploads are tried again at most this often while the agent is revoked or refused.
+const SLOW_RETRY: Duration = Duration::from_secs(60);
+
+enum Message {
+    Record(Box<DecisionRecord>),
+    /// Seal what is open, then acknowledge.
+    Seal(SyncSender<()>),
+    /// Seal and stop.
+    Stop(SyncSender<()>),
+}
+
+/// The request path's handle: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct DecisionLog {
+    tx: SyncSender<Message>,
+    stats: Arc<Stats>,
+}
+
+impl DecisionLog {
+    pub fn record(&self, record: DecisionRecord) {
+        match self.tx.try_send(Message::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                // One line per thousand drops is enough to see it; more would flood the log.
+                if dropped.is_multiple_of(1_000) {
+                    tracing::error!("the decision spool is not keeping up: a decision record was dropped");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Seals what is open and waits until it is on disk (blocking: call from a blocking
+    /// context).
+    pub fn seal_now(&self) {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        if self.tx.send(Message::Seal(ack)).is_ok() {
+            let _ = done.recv();
+        }
+    }
+
+    /// Seals and stops the writer (blocking). Records sent later are counted as errors.
+    pub fn stop(&self) {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        if self.tx.send(Message::Stop(ack)).is_ok() {
+            let _ = done.recv();
+        }
+    }
+}
+
+/// The spool, started.
+pub struct Spool {
+    pub log: DecisionLog,
+    /// Notified when a batch is sealed.
+    pub sealed: Arc<Notify>,
+    pub dir: PathBuf,
+}
+
+/// Opens the spool under `data_dir`, sealing a left-over open file, and starts the writer.
+pub fn open(data_dir: &Path, stats: Arc<Stats>) -> io::Result<Spool> {
+    let dir = data_dir.join(SPOOL_DIR);
+    fsutil::create_private_dir(&dir)?;
+    let mut next_seq = batches(&dir)?.last().map_or(1, |(seq, _)| seq + 1);
+    let open_path = dir.join(OPEN_FILE);
+    match fs::metadata(&open_path) {
+        Ok(meta) if meta.len() > 0 => {
+            fs::rename(&open_path, dir.join(batch_name(next_seq)))?;
+            fsutil::sync_dir(&dir)?;
+            tracing::info!(seq = next_seq, "sealed the decision records an earlier run left open");
+            next_seq += 1;
+        }
+        Ok(_) => fs::remove_file(&open_path)?,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    // Counted in the background: a backlog left by a long outage must not delay serving.
+    let (counted, backlog) = (stats.clone(), batches(&dir)?);
+    std::thread::Builder::new().name("spool-count".into()).spawn(move || {
+        let waiting: u64 = backlog.iter().filter_map(|(_, path)| fs::read(path).ok()).map(|bytes| count_lines(&bytes)).sum();
+        counted.spooled.fetch_add(waiting, Ordering::Relaxed);
+    })?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+    let sealed = Arc::new(Notify::new());
+    let writer = Writer {
+        dir: dir.clone(),
+        file: None,
+        open_records: 0,
+        opened_at: None,
+        dirty_since: None,
+        next_seq,
+        stats: stats.clone(),
+        sealed: sealed.clone(),
+    };
+    std::thread::Builder::new().name("decision-spool".into()).spawn(move || writer.run(rx))?;
+    Ok(Spool { log: DecisionLog { tx, stats }, sealed, dir })
+}
+
+fn batch_name(seq: u64) -> String {
+    // Zero-padded so names sort like their numbers.
+    format!("batch-{seq:020}.jsonl")
+}
+
+/// The sealed batches, oldest first.
+pub fn batches(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(seq) = name.to_str().and_then(|n| n.strip_prefix("batch-")).and_then(|n| n.strip_suffix(".jsonl")).and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        found.push((seq, entry.path()));
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count() as u64
+}
+
+struct Writer {
+    dir: PathBuf,
+    file: Option<BufWriter<File>>,
+    open_records: usize,
+    opened_at: Option<Instant>,
+    /// Written into the buffer but not yet to the file, since.
+    dirty_since: Option<Instant>,
+    next_seq: u64,
+    stats: Arc<Stats>,
+    sealed: Arc<Notify>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Message>) {
+        loop {
+            let timeout = self.opened_at.map_or(SEAL_AFTER, |at| SEAL_AFTER.saturating_sub(at.elapsed())).max(Duration::from_millis(1));
+            let first = match rx.recv_timeout(timeout.min(FLUSH_EVERY)) {
+                Ok(message) => Some(message),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.seal();
+                    return;
+                }
+            };
+            if let Some(message) = first {
+                if !self.handle(message) {
+                    return;
+                }
+                // Take the rest of a burst before writing it out, up to one batch.
+                for _ in 0..SEAL_RECORDS {
+                    match rx.try_recv() {
+                        Ok(message) => {
+                            if !self.handle(message) {
+                                return;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            if self.dirty_since.is_some() {
+                self.flush();
+            }
+            if self.open_records >= SEAL_RECORDS || self.opened_at.is_some_and(|at| at.elapsed() >= SEAL_AFTER) {
+                self.seal();
+            }
+        }
+    }
+
+    /// `false` when the writer must stop.
+    fn handle(&mut self, message: Message) -> bool {
+        match message {
+            Message::Record(record) => {
+                self.append(&record);
+                if self.open_records >= SEAL_RECORDS {
+                    self.seal();
+                }
+                true
+            }
+            Message::Seal(ack) => {
+                self.seal();
+                let _ = ack.send(());
+                true
+            }
+            Message::Stop(ack) => {
+                self.seal();
+                let _ = ack.send(());
+                false
+            }
+        }
+    }
+
+    fn fail(&self, what: &str, error: &io::Error) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        let text = format!("decision spool: {what}: {error}");
+        tracing::error!("{text}");
+        self.stats.set_last_error(text);
+    }
+
+    fn append(&mut self, record: &DecisionRecord) {
+        let Ok(mut line) = serde_json::to_vec(record) else { return };
+        line.push(b'\n');
+        if self.file.is_none() {
+            let opened = OpenOptions::new().create(true).append(true).mode(0o600).open(self.dir.join(OPEN_FILE));
+            match opened {
+                Ok(file) => {
+                    self.file = Some(BufWriter::with_capacity(256 * 1024, file));
+                    self.opened_at = Some(Instant::now());
+                }
+                Err(error) => return self.fail("cannot open the spool file, a record is lost", &error),
+            }
+        }
+        if let Some(file) = &mut self.file {
+            match file.write_all(&line) {
+                Ok(()) => {
+                    self.open_records += 1;
+                    self.stats.spooled.fetch_add(1, Ordering::Relaxed);
+                    self.dirty_since.get_or_insert_with(Instant::now);
+                }
+                Err(error) => self.fail("cannot write the spool file, a record is lost", &error),
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(file) = &mut self.file
+            && let Err(error) = file.flush()
+        {
+            self.fail("cannot write the spool file", &error);
+        }
+        self.dirty_since = None;
+    }
+
+    fn seal(&mut self) {
+        let Some(mut file) = self.file.take() else { return };
+        let result = (|| {
+            file.flush()?;
+            file.get_ref().sync_all()?;
+            drop(file);
+            fs::rename(self.dir.join(OPEN_FILE), self.dir.join(batch_name(self.next_seq)))?;
+            fsutil::sync_dir(&self.dir)
+        })();
+        match result {
+            Ok(()) => {
+                self.next_seq += 1;
+                self.sealed.notify_one();
+            }
+            // The open file stays where it is; the next start seals it.
+            Err(error) => self.fail("cannot seal the spool file", &error),
+        }
+        self.open_records = 0;
+        self.opened_at = None;
+        self.dirty_since = None;
+    }
+}
+
+/// Why an upload did not go through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UploadError {
+    /// 429: wait this long.
+    RetryAfter(Duration),
+    /// The agent is revoked.
+    Revoked,
+    /// 401/403 for another reason.
+    Refused(String),
+    /// The control plane will never take this batch (400, 413, 422).
+    Rejected(String),
+    /// Unreachable, 5xx, timeouts: try again later.
+    Transient(String),
+}
+
+/// Where sealed batches go (the control plane, or a test's stand-in).
+pub trait BatchSink: Send + Sync + 'static {
+    fn upload(&self, gzipped: Vec<u8>) -> impl Future<Output = Result<(), UploadError>> + Send;
+}
+
+/// A sealed batch ready to send: its gzip chunks within the upload limits.
+#[derive(Debug)]
+pub struct Prepared {
+    pub chunks: Vec<Vec<u8>>,
+    /// Lines in the file, as counted in `spooled`.
+    pub lines: u64,
+    /// Lines that were not records (a torn write) or too large to send alone.
+    pub skipped: u64,
+}
+
+/// Reads a batch file and cuts it into uploads.
+pub fn prepare(bytes: &[u8]) -> Prepared {
+    let mut skipped = 0;
+    let mut records: Vec<&[u8]> = Vec::new();
+    for line in bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+        if serde_json::from_slice::<DecisionRecord>(line).is_ok() {
+            records.push(line);
+        } else {
+            skipped += 1;
+        }
+    }
+    let mut chunks = Vec::new();
+    let mut group: Vec<&[u8]> = Vec::new();
+    let mut group_bytes = 0;
+    for line in records.iter().copied() {
+        if !group.is_empty() && (group.len() >= MAX_BATCH_RECORDS || group_bytes + line.len() + 1 > MAX_BATCH_INFLATED_BYTES) {
+            skipped += compress_within_limits(&group, &mut chunks);
+            group.clear();
+            group_bytes = 0;
+        }
+        group.push(line);
+        group_bytes += line.len() + 1;
+    }
+    if !group.is_empty() {
+        skipped += compress_within_limits(&group, &mut chunks);
+    }
+    Prepared { chunks, lines: count_lines(bytes), skipped }
+}
+
+/// Gzips `lines` into `out`, halving groups whose gzip is over the limit; returns how many
+/// single lines were too large to send at all.
+fn compress_within_limits(lines: &[&[u8]], out: &mut Vec<Vec<u8>>) -> u64 {
+    let gz = gzip(lines);
+    let inflated: usize = lines.iter().map(|l| l.len() + 1).sum();
+    if gz.len() <= MAX_BATCH_BYTES && inflated <= MAX_BATCH_INFLATED_BYTES {
+        out.push(gz);
+        return 0;
+    }
+    if lines.len() == 1 {
+        return 1;
+    }
+    let (left, right) = lines.split_at(lines.len() / 2);
+    compress_within_limits(left, out) + compress_within_limits(right, out)
+}
+
+fn gzip(lines: &[&[u8]]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    for line in lines {
+        // Writing into a Vec cannot fail.
+        let _ = encoder.write_all(line).and_then(|()| encoder.write_all(b"\n"));
+    }
+    encoder.finish().unwrap_or_default()
+}
+
+/// Sleeps `duration` unless shutdown comes first; `true` on shutdown.
+async fn pause(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => false,
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// Sends sealed batches oldest first until shutdown.
+pub async fn upload_loop<S: BatchSink>(dir: PathBuf, sink: Arc<S>, stats: Arc<Stats>, sealed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let listed = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || batches(&dir)).await
+        };
+        let pending = match listed {
+            Ok(Ok(pending)) => pending,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot list the decision spool");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        if pending.is_empty() {
+            tokio::select! {
+                _ = sealed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        for (seq, path) in pending {
+            let read = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || fs::read(&path).map(|bytes| prepare(&bytes))).await
+            };
+            let batch = match read {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) if error.kind() == io::ErrorKind::NotFound => continue,
+                Ok(Err(error)) => {
+                    tracing::error!(seq, %error, "cannot read a decision batch");
+                    if pause(backoff, &mut shutdown).await {
+                        return;
+                    }
+                    break;
+                }
+                Err(_) => break,
+            };
+            if batch.skipped > 0 {
+                tracing::warn!(seq, skipped = batch.skipped, "decision lines that are not records (a torn write) or too large were skipped");
+            }
+            let mut rejected = None;
+            for chunk in batch.chunks {
+                loop {
+                    if stats.is_revoked() && pause(SLOW_RETRY, &mut shutdown).await {
+                        return;
+                    }
+                    let wait = match sink.upload(chunk.clone()).await {
+                        Ok(()) => {
+                            backoff = Duration::from_secs(1);
+                            break;
+                        }
+                        Err(UploadError::RetryAfter(wait)) => wait,
+                        Err(UploadError::Revoked) => {
+                            if !stats.revoked.swap(true, Ordering::Relaxed) {
+                                tracing::error!("the control plane has revoked this agent: decisions stay spooled");
+                            }
+                            Duration::ZERO
+                        }
+                        Err(UploadError::Refused(message)) => {
+                            tracing::warn!(%message, "decision upload refused; records stay spooled");
+                            stats.set_last_error(format!("decision upload refused: {message}"));
+                            SLOW_RETRY
+                        }
+                        Err(UploadError::Rejected(message)) => {
+                            rejected = Some(message);
+                            break;
+                        }
+                        Err(UploadError::Transient(message)) => {
+                            tracing::debug!(%message, "decision upload failed; will retry");
+                            stats.set_last_error(format!("decision upload failed: {message}"));
+                            let wait = backoff;
+                            backoff = (backoff * 2).min(SLOW_RETRY);
+                            wait
+                        }
+                    };
+                    if pause(wait, &mut shutdown).await {
+                        return;
+                    }
+                }
+                if rejected.is_some() {
+                    break;
+                }
+            }
+            let done = {
+                let (path, dir) = (path.clone(), dir.clone());
+                let rejected = rejected.clone();
+                tokio::task::spawn_blocking(move || -> io::Result<()> {
+                    match rejected {
+                        // Kept on disk for inspection, out of the upload queue.
+                        Some(_) => fs::rename(&path, dir.join(format!("rejected-{seq:020}.jsonl")))?,
+                        None => fs::remove_file(&path)?,
+                    }
+                    fsutil::sync_dir(&dir)
+                })
+                .await
+            };
+            if let Some(message) = rejected {
+                tracing::error!(seq, %message, "the control plane will not take this decision batch; moved aside as rejected-{seq}");
+                stats.set_last_error(format!("decision batch {seq} rejected: {message}"));
+            }
+            match done {
+                Ok(Ok(())) => {
+                    let _ = stats.spooled.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(batch.lines)));
+                }
+                Ok(Err(error)) => tracing::error!(seq, %error, "cannot remove an uploaded decision batch; it may be sent twice"),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::Mutex;
+
+    pub(crate) fn record(n: u64) -> DecisionRecord {
+        DecisionRecord {
+            id: format!("00000000-0000-4000-8000-{n:012}"),
+            at: 1_700_000_000_000,
+            revision: Some(1),
+            method: "GET".into(),
+            path: format!("/pets/{n}"),
+            api_id: Some(1),
+            operation_id: Some(2),
+            outcome: "allow".into(),
+            status: 200,
+            reason: None,
+            source: "127.0.0.1".into(),
+            caller: None,
+            decision_micros: 3,
+        }
+    }
+
+    fn ungzip(bytes: &[u8]) -> Vec<DecisionRecord> {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(bytes).read_to_string(&mut text).unwrap();
+        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    }
+
+    fn spooled_ids(dir: &Path) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (_, path) in batches(&dir.join(SPOOL_DIR)).unwrap() {
+            let bytes = fs::read(path).unwrap();
+            for chunk in prepare(&bytes).chunks {
+                ids.extend(ungzip(&chunk).into_iter().map(|r| r.id));
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn records_are_written_promptly_sealed_in_batches_and_none_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let spool = open(dir.path(), stats.clone()).unwrap();
+        for n in 0..2_500 {
+            spool.log.record(record(n));
+        }
+        // Written to the open file within the flush interval, before any seal is asked for.
+        std::thread::sleep(Duration::from_millis(300));
+        let on_disk: u64 = batches(&spool.dir).unwrap().iter().map(|(_, p)| count_lines(&fs::read(p).unwrap())).sum::<u64>()
+            + fs::read(spool.dir.join(OPEN_FILE)).map_or(0, |b| count_lines(&b));
+        assert_eq!(on_disk, 2_500);
+        spool.log.stop();
+        assert!(!spool.dir.join(OPEN_FILE).exists(), "stopping seals the open file");
+        assert!(batches(&spool.dir).unwrap().len() >= 3, "sealed every 1,000 records");
+        let ids = spooled_ids(dir.path());
+        assert_eq!(ids.len(), 2_500);
+        assert_eq!(ids[0], record(0).id, "oldest first");
+        assert_eq!(stats.spooled.load(Ordering::Relaxed), 2_500);
+        // After the writer stopped, records count as errors instead of vanishing silently.
+        spool.log.record(record(9));
+        assert_eq!(stats.errors.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_open_file_left_by_a_killed_agent_is_sealed_at_start_and_a_torn_line_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join(SPOOL_DIR);
+        fs::create_dir_all(&spool_dir).unwrap();
+        let mut left = Vec::new();
+        for n in 0..3 {
+            left.extend(serde_json::to_vec(&record(n)).unwrap());
+            left.push(b'\n');
+        }
+        fs::write(spool_dir.join(batch_name(4)), &left).unwrap();
+        left.extend_from_slice(br#"{"id":"torn","at":17"#);
+        fs::write(spool_dir.join(OPEN_FILE), &left).unwrap();
+
+        let stats = Arc::new(Stats::default());
+        let spool = open(dir.path(), stats.clone()).unwrap();
+        assert_eq!(batches(&spool.dir).unwrap().iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [4, 5], "sealed after the existing batch");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stats.spooled.load(Ordering::Relaxed) < 7 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(stats.spooled.load(Ordering::Relaxed), 7, "three, and three plus a torn line");
+        let prepared = prepare(&fs::read(spool_dir.join(batch_name(5))).unwrap());
+        assert_eq!(prepared.skipped, 1);
+        assert_eq!(ungzip(&prepared.chunks[0]).len(), 3);
+        spool.log.record(record(10));
+        spool.log.seal_now();
+        assert_eq!(batches(&spool.dir).unwrap().last().unwrap().0, 6);
+        spool.log.stop();
+    }
+
+    #[test]
+    fn uploads_respect_the_record_and_size_limits() {
+        let mut bytes = Vec::new();
+        for n in 0..(MAX_BATCH_RECORDS as u64 + 10) {
+            bytes.extend(serde_json::to_vec(&record(n)).unwrap());
+            bytes.push(b'\n');
+        }
+        let prepared = prepare(&bytes);
+        assert_eq!(prepared.chunks.len(), 2);
+        assert_eq!(ungzip(&prepared.chunks[0]).len(), MAX_BATCH_RECORDS);
+        assert!(prepared.chunks.iter().all(|c| c.len() <= MAX_BATCH_BYTES));
+    }
+
+    /// Refuses the first `failures` uploads, then keeps what it is sent.
+    struct FlakySink {
+        failures: Mutex<Vec<UploadError>>,
+        received: Mutex<Vec<DecisionRecord>>,
+    }
+
+    impl BatchSink for FlakySink {
+        async fn upload(&self, gzipped: Vec<u8>) -> Result<(), UploadError> {
+            if let Some(error) = self.failures.lock().unwrap().pop() {
+                return Err(error);
+            }
+            self.received.lock().unwrap().extend(ungzip(&gzipped));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_uploader_deletes_a_batch_only_after_it_was_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let spool = open(dir.path(), stats.clone()).unwrap();
+        for n in 0..1_500 {
+            spool.log.record(record(n));
+        }
+        let log = spool.log.clone();
+        tokio::task::spawn_blocking(move || log.seal_now()).await.unwrap();
+        let sink = Arc::new(FlakySink {
+            failures: Mutex::new(vec![UploadError::RetryAfter(Duration::from_millis(10)), UploadError::Transient("down".into())]),
+            received: Mutex::new(Vec::new()),
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let uploader = tokio::spawn(upload_loop(spool.dir.clone(), sink.clone(), stats.clone(), spool.sealed.clone(), shutdown));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sink.received.lock().unwrap().len() < 1_500 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        while !batches(&spool.dir).unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let received = sink.received.lock().unwrap().clone();
+        assert_eq!(received.len(), 1_500);
+        assert_eq!(received[0].id, record(0).id, "oldest first");
+        assert!(batches(&spool.dir).unwrap().is_empty());
+        assert_eq!(stats.spooled.load(Ordering::Relaxed), 0);
+        stop.send(true).unwrap();
+        uploader.await.unwrap();
+        let log = spool.log.clone();
+        tokio::task::spawn_blocking(move || log.stop()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_control_plane_rejects_is_moved_aside_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let spool = open(dir.path(), stats.clone()).unwrap();
+        spool.log.record(record(1));
+        let log = spool.log.clone();
+        tokio::task::spawn_blocking(move || log.stop()).await.unwrap();
+        let sink = Arc::new(FlakySink { failures: Mutex::new(vec![UploadError::Rejected("bad".into())]), received: Mutex::new(Vec::new()) });
+        let (stop, shutdown) = watch::channel(false);
+        let uploader = tokio::spawn(upload_loop(spool.dir.clone(), sink, stats.clone(), spool.sealed.clone(), shutdown));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !batches(&spool.dir).unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(spool.dir.join(format!("rejected-{:020}.jsonl", 1)).exists());
+        assert!(stats.last_error().unwrap().contains("rejected"));
+        stop.send(true).unwrap();
+        uploader.await.unwrap();
+    }
+}

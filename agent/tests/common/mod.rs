@@ -1,0 +1,95 @@
+//! Shared by the agent's integration tests: a bundle signed in the test, JWTs from the
+//! fixture RSA key and a JWKS server for them, and servers on port 0.
+
+#![allow(dead_code)]
+
+use axum::Router;
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use policy::bundle::{AnnouncedKey, Bundle, header, key_id, sign};
+use policy::model::{ApiInput, OperationInput};
+use policy::{Snapshot, compile};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+pub const API: i64 = 1;
+pub const ISSUER: &str = "https://login.example.com";
+const RSA_PEM: &str = include_str!("../../../server/tests/fixtures/oidc_provider_key.pem");
+
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Serves `router` on 127.0.0.1, port 0, with the peer address available.
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+    });
+    address
+}
+
+fn signing_key() -> EncodingKey {
+    EncodingKey::from_rsa_pem(RSA_PEM.as_bytes()).unwrap()
+}
+
+/// A JWKS server holding the fixture key as `k1`; its URL.
+pub async fn jwks_server() -> String {
+    let mut jwk = Jwk::from_encoding_key(&signing_key(), Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    let set = JwkSet { keys: vec![jwk] };
+    let router = Router::new().route("/jwks", axum::routing::get(move || async move { axum::Json(set.clone()) }));
+    format!("http://{}/jwks", serve(router).await)
+}
+
+/// An RS256 token from the fixture key for `sub` with `roles`.
+pub fn jwt(sub: &str, roles: &[&str]) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".into());
+    let claims = json!({"iss": ISSUER, "aud": "pets", "sub": sub, "exp": unix_seconds() + 600, "roles": roles});
+    jsonwebtoken::encode(&header, &claims, &signing_key()).unwrap()
+}
+
+fn operation(id: i64, method: &str, path: &str, protection: Value) -> OperationInput {
+    OperationInput { id, method: method.into(), path: path.into(), protection: serde_json::from_value(protection).unwrap(), response_classes: vec![] }
+}
+
+/// The estate: public routes, an echo, JWT-protected pets, an admin route and a rate limit.
+pub fn snapshot(jwks_url: &str) -> Snapshot {
+    let public = json!({"authentication": {"mode": "public"}});
+    Snapshot {
+        apis: vec![ApiInput {
+            id: API,
+            name: "Pets".into(),
+            environment: "production".into(),
+            protection: serde_json::from_value(json!({
+                "authentication": {"mode": "required", "methods": [
+                    {"type": "jwt", "issuer": ISSUER, "audiences": ["pets"], "jwks_url": jwks_url, "algorithms": ["RS256"]}]},
+            }))
+            .unwrap(),
+            operations: vec![
+                operation(10, "GET", "/public", public.clone()),
+                operation(11, "POST", "/echo", public.clone()),
+                operation(12, "GET", "/pets/{id}", json!({})),
+                operation(13, "GET", "/limited", json!({"authentication": {"mode": "public"}, "rate_limits": [{"requests": 2, "window_seconds": 60}]})),
+                operation(14, "GET", "/admin", json!({"requestor": {"roles": ["admin"]}})),
+            ],
+        }],
+        client_apps: BTreeMap::new(),
+        known_classes: vec![],
+    }
+}
+
+pub fn announced(key: &SigningKey) -> AnnouncedKey {
+    AnnouncedKey { key_id: key_id(&key.verifying_key()), public_key: hex::encode(key.verifying_key().as_bytes()), trusted_until: None }
+}
+
+/// The estate compiled and signed by `key` as `revision`.
+pub fn signed_bundle(key: &SigningKey, revision: u64, jwks_url: &str) -> Vec<u8> {
+    let policy = compile(&snapshot(jwks_url)).expect("the estate compiles");
+    let header = header(&policy, revision, agent::now_millis(), &key_id(&key.verifying_key()), BTreeMap::new());
+    sign(&Bundle { header, policy }, key)
+}
