@@ -51,6 +51,24 @@ ensure_browser_tools() {
   fi
 }
 
+# nginx is the gateway in the agent's end-to-end test (server/tests/agent_gateway.rs).
+ensure_gateway_tools() {
+  if [ ! -x /usr/sbin/nginx ]; then
+    say "installing Debian's nginx"
+    as_root apt-get update
+    # Debian starts a packaged service on install; the test runs its own nginx, so keep
+    # the packaged one from starting (unless the machine already has a policy).
+    local policy_added=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+      as_root chmod +x /usr/sbin/policy-rc.d
+      policy_added=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y nginx
+    if [ -n "$policy_added" ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
+  fi
+}
+
 build_site() {
   say "building the server and the dashboard (cargo leptos build)"
   cargo leptos build
