@@ -362,6 +362,21 @@ app_test!(decision_batches_are_gzip_bounded_stored_once_and_refused_whole, |app:
     let resent = body_json(app.send(decisions(&agent, batch, true)).await).await;
     assert_eq!(resent, serde_json::json!({"accepted": 0, "duplicates": 3}));
     assert_eq!(store::agent_reports::count_decisions(&app.db, agent.id).await.unwrap(), 3);
+    let page = body_json(app.send(bearer_get(&format!("/api/v1/decisions?agent={}&limit=2", agent.id), Some(&token))).await).await;
+    assert_eq!((page[0]["reason"].as_str(), page.as_array().unwrap().len()), (Some("missing_scope"), 2));
+    let before = page[1]["id"].as_i64().unwrap();
+    let rest = body_json(app.send(bearer_get(&format!("/api/v1/decisions?agent={}&before={before}", agent.id), Some(&token))).await).await;
+    assert_eq!(rest.as_array().unwrap().len(), 1, "the next page");
+    assert_eq!(app.send(bearer_get("/api/v1/decisions?limit=0", Some(&token))).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Calls to a route no API declares add up as candidate shadow APIs.
+    let mut shadow = record("s1");
+    (shadow["path"], shadow["reason"], shadow["status"]) = ("/internal/export".into(), "undeclared_route".into(), 404.into());
+    let mut again = shadow.clone();
+    again["id"] = "s2".into();
+    assert_eq!(app.send(decisions(&agent, gzip(&[shadow, again]), true)).await.status(), StatusCode::OK);
+    let shadows = body_json(app.send(bearer_get("/api/v1/decisions/undeclared-routes", Some(&token))).await).await;
+    assert_eq!((shadows[0]["path"].as_str(), shadows[0]["requests"].as_i64()), (Some("/internal/export"), Some(2)));
+    assert_eq!(store::agent_reports::count_decisions(&app.db, agent.id).await.unwrap(), 5);
 
     // Not compressed; not gzip; one bad record among good ones: nothing stored.
     let plain = decisions(&agent, record("d").to_string().into_bytes(), false);
@@ -377,7 +392,7 @@ app_test!(decision_batches_are_gzip_bounded_stored_once_and_refused_whole, |app:
         extra
     };
     assert_eq!(app.send(decisions(&agent, gzip(&[unknown_field]), true)).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(store::agent_reports::count_decisions(&app.db, agent.id).await.unwrap(), 3);
+    assert_eq!(store::agent_reports::count_decisions(&app.db, agent.id).await.unwrap(), 5);
 
     // A gzip bomb: small on the wire, past the inflated bound.
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());

@@ -310,3 +310,39 @@ pub async fn convergence(db: &Db, revision: i64) -> Result<crate::Convergence, S
     reached_after.sort_unstable();
     Ok(crate::Convergence { revision, published_at, targets: targets.len() as u64, reached_after })
 }
+
+/// A route callers used that no API declares: a candidate shadow API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeclaredRoute {
+    pub method: String,
+    pub path: String,
+    pub requests: i64,
+    pub agents: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// Routes agents denied as undeclared since `since` (Unix ms), most requested first.
+pub async fn list_undeclared_routes(db: &Db, since: i64, limit: u32) -> Result<Vec<UndeclaredRoute>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT method, path, COUNT(*) AS requests, COUNT(DISTINCT agent_id) AS agents, MIN(decided_at) AS first_seen, \
+         MAX(decided_at) AS last_seen FROM decision_log WHERE reason = 'undeclared_route' AND decided_at >= $1 \
+         GROUP BY method, path ORDER BY COUNT(*) DESC, method, path LIMIT $2",
+    )
+    .bind(since)
+    .bind(i64::from(limit.clamp(1, 1_000)))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UndeclaredRoute {
+                method: row.try_get("method")?,
+                path: row.try_get("path")?,
+                requests: row.try_get("requests")?,
+                agents: row.try_get("agents")?,
+                first_seen: row.try_get("first_seen")?,
+                last_seen: row.try_get("last_seen")?,
+            })
+        })
+        .collect()
+}

@@ -322,3 +322,114 @@ pub async fn bundle_convergence(
     let revision = id_of(path)?;
     Ok(Json(agent_reports::convergence(&state.db, revision).await?.into()))
 }
+
+#[derive(Deserialize, utoipa::IntoParams, Debug, Default)]
+#[into_params(parameter_in = Query)]
+pub struct DecisionQuery {
+    /// Only this agent's decisions.
+    agent: Option<i64>,
+    /// The `decision_log_id` of the last decision of the previous page.
+    before: Option<i64>,
+    /// Decisions per page, 1 to 1,000 (default 100).
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DecisionBody {
+    pub id: i64,
+    pub agent_id: i64,
+    /// When the agent decided and when the control plane received it (Unix ms).
+    pub decided_at: i64,
+    pub received_at: i64,
+    pub revision: Option<i64>,
+    pub method: String,
+    pub path: String,
+    pub api_id: Option<i64>,
+    pub operation_id: Option<i64>,
+    /// `allow`, `deny` or `monitor`.
+    pub outcome: String,
+    pub status: i64,
+    /// A denial's reason code.
+    pub reason: Option<String>,
+    pub source: String,
+    pub caller: Option<String>,
+    pub decision_micros: i64,
+}
+
+impl From<agent_reports::StoredDecision> for DecisionBody {
+    fn from(d: agent_reports::StoredDecision) -> Self {
+        DecisionBody {
+            id: d.decision_log_id,
+            agent_id: d.agent_id,
+            decided_at: d.row.decided_at,
+            received_at: d.received_at,
+            revision: d.row.revision,
+            method: d.row.method,
+            path: d.row.path,
+            api_id: d.row.api_id,
+            operation_id: d.row.operation_id,
+            outcome: d.row.outcome,
+            status: d.row.status,
+            reason: d.row.reason,
+            source: d.row.source,
+            caller: d.row.caller,
+            decision_micros: d.row.decision_micros,
+        }
+    }
+}
+
+fn decision_reader(caller: Caller) -> Result<Principal, ApiError> {
+    // Decisions name callers and their addresses: for security, auditors and admins.
+    caller.require(|p| matches!(p.role, Role::Admin | Role::Security | Role::Auditor))
+}
+
+/// The decisions agents reported, newest first. Security, auditors and admins.
+#[utoipa::path(
+    get,
+    path = "/api/v1/decisions",
+    tag = "agents",
+    params(DecisionQuery),
+    security(("bearer" = ["admin", "security", "auditor"])),
+    responses(
+        (status = 200, description = "A page of decisions", body = Vec<DecisionBody>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Developers do not read decision logs", body = ErrorBody),
+        (status = 422, description = "A filter is out of range", body = ErrorBody),
+    )
+)]
+pub async fn list_decisions(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<DecisionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<DecisionBody>>, ApiError> {
+    decision_reader(caller)?;
+    let axum::extract::Query(query) = query.map_err(|rejection| ApiError::Invalid(rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::Invalid("limit must be between 1 and 1000".into()));
+    }
+    let decisions = agent_reports::list_decisions(&state.db, query.agent, query.before, limit).await?;
+    Ok(Json(decisions.into_iter().map(Into::into).collect()))
+}
+
+/// Routes callers used that no API declares (denied by agents as `undeclared_route`) in
+/// the last 7 days, most requested first: candidate shadow APIs to register or shut.
+#[utoipa::path(
+    get,
+    path = "/api/v1/decisions/undeclared-routes",
+    tag = "agents",
+    security(("bearer" = ["admin", "security", "auditor"])),
+    responses(
+        (status = 200, description = "Undeclared routes with request and agent counts", body = Vec<Object>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Developers do not read decision logs", body = ErrorBody),
+    )
+)]
+pub async fn list_undeclared_routes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<agent_reports::UndeclaredRoute>>, ApiError> {
+    decision_reader(caller)?;
+    let since = store::now_millis() - 7 * 24 * 3_600_000;
+    Ok(Json(agent_reports::list_undeclared_routes(&state.db, since, 200).await?))
+}

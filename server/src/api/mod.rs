@@ -92,6 +92,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::list_agents))
         .routes(routes!(agents::revoke_agent))
         .routes(routes!(agents::bundle_convergence))
+        .routes(routes!(agents::list_decisions))
+        .routes(routes!(agents::list_undeclared_routes))
 }
 
 /// The OpenAPI document of every `/api/v1` route.
