@@ -10,16 +10,16 @@ mod signed;
 
 pub use distribution::Distribution;
 pub use error::AgentError;
+use signed::SignedRequest;
 
 use app::state::AppState;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::Stream;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use policy::agent_api::{
     AgentStatus, BatchReceipt, DecisionRecord, EnrollRequest, EnrollResponse, MAX_BATCH_BYTES, MAX_BATCH_INFLATED_BYTES,
     MAX_BATCH_RECORDS, RevisionNotice,
@@ -76,10 +76,6 @@ fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -
     serde_json::from_slice(body).map_err(|error| AgentError::invalid(format!("the body is not valid: {error}")))
 }
 
-fn agent_id(text: &str) -> Result<i64, AgentError> {
-    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| AgentError::invalid("the agent id must be a positive number"))
-}
-
 /// `POST /agent/v1/enroll`: spends an enrollment token; answers the agent's id, labels and
 /// the bundle keys to trust. Unsigned: the token is the credential.
 async fn enroll(State(state): State<AppState>, headers: HeaderMap, request: axum::extract::Request) -> Result<Response, AgentError> {
@@ -107,16 +103,8 @@ async fn enroll(State(state): State<AppState>, headers: HeaderMap, request: axum
 
 /// `GET /agent/v1/agents/{id}/bundle`: the signed bundle meant for the agent; 304 when its
 /// `If-None-Match` names it already, 404 `no_bundle` while nothing is published for it.
-async fn bundle(
-    State(state): State<AppState>,
-    Extension(api): Extension<AgentApi>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, AgentError> {
-    let agent = signed::authenticate(&state.db, &method, &uri, &headers, &body, agent_id(&id)?).await?;
+async fn bundle(State(state): State<AppState>, Extension(api): Extension<AgentApi>, call: SignedRequest) -> Result<Response, AgentError> {
+    let (agent, headers) = (call.agent, call.headers);
     let snapshot = api.distribution.snapshot().await;
     let Some(revision) = snapshot.meant_for(&agent.labels) else {
         return Err(AgentError::new(StatusCode::NOT_FOUND, "no_bundle", "no bundle is published for this agent's labels yet"));
@@ -152,13 +140,9 @@ async fn bundle(
 async fn events(
     State(state): State<AppState>,
     Extension(api): Extension<AgentApi>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: SignedRequest,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AgentError> {
-    let agent = signed::authenticate(&state.db, &method, &uri, &headers, &body, agent_id(&id)?).await?;
+    let agent = call.agent;
     // Wait for the first load, so the first notice is true.
     api.distribution.snapshot().await;
     let stream = notices(state.db.clone(), api.distribution.subscribe(), agent);
@@ -210,14 +194,10 @@ fn notices(db: store::Db, snapshots: tokio::sync::watch::Receiver<Arc<distributi
 async fn status(
     State(state): State<AppState>,
     Extension(api): Extension<AgentApi>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: SignedRequest,
 ) -> Result<Json<RevisionNotice>, AgentError> {
-    let agent = signed::authenticate(&state.db, &method, &uri, &headers, &body, agent_id(&id)?).await?;
-    let reported: AgentStatus = json_body(&headers, &body)?;
+    let agent = call.agent;
+    let reported: AgentStatus = json_body(&call.headers, &call.body)?;
     let report = StatusReport {
         version: reported.version,
         active_revision: reported.active_revision,
@@ -237,13 +217,9 @@ async fn status(
 async fn decisions(
     State(state): State<AppState>,
     Extension(api): Extension<AgentApi>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: SignedRequest,
 ) -> Result<Json<BatchReceipt>, AgentError> {
-    let agent = signed::authenticate(&state.db, &method, &uri, &headers, &body, agent_id(&id)?).await?;
+    let (agent, headers, body) = (call.agent, call.headers, call.body);
     let gzip = headers.get(header::CONTENT_ENCODING).and_then(|value| value.to_str().ok()).is_some_and(|value| value.trim() == "gzip");
     if !gzip {
         return Err(AgentError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the batch gzip-compressed"));

@@ -3,13 +3,16 @@
 //! the path names. Checked in that order so nothing is revealed before the signature holds.
 
 use super::AgentError;
+use app::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 use policy::agent_api::{MAX_CLOCK_SKEW_MILLIS, SignedCall};
 use store::agents::{self, Agent};
 use store::{Db, StoreError, agent_reports, now_millis};
 
 /// The agent behind a signed call to `/agent/v1/agents/{path_agent}/…`.
-pub async fn authenticate(
+async fn authenticate(
     db: &Db,
     method: &Method,
     uri: &Uri,
@@ -50,4 +53,29 @@ pub async fn authenticate(
         return Err(AgentError::new(StatusCode::FORBIDDEN, "not_your_agent", "an agent may only act as itself"));
     }
     Ok(agent)
+}
+
+/// A signed call to `/agent/v1/agents/{id}/…`, authenticated: the agent, the request's
+/// headers and its body (read whole, up to the batch bound, since the signature covers it).
+pub struct SignedRequest {
+    pub agent: Agent,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl FromRequest<AppState> for SignedRequest {
+    type Rejection = AgentError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, AgentError> {
+        let (mut parts, body) = request.into_parts();
+        let Path(id) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| AgentError::invalid("the agent id must be a positive number"))?;
+        let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| AgentError::invalid("the agent id must be a positive number"))?;
+        let body = axum::body::to_bytes(body, policy::agent_api::MAX_BATCH_BYTES)
+            .await
+            .map_err(|_| AgentError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is over 1 MiB"))?;
+        let agent = authenticate(&state.db, &parts.method, &parts.uri, &parts.headers, &body, id).await?;
+        Ok(SignedRequest { agent, headers: parts.headers, body })
+    }
 }
