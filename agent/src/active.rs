@@ -24,7 +24,10 @@ pub struct Enforcer {
 impl Enforcer {
     /// Nothing in force yet: every request is refused (or let through with `--fail-open`).
     pub fn new(api: i64) -> Enforcer {
-        Enforcer { api, current: ArcSwapOption::empty() }
+        Enforcer {
+            api,
+            current: ArcSwapOption::empty(),
+        }
     }
 
     pub fn api(&self) -> i64 {
@@ -61,6 +64,9 @@ impl Enforcer {
 
     /// The revision in force and its content hash, for the heartbeat.
     pub fn active(&self) -> Option<(u64, String)> {
-        self.current.load().as_ref().map(|e| (e.revision, e.content_hash.clone()))
+        self.current
+            .load()
+            .as_ref()
+            .map(|e| (e.revision, e.content_hash.clone()))
     }
 }

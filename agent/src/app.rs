@@ -44,12 +44,20 @@ fn jwks_client() -> Result<reqwest::Client, Failure> {
         .map_err(|e| Failure::Other(format!("cannot build the HTTP client: {e}")))
 }
 
-async fn serve(listener: tokio::net::TcpListener, router: Router, mut shutdown: watch::Receiver<bool>, what: &'static str) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) {
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    if let Err(error) = axum::serve(listener, service).with_graceful_shutdown(stop).await {
+    if let Err(error) = axum::serve(listener, service)
+        .with_graceful_shutdown(stop)
+        .await
+    {
         tracing::error!(%error, what, "listener failed");
     }
 }
@@ -78,9 +86,17 @@ pub async fn run(config: Config) -> Result<(), Failure> {
 /// Runs the agent until `stop` completes (tests pass their own).
 pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result<(), Failure> {
     let dir = config.data_dir.clone();
-    fsutil::create_private_dir(&dir).map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
+    fsutil::create_private_dir(&dir)
+        .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
     let client = ControlClient::new(config.control_plane.clone()).map_err(Failure::Other)?;
-    let (key, identity) = identity::ensure(&dir, config.enroll_token.as_deref(), config.name.as_deref(), &client).await.map_err(|e| match e {
+    let (key, identity) = identity::ensure(
+        &dir,
+        config.enroll_token.as_deref(),
+        config.name.as_deref(),
+        &client,
+    )
+    .await
+    .map_err(|e| match e {
         IdentityError::Refused(message) => Failure::Enrollment(message),
         IdentityError::Failed(message) => Failure::Other(message),
     })?;
@@ -96,10 +112,14 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
     let authn = Arc::new(Authenticator::new(jwks_client()?));
     if let Some(bundle) = &loaded.active.bundle {
         let enforced = enforcer.install(bundle);
-        tracing::info!(revision = enforced.revision, "enforcing the last verified bundle from disk");
+        tracing::info!(
+            revision = enforced.revision,
+            "enforcing the last verified bundle from disk"
+        );
     }
 
-    let spool = spool::open(&dir, stats.clone()).map_err(|e| Failure::Other(format!("cannot open the decision spool: {e}")))?;
+    let spool = spool::open(&dir, stats.clone())
+        .map_err(|e| Failure::Other(format!("cannot open the decision spool: {e}")))?;
     let decider = Arc::new(Decider {
         enforcer: enforcer.clone(),
         authn: authn.clone(),
@@ -115,26 +135,58 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
     if let Some(proxy_config) = &config.proxy {
         let listener = tokio::net::TcpListener::bind(proxy_config.listen)
             .await
-            .map_err(|e| Failure::Other(format!("cannot listen on {}: {e}", proxy_config.listen)))?;
-        let proxy = Proxy::new(decider.clone(), &proxy_config.upstream, proxy::upstream_client()).map_err(Failure::Other)?;
+            .map_err(|e| {
+                Failure::Other(format!("cannot listen on {}: {e}", proxy_config.listen))
+            })?;
+        let proxy = Proxy::new(
+            decider.clone(),
+            &proxy_config.upstream,
+            proxy::upstream_client(),
+        )
+        .map_err(Failure::Other)?;
         tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, "reverse proxy listening");
-        servers.push(tokio::spawn(serve(listener, proxy::router(Arc::new(proxy)), shutdown.clone(), "proxy")));
+        servers.push(tokio::spawn(serve(
+            listener,
+            proxy::router(Arc::new(proxy)),
+            shutdown.clone(),
+            "proxy",
+        )));
     }
     if let Some(address) = config.decision_listen {
-        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| Failure::Other(format!("cannot listen on {address}: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| Failure::Other(format!("cannot listen on {address}: {e}")))?;
         tracing::info!(listen = %address, "decision endpoint listening");
-        servers.push(tokio::spawn(serve(listener, proxy::decision_router(decider.clone()), shutdown.clone(), "decision endpoint")));
+        servers.push(tokio::spawn(serve(
+            listener,
+            proxy::decision_router(decider.clone()),
+            shutdown.clone(),
+            "decision endpoint",
+        )));
     }
     if let Some(enforced) = enforcer.current() {
         authn.prefetch(&enforced.issuers);
     }
 
-    let sync = Arc::new(Sync::new(client.clone(), enforcer.clone(), authn.clone(), stats.clone(), dir.clone(), loaded.active));
+    let sync = Arc::new(Sync::new(
+        client.clone(),
+        enforcer.clone(),
+        authn.clone(),
+        stats.clone(),
+        dir.clone(),
+        loaded.active,
+    ));
     let mut tasks = vec![
         tokio::spawn(sync.clone().bundle_loop(shutdown.clone())),
         tokio::spawn(sync.clone().heartbeat_loop(shutdown.clone())),
         tokio::spawn(sync.clone().events_loop(shutdown.clone())),
-        tokio::spawn(spool::upload_loop(spool.dir.clone(), client.clone(), stats.clone(), spool.sealed.clone(), shutdown.clone())),
+        tokio::spawn(spool::upload_loop(
+            spool.dir.clone(),
+            client.clone(),
+            stats.clone(),
+            spool.sealed.clone(),
+            shutdown.clone(),
+        )),
     ];
     let pruned = decider.clone();
     let mut prune_shutdown = shutdown.clone();

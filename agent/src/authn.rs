@@ -47,7 +47,8 @@ pub struct KeyEntry {
 impl KeyEntry {
     /// Whether this key may check a token signed with `alg` and naming `kid`.
     fn fits(&self, alg: Algorithm, kid: Option<&str>) -> bool {
-        let family_matches = self.key.family() == alg.family() && self.key.family() != AlgorithmFamily::Hmac;
+        let family_matches =
+            self.key.family() == alg.family() && self.key.family() != AlgorithmFamily::Hmac;
         let alg_matches = self.alg.is_none_or(|declared| declared == alg);
         // A key without an id may check any token; a token without a kid may be checked by any key.
         let kid_matches = match (kid, &self.kid) {
@@ -60,7 +61,11 @@ impl KeyEntry {
 
 impl std::fmt::Debug for KeyEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyEntry").field("kid", &self.kid).field("alg", &self.alg).field("family", &self.key.family()).finish()
+        f.debug_struct("KeyEntry")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("family", &self.key.family())
+            .finish()
     }
 }
 
@@ -71,13 +76,20 @@ fn key_from_jwk(jwk: &Jwk) -> Result<KeyEntry, String> {
     }
     let alg = match jwk.common.key_algorithm {
         None => None,
-        Some(declared) => Some(Algorithm::try_from(declared).map_err(|_| format!("algorithm {declared} cannot sign JWTs"))?),
+        Some(declared) => Some(
+            Algorithm::try_from(declared)
+                .map_err(|_| format!("algorithm {declared} cannot sign JWTs"))?,
+        ),
     };
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     if key.family() == AlgorithmFamily::Hmac {
         return Err("a symmetric key".into());
     }
-    Ok(KeyEntry { kid: jwk.common.key_id.clone(), alg, key })
+    Ok(KeyEntry {
+        kid: jwk.common.key_id.clone(),
+        alg,
+        key,
+    })
 }
 
 /// A static key from a bundle: PEM (RSA, EC or Ed25519 public key) or JWK JSON.
@@ -93,7 +105,11 @@ pub fn parse_static_key(text: &str) -> Result<KeyEntry, String> {
             .or_else(|_| DecodingKey::from_ec_pem(pem))
             .or_else(|_| DecodingKey::from_ed_pem(pem))
             .map_err(|_| "not an RSA, EC or Ed25519 public key in PEM".to_owned())?;
-        return Ok(KeyEntry { kid: None, alg: None, key });
+        return Ok(KeyEntry {
+            kid: None,
+            alg: None,
+            key,
+        });
     }
     Err("neither PEM nor JWK JSON".into())
 }
@@ -113,7 +129,17 @@ impl JwtIssuer {
     /// The issuer for a `jwt` method; other methods are `None` (API keys, HMAC and mTLS
     /// credentials are not in bundles yet, so those callers get no credential).
     pub fn from_method(method: &AuthMethod) -> Option<JwtIssuer> {
-        let AuthMethod::Jwt { issuer, audiences, jwks_url, static_keys, algorithms, .. } = method else { return None };
+        let AuthMethod::Jwt {
+            issuer,
+            audiences,
+            jwks_url,
+            static_keys,
+            algorithms,
+            ..
+        } = method
+        else {
+            return None;
+        };
         let algorithms = algorithms
             .iter()
             .filter(|name| JWT_ALGORITHMS.contains(&name.as_str()))
@@ -131,22 +157,41 @@ impl JwtIssuer {
                 }
             })
             .collect();
-        Some(JwtIssuer { issuer: issuer.clone(), audiences: audiences.clone(), algorithms, jwks_url: jwks_url.clone(), static_keys })
+        Some(JwtIssuer {
+            issuer: issuer.clone(),
+            audiences: audiences.clone(),
+            algorithms,
+            jwks_url: jwks_url.clone(),
+            static_keys,
+        })
     }
 }
 
 /// Every distinct JWT method of `api` in `policy`.
 pub fn issuers_of(policy: &policy::CompiledPolicy, api: i64) -> Vec<Arc<JwtIssuer>> {
     let mut methods: Vec<&AuthMethod> = Vec::new();
-    let routes = policy.apis.get(&api).into_iter().flat_map(|api| api.routes.values().flatten());
+    let routes = policy
+        .apis
+        .get(&api)
+        .into_iter()
+        .flat_map(|api| api.routes.values().flatten());
     for route in routes {
-        for method in route.rules.authentication.iter().flat_map(|a| a.methods.iter()) {
+        for method in route
+            .rules
+            .authentication
+            .iter()
+            .flat_map(|a| a.methods.iter())
+        {
             if matches!(method, AuthMethod::Jwt { .. }) && !methods.contains(&method) {
                 methods.push(method);
             }
         }
     }
-    methods.into_iter().filter_map(JwtIssuer::from_method).map(Arc::new).collect()
+    methods
+        .into_iter()
+        .filter_map(JwtIssuer::from_method)
+        .map(Arc::new)
+        .collect()
 }
 
 /// What authentication found.
@@ -171,7 +216,10 @@ impl AuthResult {
 /// The bearer token in an `Authorization` value, if that is its scheme.
 pub fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 struct CachedToken {
@@ -189,7 +237,10 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
-        TokenCache { entries: DashMap::new(), capacity }
+        TokenCache {
+            entries: DashMap::new(),
+            capacity,
+        }
     }
 
     fn get(&self, key: &[u8; 32], revision: u64, now: u64) -> Option<Arc<VerifiedCredential>> {
@@ -205,7 +256,8 @@ impl TokenCache {
             // verified again on their next use.
             if self.entries.len() >= self.capacity {
                 let excess = self.entries.len() + 1 - self.capacity + self.capacity / 10;
-                let victims: Vec<[u8; 32]> = self.entries.iter().take(excess).map(|e| *e.key()).collect();
+                let victims: Vec<[u8; 32]> =
+                    self.entries.iter().take(excess).map(|e| *e.key()).collect();
                 for victim in victims {
                     self.entries.remove(&victim);
                 }
@@ -240,15 +292,21 @@ struct Jwks {
 
 impl Jwks {
     fn times(&self) -> std::sync::MutexGuard<'_, FetchTimes> {
-        self.times.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.times
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn recently_attempted(&self) -> bool {
-        self.times().attempted.is_some_and(|at| at.elapsed() < JWKS_MIN_REFRESH)
+        self.times()
+            .attempted
+            .is_some_and(|at| at.elapsed() < JWKS_MIN_REFRESH)
     }
 
     fn stale(&self) -> bool {
-        self.times().succeeded.is_none_or(|at| at.elapsed() > JWKS_MAX_AGE)
+        self.times()
+            .succeeded
+            .is_none_or(|at| at.elapsed() > JWKS_MAX_AGE)
     }
 
     /// Fetches the keys unless another fetch happened within the minimum interval.
@@ -264,13 +322,20 @@ impl Jwks {
                 self.keys.store(Arc::new(keys));
                 self.times().succeeded = Some(Instant::now());
             }
-            Err(error) => tracing::warn!(url = %self.url, %error, "could not fetch the JWKS; keeping the keys held"),
+            Err(error) => {
+                tracing::warn!(url = %self.url, %error, "could not fetch the JWKS; keeping the keys held")
+            }
         }
     }
 }
 
 async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<KeyEntry>, String> {
-    let mut response = http.get(url).timeout(JWKS_FETCH_TIMEOUT).send().await.map_err(|e| e.to_string())?;
+    let mut response = http
+        .get(url)
+        .timeout(JWKS_FETCH_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
@@ -291,7 +356,8 @@ pub fn parse_jwks(body: &[u8]) -> Result<Vec<KeyEntry>, String> {
     struct Document {
         keys: Vec<Value>,
     }
-    let document: Document = serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
+    let document: Document =
+        serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
     Ok(document
         .keys
         .into_iter()
@@ -309,7 +375,11 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(http: reqwest::Client) -> Authenticator {
-        Authenticator { http, jwks: DashMap::new(), tokens: TokenCache::new(TOKEN_CACHE_CAPACITY) }
+        Authenticator {
+            http,
+            jwks: DashMap::new(),
+            tokens: TokenCache::new(TOKEN_CACHE_CAPACITY),
+        }
     }
 
     fn jwks(&self, url: &str) -> Arc<Jwks> {
@@ -343,7 +413,12 @@ impl Authenticator {
 
     /// Authenticates the `Authorization` value of a request against `issuers`, the JWT
     /// methods of bundle `revision`.
-    pub async fn authenticate(&self, authorization: Option<&str>, issuers: &[Arc<JwtIssuer>], revision: u64) -> AuthResult {
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        issuers: &[Arc<JwtIssuer>],
+        revision: u64,
+    ) -> AuthResult {
         let Some(token) = authorization.and_then(bearer_token) else {
             // API keys, HMAC signatures and mTLS: not in bundles yet, so no credential.
             return AuthResult::Absent;
@@ -358,20 +433,37 @@ impl Authenticator {
         match self.verify(token, issuers).await {
             Ok((credential, expires_at)) => {
                 let credential = Arc::new(credential);
-                self.tokens.insert(digest, CachedToken { revision, expires_at, credential: credential.clone() });
+                self.tokens.insert(
+                    digest,
+                    CachedToken {
+                        revision,
+                        expires_at,
+                        credential: credential.clone(),
+                    },
+                );
                 AuthResult::Verified(credential)
             }
             Err(reason) => AuthResult::Refused(reason),
         }
     }
 
-    async fn verify(&self, token: &str, issuers: &[Arc<JwtIssuer>]) -> Result<(VerifiedCredential, u64), String> {
+    async fn verify(
+        &self,
+        token: &str,
+        issuers: &[Arc<JwtIssuer>],
+    ) -> Result<(VerifiedCredential, u64), String> {
         // Read unverified only to choose the issuer and key; everything is verified after.
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
-        let unverified: Map<String, Value> =
-            jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|e| format!("malformed token: {e}"))?;
-        let Some(Value::String(iss)) = unverified.get("iss") else { return Err("the token names no issuer".into()) };
-        let candidates: Vec<&Arc<JwtIssuer>> = issuers.iter().filter(|issuer| issuer.issuer == *iss).collect();
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        let unverified: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|e| format!("malformed token: {e}"))?;
+        let Some(Value::String(iss)) = unverified.get("iss") else {
+            return Err("the token names no issuer".into());
+        };
+        let candidates: Vec<&Arc<JwtIssuer>> = issuers
+            .iter()
+            .filter(|issuer| issuer.issuer == *iss)
+            .collect();
         if candidates.is_empty() {
             return Err("the issuer is not accepted here".into());
         }
@@ -382,12 +474,26 @@ impl Authenticator {
             if !issuer.algorithms.contains(&alg) {
                 continue;
             }
-            let mut keys: Vec<KeyEntry> = issuer.static_keys.iter().filter(|key| key.fits(alg, kid)).cloned().collect();
+            let mut keys: Vec<KeyEntry> = issuer
+                .static_keys
+                .iter()
+                .filter(|key| key.fits(alg, kid))
+                .cloned()
+                .collect();
             if let Some(url) = &issuer.jwks_url {
                 let jwks = self.jwks(url);
-                let found = |jwks: &Jwks| jwks.keys.load().iter().filter(|key| key.fits(alg, kid)).cloned().collect::<Vec<_>>();
+                let found = |jwks: &Jwks| {
+                    jwks.keys
+                        .load()
+                        .iter()
+                        .filter(|key| key.fits(alg, kid))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
                 let mut from_jwks = found(&jwks);
-                let named_but_missing = kid.is_some_and(|kid| !from_jwks.iter().any(|key| key.kid.as_deref() == Some(kid)));
+                let named_but_missing = kid.is_some_and(|kid| {
+                    !from_jwks.iter().any(|key| key.kid.as_deref() == Some(kid))
+                });
                 if from_jwks.is_empty() || named_but_missing {
                     // An unknown kid: the issuer may have rotated. Fetch (rate-limited) and look again.
                     jwks.refresh(&self.http).await;
@@ -417,7 +523,14 @@ impl Authenticator {
                         last_error = describe(error.kind());
                         // A signature that fails may verify with the next key; a verified
                         // token whose claims are wrong will not get better with another.
-                        if !matches!(error.kind(), ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEddsaKey | ErrorKind::InvalidKeyFormat) {
+                        if !matches!(
+                            error.kind(),
+                            ErrorKind::InvalidSignature
+                                | ErrorKind::InvalidEcdsaKey
+                                | ErrorKind::InvalidRsaKey(_)
+                                | ErrorKind::InvalidEddsaKey
+                                | ErrorKind::InvalidKeyFormat
+                        ) {
                             break;
                         }
                     }
@@ -448,12 +561,22 @@ fn describe(kind: &ErrorKind) -> String {
 }
 
 /// The credential for verified claims, and when it expires (Unix seconds).
-fn credential_from(issuer: &str, claims: Map<String, Value>) -> Result<(VerifiedCredential, u64), String> {
-    let expires_at = claims.get("exp").and_then(Value::as_u64).ok_or("the exp claim is malformed")?;
+fn credential_from(
+    issuer: &str,
+    claims: Map<String, Value>,
+) -> Result<(VerifiedCredential, u64), String> {
+    let expires_at = claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or("the exp claim is malformed")?;
     let strings = |value: Option<&Value>| -> Vec<String> {
         match value {
             Some(Value::String(text)) => vec![text.clone()],
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
             _ => Vec::new(),
         }
     };
@@ -479,7 +602,9 @@ fn credential_from(issuer: &str, claims: Map<String, Value>) -> Result<(Verified
 }
 
 pub fn unix_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -491,7 +616,8 @@ pub(crate) mod tests {
 
     pub const ISSUER: &str = "https://login.example.com";
     pub const RSA_PEM: &str = include_str!("../../server/tests/fixtures/oidc_provider_key.pem");
-    pub const OTHER_RSA_PEM: &str = include_str!("../../server/tests/fixtures/oidc_impostor_key.pem");
+    pub const OTHER_RSA_PEM: &str =
+        include_str!("../../server/tests/fixtures/oidc_impostor_key.pem");
 
     pub fn rsa_key(pem: &str) -> EncodingKey {
         EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()
@@ -537,18 +663,30 @@ pub(crate) mod tests {
 
     fn rsa_issuer() -> Vec<Arc<JwtIssuer>> {
         let jwk = public_jwk(&rsa_key(RSA_PEM), Algorithm::RS256, "k1");
-        issuer_with(vec![parse_static_key(&serde_json::to_string(&jwk).unwrap()).unwrap()], &[Algorithm::RS256])
+        issuer_with(
+            vec![parse_static_key(&serde_json::to_string(&jwk).unwrap()).unwrap()],
+            &[Algorithm::RS256],
+        )
     }
 
     async fn check(issuers: &[Arc<JwtIssuer>], token: &str) -> AuthResult {
-        authenticator().authenticate(Some(&format!("Bearer {token}")), issuers, 1).await
+        authenticator()
+            .authenticate(Some(&format!("Bearer {token}")), issuers, 1)
+            .await
     }
 
     #[tokio::test]
     async fn a_valid_rs256_token_becomes_a_credential_with_its_claims() {
         let issuers = rsa_issuer();
-        let token = token(&rsa_key(RSA_PEM), Algorithm::RS256, Some("k1"), &claims(json!({})));
-        let AuthResult::Verified(credential) = check(&issuers, &token).await else { panic!("not verified") };
+        let token = token(
+            &rsa_key(RSA_PEM),
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({})),
+        );
+        let AuthResult::Verified(credential) = check(&issuers, &token).await else {
+            panic!("not verified")
+        };
         assert_eq!(credential.method, "jwt");
         assert_eq!(credential.subject.as_deref(), Some("alice"));
         assert_eq!(credential.issuer.as_deref(), Some(ISSUER));
@@ -563,8 +701,13 @@ pub(crate) mod tests {
             Some("k1"),
             &json!({"iss": ISSUER, "aud": ["other", "pets"], "exp": unix_seconds() + 60, "scp": ["a", "b"]}),
         );
-        let AuthResult::Verified(credential) = check(&issuers, &token).await else { panic!("not verified") };
-        assert_eq!((credential.audiences.len(), credential.scopes.clone()), (2, vec!["a".to_owned(), "b".to_owned()]));
+        let AuthResult::Verified(credential) = check(&issuers, &token).await else {
+            panic!("not verified")
+        };
+        assert_eq!(
+            (credential.audiences.len(), credential.scopes.clone()),
+            (2, vec!["a".to_owned(), "b".to_owned()])
+        );
         assert_eq!(credential.subject, None);
     }
 
@@ -573,31 +716,89 @@ pub(crate) mod tests {
         let issuers = rsa_issuer();
         let key = rsa_key(RSA_PEM);
         let refused = |result: AuthResult| matches!(result, AuthResult::Refused(_));
-        let wrong_aud = token(&key, Algorithm::RS256, Some("k1"), &claims(json!({"aud": "orders"})));
-        assert_eq!(check(&issuers, &wrong_aud).await, AuthResult::Refused("the token is for another audience".into()));
-        let wrong_iss = token(&key, Algorithm::RS256, Some("k1"), &claims(json!({"iss": "https://evil.example.com"})));
-        assert_eq!(check(&issuers, &wrong_iss).await, AuthResult::Refused("the issuer is not accepted here".into()));
-        let expired = token(&key, Algorithm::RS256, Some("k1"), &claims(json!({"exp": unix_seconds() - 120})));
-        assert_eq!(check(&issuers, &expired).await, AuthResult::Refused("the token has expired".into()));
+        let wrong_aud = token(
+            &key,
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({"aud": "orders"})),
+        );
+        assert_eq!(
+            check(&issuers, &wrong_aud).await,
+            AuthResult::Refused("the token is for another audience".into())
+        );
+        let wrong_iss = token(
+            &key,
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({"iss": "https://evil.example.com"})),
+        );
+        assert_eq!(
+            check(&issuers, &wrong_iss).await,
+            AuthResult::Refused("the issuer is not accepted here".into())
+        );
+        let expired = token(
+            &key,
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({"exp": unix_seconds() - 120})),
+        );
+        assert_eq!(
+            check(&issuers, &expired).await,
+            AuthResult::Refused("the token has expired".into())
+        );
         // Inside the leeway an expiry is forgiven; a future nbf beyond it is not.
-        let just_expired = token(&key, Algorithm::RS256, Some("k1"), &claims(json!({"exp": unix_seconds() - 10})));
-        assert!(matches!(check(&issuers, &just_expired).await, AuthResult::Verified(_)));
-        let early = token(&key, Algorithm::RS256, Some("k1"), &claims(json!({"nbf": unix_seconds() + 600})));
+        let just_expired = token(
+            &key,
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({"exp": unix_seconds() - 10})),
+        );
+        assert!(matches!(
+            check(&issuers, &just_expired).await,
+            AuthResult::Verified(_)
+        ));
+        let early = token(
+            &key,
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({"nbf": unix_seconds() + 600})),
+        );
         assert!(refused(check(&issuers, &early).await));
-        let string_nbf = token(&key, Algorithm::RS256, Some("k1"), &claims(json!({"nbf": "99999999999"})));
-        assert!(refused(check(&issuers, &string_nbf).await), "a claim of the wrong type is not skipped");
+        let string_nbf = token(
+            &key,
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({"nbf": "99999999999"})),
+        );
+        assert!(
+            refused(check(&issuers, &string_nbf).await),
+            "a claim of the wrong type is not skipped"
+        );
         let no_exp = {
             let mut c = claims(json!({}));
             c.as_object_mut().unwrap().remove("exp");
             token(&key, Algorithm::RS256, Some("k1"), &c)
         };
         assert!(refused(check(&issuers, &no_exp).await));
-        let impostor = token(&rsa_key(OTHER_RSA_PEM), Algorithm::RS256, Some("k1"), &claims(json!({})));
-        assert_eq!(check(&issuers, &impostor).await, AuthResult::Refused("the signature does not verify".into()));
+        let impostor = token(
+            &rsa_key(OTHER_RSA_PEM),
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({})),
+        );
+        assert_eq!(
+            check(&issuers, &impostor).await,
+            AuthResult::Refused("the signature does not verify".into())
+        );
         let unknown_kid = token(&key, Algorithm::RS256, Some("k2"), &claims(json!({})));
-        assert_eq!(check(&issuers, &unknown_kid).await, AuthResult::Refused("no key of the issuer matches the token".into()));
+        assert_eq!(
+            check(&issuers, &unknown_kid).await,
+            AuthResult::Refused("no key of the issuer matches the token".into())
+        );
         assert!(refused(check(&issuers, "not.a.token").await));
-        assert!(refused(check(&issuers, "").await) || check(&issuers, "").await == AuthResult::Absent);
+        assert!(
+            refused(check(&issuers, "").await) || check(&issuers, "").await == AuthResult::Absent
+        );
     }
 
     #[tokio::test]
@@ -607,7 +808,10 @@ pub(crate) mod tests {
         let public_bytes = serde_json::to_vec(&jwk).unwrap();
         let hs = EncodingKey::from_secret(&public_bytes).unwrap();
         let confused = token(&hs, Algorithm::HS256, Some("k1"), &claims(json!({})));
-        assert!(matches!(check(&rsa_issuer(), &confused).await, AuthResult::Refused(_)));
+        assert!(matches!(
+            check(&rsa_issuer(), &confused).await,
+            AuthResult::Refused(_)
+        ));
         // Even if a bundle listed HS256, it is never accepted.
         let listed = JwtIssuer::from_method(&AuthMethod::Jwt {
             issuer: ISSUER.into(),
@@ -619,34 +823,80 @@ pub(crate) mod tests {
         })
         .unwrap();
         assert_eq!(listed.algorithms, [Algorithm::RS256]);
-        assert!(matches!(check(&[Arc::new(listed)], &confused).await, AuthResult::Refused(_)));
+        assert!(matches!(
+            check(&[Arc::new(listed)], &confused).await,
+            AuthResult::Refused(_)
+        ));
         // An oct JWK is never a verification key here.
         assert!(parse_static_key(r#"{"kty":"oct","k":"c2VjcmV0"}"#).is_err());
 
-        let b64 = |value: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap());
-        let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims(json!({}))));
-        assert!(matches!(check(&rsa_issuer(), &none).await, AuthResult::Refused(_)));
+        let b64 = |value: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(value).unwrap())
+        };
+        let none = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims(json!({})))
+        );
+        assert!(matches!(
+            check(&rsa_issuer(), &none).await,
+            AuthResult::Refused(_)
+        ));
         // An RS256 signature presented as PS256 (declared alg differs from the key's).
-        let ps = token(&rsa_key(RSA_PEM), Algorithm::PS256, Some("k1"), &claims(json!({})));
-        let issuers = issuer_with(rsa_issuer()[0].static_keys.clone(), &[Algorithm::RS256, Algorithm::PS256]);
-        assert!(matches!(check(&issuers, &ps).await, AuthResult::Refused(_)), "the JWK says RS256");
+        let ps = token(
+            &rsa_key(RSA_PEM),
+            Algorithm::PS256,
+            Some("k1"),
+            &claims(json!({})),
+        );
+        let issuers = issuer_with(
+            rsa_issuer()[0].static_keys.clone(),
+            &[Algorithm::RS256, Algorithm::PS256],
+        );
+        assert!(
+            matches!(check(&issuers, &ps).await, AuthResult::Refused(_)),
+            "the JWK says RS256"
+        );
     }
 
     #[tokio::test]
     async fn pem_static_keys_and_the_token_cache() {
         let public_pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA";
-        assert!(parse_static_key(public_pem).is_err(), "a cut PEM is refused, not a panic");
+        assert!(
+            parse_static_key(public_pem).is_err(),
+            "a cut PEM is refused, not a panic"
+        );
         assert!(parse_static_key("hello").is_err());
         let issuers = rsa_issuer();
         let authenticator = authenticator();
-        let token = token(&rsa_key(RSA_PEM), Algorithm::RS256, Some("k1"), &claims(json!({})));
+        let token = token(
+            &rsa_key(RSA_PEM),
+            Algorithm::RS256,
+            Some("k1"),
+            &claims(json!({})),
+        );
         let header = format!("Bearer {token}");
-        assert!(matches!(authenticator.authenticate(Some(&header), &issuers, 1).await, AuthResult::Verified(_)));
+        assert!(matches!(
+            authenticator.authenticate(Some(&header), &issuers, 1).await,
+            AuthResult::Verified(_)
+        ));
         assert_eq!(authenticator.cached_tokens(), 1);
         // A cached token is only good for the revision that verified it.
-        assert!(matches!(authenticator.authenticate(Some(&header), &[], 2).await, AuthResult::Refused(_)));
-        assert!(matches!(authenticator.authenticate(Some("Basic abc"), &issuers, 1).await, AuthResult::Absent));
-        assert!(matches!(authenticator.authenticate(None, &issuers, 1).await, AuthResult::Absent));
+        assert!(matches!(
+            authenticator.authenticate(Some(&header), &[], 2).await,
+            AuthResult::Refused(_)
+        ));
+        assert!(matches!(
+            authenticator
+                .authenticate(Some("Basic abc"), &issuers, 1)
+                .await,
+            AuthResult::Absent
+        ));
+        assert!(matches!(
+            authenticator.authenticate(None, &issuers, 1).await,
+            AuthResult::Absent
+        ));
     }
 
     #[test]
@@ -657,7 +907,14 @@ pub(crate) mod tests {
         for n in 0..1_000u32 {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&n.to_be_bytes());
-            cache.insert(key, CachedToken { revision: 1, expires_at: far, credential: credential.clone() });
+            cache.insert(
+                key,
+                CachedToken {
+                    revision: 1,
+                    expires_at: far,
+                    credential: credential.clone(),
+                },
+            );
             assert!(cache.len() <= 100);
         }
         let mut last = [0u8; 32];
@@ -676,7 +933,10 @@ pub(crate) mod tests {
             jwk,
         ]});
         let keys = parse_jwks(&serde_json::to_vec(&body).unwrap()).unwrap();
-        assert_eq!(keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(), [Some("k1".to_owned())]);
+        assert_eq!(
+            keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(),
+            [Some("k1".to_owned())]
+        );
         assert!(parse_jwks(b"[]").is_err());
         assert_eq!(bearer_token("bearer  abc "), Some("abc"));
         assert_eq!(bearer_token("Bearer"), None);

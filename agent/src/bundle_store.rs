@@ -42,20 +42,46 @@ pub fn load(dir: &Path, now: i64) -> Result<Loaded, String> {
     let trust_path = dir.join(TRUST_FILE);
     let trust_bytes = fsutil::read_optional(&trust_path)
         .map_err(|e| format!("cannot read {}: {e}", trust_path.display()))?
-        .ok_or_else(|| format!("{} is missing; remove identity.json to enroll again", trust_path.display()))?;
-    let records: Vec<AnnouncedKey> =
-        serde_json::from_slice(&trust_bytes).map_err(|e| format!("{} is not a list of keys: {e}", trust_path.display()))?;
-    let trust = TrustStore::from_announced(&records).map_err(|e| format!("{}: {e}", trust_path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{} is missing; remove identity.json to enroll again",
+                trust_path.display()
+            )
+        })?;
+    let records: Vec<AnnouncedKey> = serde_json::from_slice(&trust_bytes)
+        .map_err(|e| format!("{} is not a list of keys: {e}", trust_path.display()))?;
+    let trust = TrustStore::from_announced(&records)
+        .map_err(|e| format!("{}: {e}", trust_path.display()))?;
     let mut active = Active::new(trust);
     let bundle_path = dir.join(BUNDLE_FILE);
     let bytes = match fsutil::read_optional(&bundle_path) {
         Ok(bytes) => bytes,
-        Err(error) => return Ok(Loaded { active, bytes: None, refused: Some(format!("cannot read {}: {error}", bundle_path.display())) }),
+        Err(error) => {
+            return Ok(Loaded {
+                active,
+                bytes: None,
+                refused: Some(format!("cannot read {}: {error}", bundle_path.display())),
+            });
+        }
     };
-    let Some(bytes) = bytes else { return Ok(Loaded { active, bytes: None, refused: None }) };
+    let Some(bytes) = bytes else {
+        return Ok(Loaded {
+            active,
+            bytes: None,
+            refused: None,
+        });
+    };
     match active.accept(&bytes, now) {
-        Ok(_) => Ok(Loaded { active, bytes: Some(bytes), refused: None }),
-        Err(error) => Ok(Loaded { active, bytes: None, refused: Some(format!("the bundle on disk was refused: {error}")) }),
+        Ok(_) => Ok(Loaded {
+            active,
+            bytes: Some(bytes),
+            refused: None,
+        }),
+        Err(error) => Ok(Loaded {
+            active,
+            bytes: None,
+            refused: Some(format!("the bundle on disk was refused: {error}")),
+        }),
     }
 }
 
@@ -71,12 +97,28 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn announced(key: &SigningKey) -> AnnouncedKey {
-        AnnouncedKey { key_id: key_id(&key.verifying_key()), public_key: hex::encode(key.verifying_key().as_bytes()), trusted_until: None }
+        AnnouncedKey {
+            key_id: key_id(&key.verifying_key()),
+            public_key: hex::encode(key.verifying_key().as_bytes()),
+            trusted_until: None,
+        }
     }
 
     fn signed(key: &SigningKey, revision: u64) -> Vec<u8> {
         let policy = CompiledPolicy::default();
-        sign(&Bundle { header: header(&policy, revision, NOW, &key_id(&key.verifying_key()), BTreeMap::new()), policy }, key)
+        sign(
+            &Bundle {
+                header: header(
+                    &policy,
+                    revision,
+                    NOW,
+                    &key_id(&key.verifying_key()),
+                    BTreeMap::new(),
+                ),
+                policy,
+            },
+            key,
+        )
     }
 
     #[test]
@@ -93,10 +135,15 @@ mod tests {
         assert_eq!(loaded.active.revision(), 7);
         assert_eq!(loaded.bytes.as_deref(), Some(bytes.as_slice()));
 
-        let tampered = String::from_utf8(bytes).unwrap().replace("\"revision\":7", "\"revision\":8");
+        let tampered = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"revision\":7", "\"revision\":8");
         std::fs::write(dir.path().join(BUNDLE_FILE), tampered).unwrap();
         let refused = load(dir.path(), NOW).unwrap();
-        assert!(refused.active.bundle.is_none(), "a tampered file is not enforced");
+        assert!(
+            refused.active.bundle.is_none(),
+            "a tampered file is not enforced"
+        );
         assert!(refused.refused.unwrap().contains("signature"));
 
         // Signed by a key the agent never trusted.

@@ -48,7 +48,12 @@ pub struct Args {
     /// Decision endpoint listen address for gateways (GET|POST /decide).
     #[arg(long, env = "PALISADE_AGENT_DECISION_LISTEN")]
     pub decision_listen: Option<SocketAddr>,
-    #[arg(long, env = "PALISADE_AGENT_MODE", value_enum, default_value = "enforce")]
+    #[arg(
+        long,
+        env = "PALISADE_AGENT_MODE",
+        value_enum,
+        default_value = "enforce"
+    )]
     pub mode: Mode,
     /// Forward requests while no verified bundle is active (logged as `monitor`) instead of
     /// refusing them with 503.
@@ -85,7 +90,9 @@ impl Config {
             return Err("--control-plane must be an http:// or https:// URL".into());
         }
         if args.control_plane.scheme() == "http" && !is_loopback(&args.control_plane) {
-            tracing::warn!("the control plane is reached over plain HTTP: use https:// outside a test setup");
+            tracing::warn!(
+                "the control plane is reached over plain HTTP: use https:// outside a test setup"
+            );
         }
         let proxy = match (args.listen, args.upstream) {
             (Some(listen), Some(upstream)) => {
@@ -134,7 +141,15 @@ mod tests {
     use super::*;
 
     fn parse(extra: &[&str]) -> Result<Config, String> {
-        let mut argv = vec!["palisade-agent", "--control-plane", "https://cp.example", "--data-dir", "/tmp/x", "--api", "3"];
+        let mut argv = vec![
+            "palisade-agent",
+            "--control-plane",
+            "https://cp.example",
+            "--data-dir",
+            "/tmp/x",
+            "--api",
+            "3",
+        ];
         argv.extend_from_slice(extra);
         let args = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
         Config::from_args(args)
@@ -146,7 +161,15 @@ mod tests {
         assert!(parse(&["--listen", "127.0.0.1:8080"]).is_err());
         assert!(parse(&["--upstream", "http://127.0.0.1:9000"]).is_err());
         assert!(parse(&["--listen", "127.0.0.1:8080", "--upstream", "ftp://x"]).is_err());
-        let config = parse(&["--listen", "127.0.0.1:8080", "--upstream", "http://127.0.0.1:9000", "--mode", "monitor"]).unwrap();
+        let config = parse(&[
+            "--listen",
+            "127.0.0.1:8080",
+            "--upstream",
+            "http://127.0.0.1:9000",
+            "--mode",
+            "monitor",
+        ])
+        .unwrap();
         assert_eq!(config.mode, Mode::Monitor);
         assert!(config.proxy.is_some() && config.decision_listen.is_none());
         let config = parse(&["--decision-listen", "127.0.0.1:8081", "--fail-open"]).unwrap();

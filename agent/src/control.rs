@@ -4,7 +4,9 @@
 
 use ed25519_dalek::SigningKey;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use policy::agent_api::{AgentStatus, BatchReceipt, EnrollRequest, EnrollResponse, RevisionNotice, SignedCall};
+use policy::agent_api::{
+    AgentStatus, BatchReceipt, EnrollRequest, EnrollResponse, RevisionNotice, SignedCall,
+};
 use policy::bundle::MAX_BUNDLE_BYTES;
 use rand::RngCore;
 use std::time::Duration;
@@ -27,7 +29,11 @@ pub enum ControlError {
     Revoked,
     /// A 4xx with the control plane's `{code, message}`.
     #[error("refused ({status}, {code}): {message}")]
-    Refused { status: u16, code: String, message: String },
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// 429 (or 503) with how long to wait.
     #[error("asked to retry in {0:?}")]
     RetryAfter(Duration),
@@ -43,7 +49,10 @@ pub enum BundleFetch {
     NotModified,
     /// Nothing is published for this agent.
     NoBundle,
-    Bundle { bytes: Vec<u8>, etag: Option<String> },
+    Bundle {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
 }
 
 #[derive(serde::Deserialize)]
@@ -70,7 +79,11 @@ impl ControlClient {
             .user_agent(concat!("palisade-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(ControlClient { http, base, signer: None })
+        Ok(ControlClient {
+            http,
+            base,
+            signer: None,
+        })
     }
 
     /// Signs every later call as `agent_id` with `key`.
@@ -92,13 +105,16 @@ impl ControlClient {
     }
 
     fn agent_path(&self, what: &str) -> Result<String, ControlError> {
-        let id = self.agent_id().ok_or_else(|| ControlError::Transport("the agent is not enrolled".into()))?;
+        let id = self
+            .agent_id()
+            .ok_or_else(|| ControlError::Transport("the agent is not enrolled".into()))?;
         Ok(format!("/agent/v1/agents/{id}/{what}"))
     }
 
     /// `POST /agent/v1/enroll` (unsigned: the token is the credential).
     pub async fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, ControlError> {
-        let body = serde_json::to_vec(request).map_err(|e| ControlError::Transport(e.to_string()))?;
+        let body =
+            serde_json::to_vec(request).map_err(|e| ControlError::Transport(e.to_string()))?;
         let response = self
             .http
             .post(self.url("/agent/v1/enroll"))
@@ -113,8 +129,18 @@ impl ControlClient {
     }
 
     /// A signed call; `timeout` `None` for the event stream.
-    async fn call(&self, method: Method, path: &str, body: Vec<u8>, headers: HeaderMap, timeout: Option<Duration>) -> Result<reqwest::Response, ControlError> {
-        let (key, agent_id) = self.signer.as_ref().ok_or_else(|| ControlError::Transport("the agent is not enrolled".into()))?;
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        headers: HeaderMap,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, ControlError> {
+        let (key, agent_id) = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| ControlError::Transport("the agent is not enrolled".into()))?;
         let url = self.url(path);
         let path_and_query = match url.query() {
             Some(query) => format!("{}?{query}", url.path()),
@@ -122,8 +148,20 @@ impl ControlClient {
         };
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let signed = SignedCall::sign(key, *agent_id, method.as_str(), &path_and_query, crate::now_millis(), &hex::encode(nonce), &body);
-        let mut request = self.http.request(method, url).headers(headers).header(header::AUTHORIZATION, signed.header());
+        let signed = SignedCall::sign(
+            key,
+            *agent_id,
+            method.as_str(),
+            &path_and_query,
+            crate::now_millis(),
+            &hex::encode(nonce),
+            &body,
+        );
+        let mut request = self
+            .http
+            .request(method, url)
+            .headers(headers)
+            .header(header::AUTHORIZATION, signed.header());
         if !body.is_empty() {
             request = request.body(body);
         }
@@ -141,44 +179,74 @@ impl ControlClient {
             headers.insert(header::IF_NONE_MATCH, value);
         }
         let path = self.agent_path("bundle")?;
-        let response = match self.call(Method::GET, &path, Vec::new(), headers, Some(BUNDLE_TIMEOUT)).await {
-            Err(ControlError::Refused { status: 404, code, .. }) if code == "no_bundle" => return Ok(BundleFetch::NoBundle),
+        let response = match self
+            .call(
+                Method::GET,
+                &path,
+                Vec::new(),
+                headers,
+                Some(BUNDLE_TIMEOUT),
+            )
+            .await
+        {
+            Err(ControlError::Refused {
+                status: 404, code, ..
+            }) if code == "no_bundle" => return Ok(BundleFetch::NoBundle),
             other => other?,
         };
         if response.status() == StatusCode::NOT_MODIFIED {
             return Ok(BundleFetch::NotModified);
         }
-        let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let etag = response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = read_limited(response, MAX_BUNDLE_BYTES).await?;
         Ok(BundleFetch::Bundle { bytes, etag })
     }
 
     /// `POST …/status`: the heartbeat; answers the revision the agent is meant to run.
     pub async fn post_status(&self, status: &AgentStatus) -> Result<RevisionNotice, ControlError> {
-        let body = serde_json::to_vec(status).map_err(|e| ControlError::Transport(e.to_string()))?;
+        let body =
+            serde_json::to_vec(status).map_err(|e| ControlError::Transport(e.to_string()))?;
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         let path = self.agent_path("status")?;
-        let response = self.call(Method::POST, &path, body, headers, Some(CALL_TIMEOUT)).await?;
+        let response = self
+            .call(Method::POST, &path, body, headers, Some(CALL_TIMEOUT))
+            .await?;
         json_answer(response).await
     }
 
     /// `POST …/decisions` with a gzip of JSON lines.
     pub async fn upload_decisions(&self, gzipped: Vec<u8>) -> Result<BatchReceipt, ControlError> {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         let path = self.agent_path("decisions")?;
-        let response = self.call(Method::POST, &path, gzipped, headers, Some(CALL_TIMEOUT)).await?;
+        let response = self
+            .call(Method::POST, &path, gzipped, headers, Some(CALL_TIMEOUT))
+            .await?;
         json_answer(response).await
     }
 
     /// `GET …/events`: the open stream, to be read chunk by chunk.
     pub async fn open_events(&self) -> Result<reqwest::Response, ControlError> {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
         let path = self.agent_path("events")?;
-        self.call(Method::GET, &path, Vec::new(), headers, None).await
+        self.call(Method::GET, &path, Vec::new(), headers, None)
+            .await
     }
 }
 
@@ -203,42 +271,70 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, Control
         return Ok(response);
     }
     let retry_after = retry_after(response.headers());
-    let body = read_limited(response, MAX_ERROR_BYTES).await.unwrap_or_default();
+    let body = read_limited(response, MAX_ERROR_BYTES)
+        .await
+        .unwrap_or_default();
     let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
     let (code, message) = match parsed {
         Some(error) => (error.code, error.message),
-        None => (String::new(), String::from_utf8_lossy(&body).chars().take(200).collect()),
+        None => (
+            String::new(),
+            String::from_utf8_lossy(&body).chars().take(200).collect(),
+        ),
     };
     Err(match status.as_u16() {
         401 if code == "agent_revoked" => ControlError::Revoked,
         429 => ControlError::RetryAfter(retry_after.unwrap_or(Duration::from_secs(30))),
         503 if retry_after.is_some() => ControlError::RetryAfter(retry_after.unwrap_or_default()),
-        400..=499 => ControlError::Refused { status: status.as_u16(), code, message },
-        _ => ControlError::Unexpected { status: status.as_u16(), message: if message.is_empty() { code } else { message } },
+        400..=499 => ControlError::Refused {
+            status: status.as_u16(),
+            code,
+            message,
+        },
+        _ => ControlError::Unexpected {
+            status: status.as_u16(),
+            message: if message.is_empty() { code } else { message },
+        },
     })
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from an API and taken as absent).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ControlError> {
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, ControlError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(transport)? {
         if body.len() + chunk.len() > limit {
-            return Err(ControlError::Transport(format!("the answer is larger than {limit} bytes")));
+            return Err(ControlError::Transport(format!(
+                "the answer is larger than {limit} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
 }
 
-async fn json_answer<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, ControlError> {
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, ControlError> {
     let status = response.status().as_u16();
     let body = read_limited(response, MAX_ANSWER_BYTES).await?;
-    serde_json::from_slice(&body).map_err(|e| ControlError::Unexpected { status, message: format!("not the expected JSON: {e}") })
+    serde_json::from_slice(&body).map_err(|e| ControlError::Unexpected {
+        status,
+        message: format!("not the expected JSON: {e}"),
+    })
 }
 
 impl crate::spool::BatchSink for ControlClient {
@@ -246,13 +342,25 @@ impl crate::spool::BatchSink for ControlClient {
         use crate::spool::UploadError;
         match self.upload_decisions(gzipped).await {
             Ok(receipt) => {
-                tracing::debug!(accepted = receipt.accepted, duplicates = receipt.duplicates, "decision batch uploaded");
+                tracing::debug!(
+                    accepted = receipt.accepted,
+                    duplicates = receipt.duplicates,
+                    "decision batch uploaded"
+                );
                 Ok(())
             }
             Err(ControlError::RetryAfter(wait)) => Err(UploadError::RetryAfter(wait)),
             Err(ControlError::Revoked) => Err(UploadError::Revoked),
-            Err(ControlError::Refused { status: 401 | 403, message, .. }) => Err(UploadError::Refused(message)),
-            Err(ControlError::Refused { status: 400 | 413 | 415 | 422, code, message }) => Err(UploadError::Rejected(format!("{code}: {message}"))),
+            Err(ControlError::Refused {
+                status: 401 | 403,
+                message,
+                ..
+            }) => Err(UploadError::Refused(message)),
+            Err(ControlError::Refused {
+                status: 400 | 413 | 415 | 422,
+                code,
+                message,
+            }) => Err(UploadError::Rejected(format!("{code}: {message}"))),
             Err(other) => Err(UploadError::Transient(other.to_string())),
         }
     }

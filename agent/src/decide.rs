@@ -53,16 +53,25 @@ pub struct Denial {
 
 impl Denial {
     pub fn new(status: u16, code: &str) -> Denial {
-        Denial { problem: Problem::new(status, code), retry_after: None, challenge: None }
+        Denial {
+            problem: Problem::new(status, code),
+            retry_after: None,
+            challenge: None,
+        }
     }
 
     pub fn response(&self) -> Response {
         let mut response = self.problem.response();
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(challenge) = self.challenge {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }
@@ -81,21 +90,43 @@ pub struct Decider {
 impl Decider {
     pub async fn decide(&self, facts: &Facts<'_>) -> Verdict {
         let started = Instant::now();
-        let path = facts.target.split_once('?').map_or(facts.target, |(path, _)| path);
+        let path = facts
+            .target
+            .split_once('?')
+            .map_or(facts.target, |(path, _)| path);
         let Some(enforced) = self.enforcer.current() else {
             // Fail closed: without a verified bundle there is nothing to enforce.
             let denial = Denial::new(503, "no_verified_bundle");
             let forward = self.fail_open;
-            self.finish(facts, path, None, (None, None), &denial, forward, None, started);
-            return if forward { Verdict::Forward } else { Verdict::Deny(denial) };
+            self.finish(
+                facts,
+                path,
+                None,
+                (None, None),
+                &denial,
+                forward,
+                None,
+                started,
+            );
+            return if forward {
+                Verdict::Forward
+            } else {
+                Verdict::Deny(denial)
+            };
         };
 
-        let auth = self.authn.authenticate(facts.authorization, &enforced.issuers, enforced.revision).await;
+        let auth = self
+            .authn
+            .authenticate(facts.authorization, &enforced.issuers, enforced.revision)
+            .await;
         if let AuthResult::Refused(reason) = &auth {
             tracing::debug!(%reason, method = facts.method, path, "bearer token refused");
         }
         let caller = match &auth {
-            AuthResult::Verified(credential) => credential.subject.as_ref().map(|subject| format!("sub:{subject}")),
+            AuthResult::Verified(credential) => credential
+                .subject
+                .as_ref()
+                .map(|subject| format!("sub:{subject}")),
             _ => None,
         };
         let request = Request {
@@ -109,7 +140,11 @@ impl Decider {
             consent: None,
         };
         let decision = evaluate(&enforced.prepared, &request);
-        let matched = decision.matched.as_ref().map(|m| (Some(m.api_id), Some(m.operation_id))).unwrap_or((None, None));
+        let matched = decision
+            .matched
+            .as_ref()
+            .map(|m| (Some(m.api_id), Some(m.operation_id)))
+            .unwrap_or((None, None));
 
         let denial = if decision.allow {
             match self.limits.check(&decision.obligations.rate_limits) {
@@ -122,32 +157,73 @@ impl Decider {
                 }
             }
         } else {
-            let code = decision.reason.as_ref().map_or("denied", |step| step.code.as_str());
+            let code = decision
+                .reason
+                .as_ref()
+                .map_or("denied", |step| step.code.as_str());
             let refused_token = matches!(auth, AuthResult::Refused(_));
             // A presented token that failed verification says more than "unauthenticated".
-            let code = if decision.status == 401 && refused_token && code == "unauthenticated" { "invalid_token" } else { code };
+            let code = if decision.status == 401 && refused_token && code == "unauthenticated" {
+                "invalid_token"
+            } else {
+                code
+            };
             let mut denial = Denial::new(decision.status, code);
             if denial.problem.status == 401 {
-                denial.challenge = Some(if refused_token { "Bearer error=\"invalid_token\"" } else { "Bearer" });
+                denial.challenge = Some(if refused_token {
+                    "Bearer error=\"invalid_token\""
+                } else {
+                    "Bearer"
+                });
             }
             Some(denial)
         };
         match denial {
             None => {
-                self.finish_allowed(facts, path, Some(enforced.revision), matched, caller, started);
+                self.finish_allowed(
+                    facts,
+                    path,
+                    Some(enforced.revision),
+                    matched,
+                    caller,
+                    started,
+                );
                 Verdict::Forward
             }
             Some(denial) => {
                 let forward = self.mode == Mode::Monitor;
-                self.finish(facts, path, Some(enforced.revision), matched, &denial, forward, caller, started);
-                if forward { Verdict::Forward } else { Verdict::Deny(denial) }
+                self.finish(
+                    facts,
+                    path,
+                    Some(enforced.revision),
+                    matched,
+                    &denial,
+                    forward,
+                    caller,
+                    started,
+                );
+                if forward {
+                    Verdict::Forward
+                } else {
+                    Verdict::Deny(denial)
+                }
             }
         }
     }
 
-    fn finish_allowed(&self, facts: &Facts<'_>, path: &str, revision: Option<u64>, matched: (Option<i64>, Option<i64>), caller: Option<String>, started: Instant) {
+    fn finish_allowed(
+        &self,
+        facts: &Facts<'_>,
+        path: &str,
+        revision: Option<u64>,
+        matched: (Option<i64>, Option<i64>),
+        caller: Option<String>,
+        started: Instant,
+    ) {
         self.stats.allowed.fetch_add(1, Ordering::Relaxed);
-        self.log.record(self.record(facts, path, revision, matched, "allow", 200, None, caller, started));
+        self.log.record(self.record(
+            facts, path, revision, matched, "allow", 200, None, caller, started,
+        ));
     }
 
     /// Counts and records a denial; `forwarded` when it is let through (monitor, fail-open).
@@ -172,7 +248,17 @@ impl Decider {
         };
         tracing::debug!(method = facts.method, path, code = %denial.problem.code, status = denial.problem.status, outcome, "request denied");
         let code = Some(denial.problem.code.clone());
-        self.log.record(self.record(facts, path, revision, matched, outcome, denial.problem.status, code, caller, started));
+        self.log.record(self.record(
+            facts,
+            path,
+            revision,
+            matched,
+            outcome,
+            denial.problem.status,
+            code,
+            caller,
+            started,
+        ));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -234,7 +320,10 @@ mod tests {
         let mut denial = Denial::new(401, "unauthenticated");
         denial.challenge = Some("Bearer error=\"invalid_token\"");
         let response = denial.response();
-        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
         let mut limited = Denial::new(429, "rate_limited");
         limited.retry_after = Some(7);
         assert_eq!(limited.response().headers()[header::RETRY_AFTER], "7");

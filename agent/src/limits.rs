@@ -25,9 +25,15 @@ impl RateLimits {
         }
         let burst = NonZeroU32::new(requests)?;
         // `requests` per window: the whole allowance at once, refilled evenly over the window.
-        let period = (Duration::from_secs(u64::from(window_seconds.max(1))) / requests).max(Duration::from_nanos(1));
+        let period = (Duration::from_secs(u64::from(window_seconds.max(1))) / requests)
+            .max(Duration::from_nanos(1));
         let quota = Quota::with_period(period)?.allow_burst(burst);
-        Some(self.limiters.entry((requests, window_seconds)).or_insert_with(|| Arc::new(RateLimiter::keyed(quota))).clone())
+        Some(
+            self.limiters
+                .entry((requests, window_seconds))
+                .or_insert_with(|| Arc::new(RateLimiter::keyed(quota)))
+                .clone(),
+        )
     }
 
     /// Takes one from every counter; `Err` with how long until the most exhausted one
@@ -37,7 +43,9 @@ impl RateLimits {
         for key in keys {
             // A zero quota cannot be compiled; were one to arrive, it refuses nothing here
             // rather than everything.
-            let Some(limiter) = self.limiter(key.requests, key.window_seconds) else { continue };
+            let Some(limiter) = self.limiter(key.requests, key.window_seconds) else {
+                continue;
+            };
             if let Err(not_until) = limiter.check_key(&key.key) {
                 let until = not_until.wait_time_from(limiter.clock().now());
                 wait = Some(wait.map_or(until, |w| w.max(until)));
@@ -60,7 +68,11 @@ mod tests {
     use super::*;
 
     fn key(name: &str, requests: u32) -> RateLimitKey {
-        RateLimitKey { key: name.into(), requests, window_seconds: 60 }
+        RateLimitKey {
+            key: name.into(),
+            requests,
+            window_seconds: 60,
+        }
     }
 
     #[test]
@@ -69,9 +81,18 @@ mod tests {
         assert!(limits.check(&[key("a", 2)]).is_ok());
         assert!(limits.check(&[key("a", 2)]).is_ok());
         let wait = limits.check(&[key("a", 2)]).unwrap_err();
-        assert!(wait > Duration::from_secs(20) && wait <= Duration::from_secs(30), "{wait:?}");
-        assert!(limits.check(&[key("b", 2)]).is_ok(), "another caller has its own counter");
-        assert!(limits.check(&[key("b", 2), key("a", 2)]).is_err(), "any exhausted counter refuses");
+        assert!(
+            wait > Duration::from_secs(20) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert!(
+            limits.check(&[key("b", 2)]).is_ok(),
+            "another caller has its own counter"
+        );
+        assert!(
+            limits.check(&[key("b", 2), key("a", 2)]).is_err(),
+            "any exhausted counter refuses"
+        );
         assert!(limits.check(&[key("c", 0)]).is_ok());
         limits.prune();
     }

@@ -23,7 +23,10 @@ pub struct Problem {
 impl Problem {
     /// The problem for a denial with `status` and reason `code`.
     pub fn new(status: u16, code: &str) -> Problem {
-        let status = StatusCode::from_u16(status).ok().filter(|s| s.is_client_error() || s.is_server_error()).unwrap_or(StatusCode::FORBIDDEN);
+        let status = StatusCode::from_u16(status)
+            .ok()
+            .filter(|s| s.is_client_error() || s.is_server_error())
+            .unwrap_or(StatusCode::FORBIDDEN);
         Problem {
             kind: format!("urn:palisade:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Refused").to_owned(),
@@ -43,8 +46,12 @@ impl Problem {
     pub fn response(&self) -> Response {
         let mut response = Response::new(Body::from(self.to_bytes()));
         *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::FORBIDDEN);
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
 }
@@ -56,13 +63,19 @@ fn detail(code: &str) -> &'static str {
         "undeclared_route" => "The API does not declare this operation.",
         "source_not_allowed" => "Requests from this network may not reach this operation.",
         "identity_not_allowed" => "The caller's service identity may not reach this operation.",
-        "authentication_undeclared" => "This operation cannot be called until its authentication is declared.",
+        "authentication_undeclared" => {
+            "This operation cannot be called until its authentication is declared."
+        }
         "unauthenticated" => "Credentials are required.",
         "invalid_token" => "The bearer token is invalid or has expired.",
-        "credential_not_accepted" => "The credentials presented are not accepted for this operation.",
-        "missing_role" | "missing_scope" | "claim_mismatch" | "client_app_not_allowed" | "not_object_owner" => {
-            "The caller is not allowed to perform this operation."
+        "credential_not_accepted" => {
+            "The credentials presented are not accepted for this operation."
         }
+        "missing_role"
+        | "missing_scope"
+        | "claim_mismatch"
+        | "client_app_not_allowed"
+        | "not_object_owner" => "The caller is not allowed to perform this operation.",
         "risk_too_high" => "The request was refused.",
         "device_required" => "A registered device is required.",
         "consent_required" => "The data subject's consent does not cover this request.",

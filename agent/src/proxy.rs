@@ -28,8 +28,17 @@ use url::Url;
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] =
-    ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// An upstream client: HTTP/1.1, plain or TLS (Mozilla's roots).
 pub fn upstream_client() -> UpstreamClient {
@@ -37,8 +46,14 @@ pub fn upstream_client() -> UpstreamClient {
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
     http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https)
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https)
 }
 
 pub struct Proxy {
@@ -52,18 +67,45 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(decider: Arc<Decider>, upstream: &Url, client: UpstreamClient) -> Result<Proxy, String> {
+    pub fn new(
+        decider: Arc<Decider>,
+        upstream: &Url,
+        client: UpstreamClient,
+    ) -> Result<Proxy, String> {
         let (origin, prefix, authority) = upstream_parts(upstream)?;
-        Ok(Proxy { decider, client, origin, prefix, authority })
+        Ok(Proxy {
+            decider,
+            client,
+            origin,
+            prefix,
+            authority,
+        })
     }
 
     async fn handle(&self, request: Request) -> Response {
-        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-        let source = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.ip().to_canonical());
-        let target = request.uri().path_and_query().map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-        let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0);
+        let source = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| {
+            peer.ip().to_canonical()
+        });
+        let target = request.uri().path_and_query().map_or_else(
+            || request.uri().path().to_owned(),
+            |pq| pq.as_str().to_owned(),
+        );
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let method = request.method().as_str().to_owned();
-        let facts = Facts { method: &method, target: &target, source, authorization: authorization.as_deref() };
+        let facts = Facts {
+            method: &method,
+            target: &target,
+            source,
+            authorization: authorization.as_deref(),
+        };
         match self.decider.decide(&facts).await {
             Verdict::Deny(denial) => denial.response(),
             Verdict::Forward => self.forward(request, &target, source).await,
@@ -75,7 +117,12 @@ impl Proxy {
         let Ok(uri) = format!("{}{}{}", self.origin, self.prefix, target).parse::<Uri>() else {
             return Problem::new(400, "bad_request").response();
         };
-        let original_host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned).or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        let original_host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
         strip_hop_by_hop(&mut parts.headers);
         add_forwarding(&mut parts.headers, source, original_host.as_deref());
         if let Ok(host) = HeaderValue::from_str(&self.authority) {
@@ -84,7 +131,11 @@ impl Proxy {
         parts.uri = uri;
         // The upstream client speaks HTTP/1.1 whatever the caller spoke.
         parts.version = Version::HTTP_11;
-        match self.client.request(http::Request::from_parts(parts, body)).await {
+        match self
+            .client
+            .request(http::Request::from_parts(parts, body))
+            .await
+        {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -93,7 +144,9 @@ impl Proxy {
             Err(error) => {
                 self.decider.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %error, "the upstream is unreachable");
-                self.decider.stats.set_last_error(format!("upstream unreachable: {error}"));
+                self.decider
+                    .stats
+                    .set_last_error(format!("upstream unreachable: {error}"));
                 Problem::new(502, "upstream_unavailable").response()
             }
         }
@@ -108,12 +161,22 @@ fn upstream_parts(upstream: &Url) -> Result<(String, String, String), String> {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     };
-    Ok((format!("{}://{authority}", upstream.scheme()), upstream.path().trim_end_matches('/').to_owned(), authority))
+    Ok((
+        format!("{}://{authority}", upstream.scheme()),
+        upstream.path().trim_end_matches('/').to_owned(),
+        authority,
+    ))
 }
 
 /// The reverse proxy: every method and path.
 pub fn router(proxy: Arc<Proxy>) -> Router {
-    Router::new().fallback(|State(proxy): State<Arc<Proxy>>, request: Request| async move { proxy.handle(request).await }).with_state(proxy)
+    Router::new()
+        .fallback(
+            |State(proxy): State<Arc<Proxy>>, request: Request| async move {
+                proxy.handle(request).await
+            },
+        )
+        .with_state(proxy)
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -147,7 +210,11 @@ pub fn add_forwarding(headers: &mut HeaderMap, source: IpAddr, original_host: Op
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     // A host is quoted only when it is plainly a host (letters, digits, `.-:[]`); anything
     // else is left out rather than escaped into a header the upstream might misread.
-    let host = original_host.filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+    let host = original_host.filter(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    });
     match host.and_then(|h| HeaderValue::from_str(h).ok()) {
         Some(value) => {
             headers.insert("x-forwarded-host", value);
@@ -183,18 +250,32 @@ pub fn decision_router(decider: Arc<Decider>) -> Router {
 
 async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Response {
     let headers = request.headers();
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
     let (Some(method), Some(target)) = (text("x-original-method"), text("x-original-uri")) else {
         decider.stats.errors.fetch_add(1, Ordering::Relaxed);
         return Problem::new(400, "bad_request").response();
     };
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
     let source = text("x-real-ip")
         .and_then(|ip| ip.parse::<IpAddr>().ok())
         .or(peer)
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
         .to_canonical();
-    let facts = Facts { method, target, source, authorization: text(header::AUTHORIZATION.as_str()) };
+    let facts = Facts {
+        method,
+        target,
+        source,
+        authorization: text(header::AUTHORIZATION.as_str()),
+    };
     match decider.decide(&facts).await {
         Verdict::Forward => {
             let mut response = Response::new(Body::empty());
@@ -205,7 +286,10 @@ async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Respon
             let mut response = denial.response();
             // nginx treats any answer but 2xx, 401 and 403 from auth_request as an error;
             // the status is repeated so a gateway can map it (auth_request_set).
-            response.headers_mut().insert("x-palisade-status", HeaderValue::from(denial.problem.status));
+            response.headers_mut().insert(
+                "x-palisade-status",
+                HeaderValue::from(denial.problem.status),
+            );
             if let Ok(code) = HeaderValue::from_str(&denial.problem.code) {
                 response.headers_mut().insert("x-palisade-reason", code);
             }
@@ -221,10 +305,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_stripped() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
@@ -239,26 +329,63 @@ mod tests {
     fn forwarding_headers_are_appended_and_hosts_checked() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
-        headers.insert(header::FORWARDED, HeaderValue::from_static("for=203.0.113.9"));
-        add_forwarding(&mut headers, "198.51.100.7".parse().unwrap(), Some("api.example.com:8443"));
+        headers.insert(
+            header::FORWARDED,
+            HeaderValue::from_static("for=203.0.113.9"),
+        );
+        add_forwarding(
+            &mut headers,
+            "198.51.100.7".parse().unwrap(),
+            Some("api.example.com:8443"),
+        );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 198.51.100.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "api.example.com:8443");
-        assert_eq!(headers[header::FORWARDED], "for=203.0.113.9, for=198.51.100.7;proto=http;host=\"api.example.com:8443\"");
+        assert_eq!(
+            headers[header::FORWARDED],
+            "for=203.0.113.9, for=198.51.100.7;proto=http;host=\"api.example.com:8443\""
+        );
 
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-host", HeaderValue::from_static("spoofed"));
-        add_forwarding(&mut headers, "2001:db8::1".parse().unwrap(), Some("evil\";for=1.2.3.4"));
-        assert_eq!(headers[header::FORWARDED], "for=\"[2001:db8::1]\";proto=http");
-        assert!(headers.get("x-forwarded-host").is_none(), "an odd host is dropped, not passed on");
+        add_forwarding(
+            &mut headers,
+            "2001:db8::1".parse().unwrap(),
+            Some("evil\";for=1.2.3.4"),
+        );
+        assert_eq!(
+            headers[header::FORWARDED],
+            "for=\"[2001:db8::1]\";proto=http"
+        );
+        assert!(
+            headers.get("x-forwarded-host").is_none(),
+            "an odd host is dropped, not passed on"
+        );
         assert_eq!(headers["x-forwarded-for"], "2001:db8::1");
     }
 
     #[test]
     fn the_upstream_origin_keeps_its_prefix() {
         let parts = |url: &str| upstream_parts(&url.parse().unwrap()).unwrap();
-        assert_eq!(parts("http://127.0.0.1:9000"), ("http://127.0.0.1:9000".into(), String::new(), "127.0.0.1:9000".into()));
-        assert_eq!(parts("https://api.internal/v2/"), ("https://api.internal".into(), "/v2".into(), "api.internal".into()));
-        assert_eq!(parts("http://[::1]:81/"), ("http://[::1]:81".into(), String::new(), "[::1]:81".into()));
+        assert_eq!(
+            parts("http://127.0.0.1:9000"),
+            (
+                "http://127.0.0.1:9000".into(),
+                String::new(),
+                "127.0.0.1:9000".into()
+            )
+        );
+        assert_eq!(
+            parts("https://api.internal/v2/"),
+            (
+                "https://api.internal".into(),
+                "/v2".into(),
+                "api.internal".into()
+            )
+        );
+        assert_eq!(
+            parts("http://[::1]:81/"),
+            ("http://[::1]:81".into(), String::new(), "[::1]:81".into())
+        );
     }
 }

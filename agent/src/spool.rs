@@ -10,10 +10,13 @@
 //! skipped when read.
 
 use crate::fsutil;
+use crate::pause;
 use crate::status::Stats;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use policy::agent_api::{DecisionRecord, MAX_BATCH_BYTES, MAX_BATCH_INFLATED_BYTES, MAX_BATCH_RECORDS};
+use policy::agent_api::{
+    DecisionRecord, MAX_BATCH_BYTES, MAX_BATCH_INFLATED_BYTES, MAX_BATCH_RECORDS,
+};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -57,7 +60,9 @@ impl DecisionLog {
                 let dropped = self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 // One line per thousand drops is enough to see it; more would flood the log.
                 if dropped.is_multiple_of(1_000) {
-                    tracing::error!("the decision spool is not keeping up: a decision record was dropped");
+                    tracing::error!(
+                        "the decision spool is not keeping up: a decision record was dropped"
+                    );
                 }
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -102,7 +107,10 @@ pub fn open(data_dir: &Path, stats: Arc<Stats>) -> io::Result<Spool> {
         Ok(meta) if meta.len() > 0 => {
             fs::rename(&open_path, dir.join(batch_name(next_seq)))?;
             fsutil::sync_dir(&dir)?;
-            tracing::info!(seq = next_seq, "sealed the decision records an earlier run left open");
+            tracing::info!(
+                seq = next_seq,
+                "sealed the decision records an earlier run left open"
+            );
             next_seq += 1;
         }
         Ok(_) => fs::remove_file(&open_path)?,
@@ -111,10 +119,16 @@ pub fn open(data_dir: &Path, stats: Arc<Stats>) -> io::Result<Spool> {
     }
     // Counted in the background: a backlog left by a long outage must not delay serving.
     let (counted, backlog) = (stats.clone(), batches(&dir)?);
-    std::thread::Builder::new().name("spool-count".into()).spawn(move || {
-        let waiting: u64 = backlog.iter().filter_map(|(_, path)| fs::read(path).ok()).map(|bytes| count_lines(&bytes)).sum();
-        counted.spooled.fetch_add(waiting, Ordering::Relaxed);
-    })?;
+    std::thread::Builder::new()
+        .name("spool-count".into())
+        .spawn(move || {
+            let waiting: u64 = backlog
+                .iter()
+                .filter_map(|(_, path)| fs::read(path).ok())
+                .map(|bytes| count_lines(&bytes))
+                .sum();
+            counted.spooled.fetch_add(waiting, Ordering::Relaxed);
+        })?;
     let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
     let sealed = Arc::new(Notify::new());
     let writer = Writer {
@@ -127,8 +141,14 @@ pub fn open(data_dir: &Path, stats: Arc<Stats>) -> io::Result<Spool> {
         stats: stats.clone(),
         sealed: sealed.clone(),
     };
-    std::thread::Builder::new().name("decision-spool".into()).spawn(move || writer.run(rx))?;
-    Ok(Spool { log: DecisionLog { tx, stats }, sealed, dir })
+    std::thread::Builder::new()
+        .name("decision-spool".into())
+        .spawn(move || writer.run(rx))?;
+    Ok(Spool {
+        log: DecisionLog { tx, stats },
+        sealed,
+        dir,
+    })
 }
 
 fn batch_name(seq: u64) -> String {
@@ -142,7 +162,11 @@ pub fn batches(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(seq) = name.to_str().and_then(|n| n.strip_prefix("batch-")).and_then(|n| n.strip_suffix(".jsonl")).and_then(|n| n.parse().ok())
+        let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("batch-"))
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse().ok())
         else {
             continue;
         };
@@ -153,7 +177,10 @@ pub fn batches(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 fn count_lines(bytes: &[u8]) -> u64 {
-    bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count() as u64
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .count() as u64
 }
 
 struct Writer {
@@ -171,7 +198,10 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: Receiver<Message>) {
         loop {
-            let timeout = self.opened_at.map_or(SEAL_AFTER, |at| SEAL_AFTER.saturating_sub(at.elapsed())).max(Duration::from_millis(1));
+            let timeout = self
+                .opened_at
+                .map_or(SEAL_AFTER, |at| SEAL_AFTER.saturating_sub(at.elapsed()))
+                .max(Duration::from_millis(1));
             let first = match rx.recv_timeout(timeout.min(FLUSH_EVERY)) {
                 Ok(message) => Some(message),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -199,7 +229,9 @@ impl Writer {
             if self.dirty_since.is_some() {
                 self.flush();
             }
-            if self.open_records >= SEAL_RECORDS || self.opened_at.is_some_and(|at| at.elapsed() >= SEAL_AFTER) {
+            if self.open_records >= SEAL_RECORDS
+                || self.opened_at.is_some_and(|at| at.elapsed() >= SEAL_AFTER)
+            {
                 self.seal();
             }
         }
@@ -236,16 +268,24 @@ impl Writer {
     }
 
     fn append(&mut self, record: &DecisionRecord) {
-        let Ok(mut line) = serde_json::to_vec(record) else { return };
+        let Ok(mut line) = serde_json::to_vec(record) else {
+            return;
+        };
         line.push(b'\n');
         if self.file.is_none() {
-            let opened = OpenOptions::new().create(true).append(true).mode(0o600).open(self.dir.join(OPEN_FILE));
+            let opened = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(self.dir.join(OPEN_FILE));
             match opened {
                 Ok(file) => {
                     self.file = Some(BufWriter::with_capacity(256 * 1024, file));
                     self.opened_at = Some(Instant::now());
                 }
-                Err(error) => return self.fail("cannot open the spool file, a record is lost", &error),
+                Err(error) => {
+                    return self.fail("cannot open the spool file, a record is lost", &error);
+                }
             }
         }
         if let Some(file) = &mut self.file {
@@ -270,12 +310,17 @@ impl Writer {
     }
 
     fn seal(&mut self) {
-        let Some(mut file) = self.file.take() else { return };
+        let Some(mut file) = self.file.take() else {
+            return;
+        };
         let result = (|| {
             file.flush()?;
             file.get_ref().sync_all()?;
             drop(file);
-            fs::rename(self.dir.join(OPEN_FILE), self.dir.join(batch_name(self.next_seq)))?;
+            fs::rename(
+                self.dir.join(OPEN_FILE),
+                self.dir.join(batch_name(self.next_seq)),
+            )?;
             fsutil::sync_dir(&self.dir)
         })();
         match result {
@@ -337,7 +382,10 @@ pub fn prepare(bytes: &[u8]) -> Prepared {
     let mut group: Vec<&[u8]> = Vec::new();
     let mut group_bytes = 0;
     for line in records.iter().copied() {
-        if !group.is_empty() && (group.len() >= MAX_BATCH_RECORDS || group_bytes + line.len() + 1 > MAX_BATCH_INFLATED_BYTES) {
+        if !group.is_empty()
+            && (group.len() >= MAX_BATCH_RECORDS
+                || group_bytes + line.len() + 1 > MAX_BATCH_INFLATED_BYTES)
+        {
             skipped += compress_within_limits(&group, &mut chunks);
             group.clear();
             group_bytes = 0;
@@ -348,7 +396,11 @@ pub fn prepare(bytes: &[u8]) -> Prepared {
     if !group.is_empty() {
         skipped += compress_within_limits(&group, &mut chunks);
     }
-    Prepared { chunks, lines: count_lines(bytes), skipped }
+    Prepared {
+        chunks,
+        lines: count_lines(bytes),
+        skipped,
+    }
 }
 
 /// Gzips `lines` into `out`, halving groups whose gzip is over the limit; returns how many
@@ -371,24 +423,21 @@ fn gzip(lines: &[&[u8]]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
     for line in lines {
         // Writing into a Vec cannot fail.
-        let _ = encoder.write_all(line).and_then(|()| encoder.write_all(b"\n"));
+        let _ = encoder
+            .write_all(line)
+            .and_then(|()| encoder.write_all(b"\n"));
     }
     encoder.finish().unwrap_or_default()
 }
 
-/// Sleeps `duration` unless shutdown comes first; `true` on shutdown.
-async fn pause(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    if *shutdown.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => false,
-        _ = shutdown.changed() => true,
-    }
-}
-
 /// Sends sealed batches oldest first until shutdown.
-pub async fn upload_loop<S: BatchSink>(dir: PathBuf, sink: Arc<S>, stats: Arc<Stats>, sealed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+pub async fn upload_loop<S: BatchSink>(
+    dir: PathBuf,
+    sink: Arc<S>,
+    stats: Arc<Stats>,
+    sealed: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let listed = {
@@ -414,7 +463,8 @@ pub async fn upload_loop<S: BatchSink>(dir: PathBuf, sink: Arc<S>, stats: Arc<St
         for (seq, path) in pending {
             let read = {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || fs::read(&path).map(|bytes| prepare(&bytes))).await
+                tokio::task::spawn_blocking(move || fs::read(&path).map(|bytes| prepare(&bytes)))
+                    .await
             };
             let batch = match read {
                 Ok(Ok(batch)) => batch,
@@ -429,7 +479,11 @@ pub async fn upload_loop<S: BatchSink>(dir: PathBuf, sink: Arc<S>, stats: Arc<St
                 Err(_) => break,
             };
             if batch.skipped > 0 {
-                tracing::warn!(seq, skipped = batch.skipped, "decision lines that are not records (a torn write) or too large were skipped");
+                tracing::warn!(
+                    seq,
+                    skipped = batch.skipped,
+                    "decision lines that are not records (a torn write) or too large were skipped"
+                );
             }
             let mut rejected = None;
             for chunk in batch.chunks {
@@ -445,7 +499,9 @@ pub async fn upload_loop<S: BatchSink>(dir: PathBuf, sink: Arc<S>, stats: Arc<St
                         Err(UploadError::RetryAfter(wait)) => wait,
                         Err(UploadError::Revoked) => {
                             if !stats.revoked.swap(true, Ordering::Relaxed) {
-                                tracing::error!("the control plane has revoked this agent: decisions stay spooled");
+                                tracing::error!(
+                                    "the control plane has revoked this agent: decisions stay spooled"
+                                );
                             }
                             Duration::ZERO
                         }
@@ -480,7 +536,9 @@ pub async fn upload_loop<S: BatchSink>(dir: PathBuf, sink: Arc<S>, stats: Arc<St
                 tokio::task::spawn_blocking(move || -> io::Result<()> {
                     match rejected {
                         // Kept on disk for inspection, out of the upload queue.
-                        Some(_) => fs::rename(&path, dir.join(format!("rejected-{seq:020}.jsonl")))?,
+                        Some(_) => {
+                            fs::rename(&path, dir.join(format!("rejected-{seq:020}.jsonl")))?
+                        }
                         None => fs::remove_file(&path)?,
                     }
                     fsutil::sync_dir(&dir)
@@ -493,9 +551,15 @@ pub async fn upload_loop<S: BatchSink>(dir: PathBuf, sink: Arc<S>, stats: Arc<St
             }
             match done {
                 Ok(Ok(())) => {
-                    let _ = stats.spooled.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(batch.lines)));
+                    let _ = stats
+                        .spooled
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                            Some(n.saturating_sub(batch.lines))
+                        });
                 }
-                Ok(Err(error)) => tracing::error!(seq, %error, "cannot remove an uploaded decision batch; it may be sent twice"),
+                Ok(Err(error)) => {
+                    tracing::error!(seq, %error, "cannot remove an uploaded decision batch; it may be sent twice")
+                }
                 Err(_) => {}
             }
         }
@@ -528,8 +592,12 @@ mod tests {
 
     fn ungzip(bytes: &[u8]) -> Vec<DecisionRecord> {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(bytes).read_to_string(&mut text).unwrap();
-        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
     }
 
     fn spooled_ids(dir: &Path) -> Vec<String> {
@@ -553,12 +621,22 @@ mod tests {
         }
         // Written to the open file within the flush interval, before any seal is asked for.
         std::thread::sleep(Duration::from_millis(300));
-        let on_disk: u64 = batches(&spool.dir).unwrap().iter().map(|(_, p)| count_lines(&fs::read(p).unwrap())).sum::<u64>()
+        let on_disk: u64 = batches(&spool.dir)
+            .unwrap()
+            .iter()
+            .map(|(_, p)| count_lines(&fs::read(p).unwrap()))
+            .sum::<u64>()
             + fs::read(spool.dir.join(OPEN_FILE)).map_or(0, |b| count_lines(&b));
         assert_eq!(on_disk, 2_500);
         spool.log.stop();
-        assert!(!spool.dir.join(OPEN_FILE).exists(), "stopping seals the open file");
-        assert!(batches(&spool.dir).unwrap().len() >= 3, "sealed every 1,000 records");
+        assert!(
+            !spool.dir.join(OPEN_FILE).exists(),
+            "stopping seals the open file"
+        );
+        assert!(
+            batches(&spool.dir).unwrap().len() >= 3,
+            "sealed every 1,000 records"
+        );
         let ids = spooled_ids(dir.path());
         assert_eq!(ids.len(), 2_500);
         assert_eq!(ids[0], record(0).id, "oldest first");
@@ -584,12 +662,24 @@ mod tests {
 
         let stats = Arc::new(Stats::default());
         let spool = open(dir.path(), stats.clone()).unwrap();
-        assert_eq!(batches(&spool.dir).unwrap().iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [4, 5], "sealed after the existing batch");
+        assert_eq!(
+            batches(&spool.dir)
+                .unwrap()
+                .iter()
+                .map(|(seq, _)| *seq)
+                .collect::<Vec<_>>(),
+            [4, 5],
+            "sealed after the existing batch"
+        );
         let deadline = Instant::now() + Duration::from_secs(5);
         while stats.spooled.load(Ordering::Relaxed) < 7 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(stats.spooled.load(Ordering::Relaxed), 7, "three, and three plus a torn line");
+        assert_eq!(
+            stats.spooled.load(Ordering::Relaxed),
+            7,
+            "three, and three plus a torn line"
+        );
         let prepared = prepare(&fs::read(spool_dir.join(batch_name(5))).unwrap());
         assert_eq!(prepared.skipped, 1);
         assert_eq!(ungzip(&prepared.chunks[0]).len(), 3);
@@ -637,13 +727,24 @@ mod tests {
             spool.log.record(record(n));
         }
         let log = spool.log.clone();
-        tokio::task::spawn_blocking(move || log.seal_now()).await.unwrap();
+        tokio::task::spawn_blocking(move || log.seal_now())
+            .await
+            .unwrap();
         let sink = Arc::new(FlakySink {
-            failures: Mutex::new(vec![UploadError::RetryAfter(Duration::from_millis(10)), UploadError::Transient("down".into())]),
+            failures: Mutex::new(vec![
+                UploadError::RetryAfter(Duration::from_millis(10)),
+                UploadError::Transient("down".into()),
+            ]),
             received: Mutex::new(Vec::new()),
         });
         let (stop, shutdown) = watch::channel(false);
-        let uploader = tokio::spawn(upload_loop(spool.dir.clone(), sink.clone(), stats.clone(), spool.sealed.clone(), shutdown));
+        let uploader = tokio::spawn(upload_loop(
+            spool.dir.clone(),
+            sink.clone(),
+            stats.clone(),
+            spool.sealed.clone(),
+            shutdown,
+        ));
         let deadline = Instant::now() + Duration::from_secs(20);
         while sink.received.lock().unwrap().len() < 1_500 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -659,7 +760,9 @@ mod tests {
         stop.send(true).unwrap();
         uploader.await.unwrap();
         let log = spool.log.clone();
-        tokio::task::spawn_blocking(move || log.stop()).await.unwrap();
+        tokio::task::spawn_blocking(move || log.stop())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -669,10 +772,21 @@ mod tests {
         let spool = open(dir.path(), stats.clone()).unwrap();
         spool.log.record(record(1));
         let log = spool.log.clone();
-        tokio::task::spawn_blocking(move || log.stop()).await.unwrap();
-        let sink = Arc::new(FlakySink { failures: Mutex::new(vec![UploadError::Rejected("bad".into())]), received: Mutex::new(Vec::new()) });
+        tokio::task::spawn_blocking(move || log.stop())
+            .await
+            .unwrap();
+        let sink = Arc::new(FlakySink {
+            failures: Mutex::new(vec![UploadError::Rejected("bad".into())]),
+            received: Mutex::new(Vec::new()),
+        });
         let (stop, shutdown) = watch::channel(false);
-        let uploader = tokio::spawn(upload_loop(spool.dir.clone(), sink, stats.clone(), spool.sealed.clone(), shutdown));
+        let uploader = tokio::spawn(upload_loop(
+            spool.dir.clone(),
+            sink,
+            stats.clone(),
+            spool.sealed.clone(),
+            shutdown,
+        ));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !batches(&spool.dir).unwrap().is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -61,7 +61,9 @@ impl Parser {
             return None;
         }
         let text = String::from_utf8_lossy(line);
-        let (field, value) = text.split_once(':').map_or((text.as_ref(), ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+        let (field, value) = text.split_once(':').map_or((text.as_ref(), ""), |(f, v)| {
+            (f, v.strip_prefix(' ').unwrap_or(v))
+        });
         match field {
             "event" => self.name = Some(value.to_owned()),
             "data" => match &mut self.data {
@@ -92,8 +94,14 @@ mod tests {
             assert_eq!(
                 events,
                 [
-                    Event { name: "revision".into(), data: "{\"revision\":3}".into() },
-                    Event { name: "revoked".into(), data: "{}".into() },
+                    Event {
+                        name: "revision".into(),
+                        data: "{\"revision\":3}".into()
+                    },
+                    Event {
+                        name: "revoked".into(),
+                        data: "{}".into()
+                    },
                 ],
                 "split at {split}"
             );
@@ -106,7 +114,13 @@ mod tests {
         let mut big = b"event: revision\ndata: ".to_vec();
         big.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES * 2));
         big.extend_from_slice(b"\n\nevent: revision\ndata: 1\n\n");
-        assert_eq!(parser.push(&big), [Event { name: "revision".into(), data: "1".into() }]);
+        assert_eq!(
+            parser.push(&big),
+            [Event {
+                name: "revision".into(),
+                data: "1".into()
+            }]
+        );
         assert!(parser.line.capacity() <= MAX_LINE_BYTES * 2);
     }
 }

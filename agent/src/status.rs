@@ -40,12 +40,18 @@ impl Stats {
     pub fn set_last_error(&self, error: impl Into<String>) {
         let error = error.into();
         // A poisoned lock only means another thread panicked mid-assignment of a string.
-        let mut slot = self.last_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *slot = Some(error);
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn is_revoked(&self) -> bool {
@@ -63,7 +69,9 @@ impl Stats {
 
     /// The heartbeat for the bundle in force (`None` when none is).
     pub fn heartbeat(&self, active: Option<(u64, String)>) -> AgentStatus {
-        let (revision, hash) = active.map_or((None, None), |(revision, hash)| (i64::try_from(revision).ok(), Some(hash)));
+        let (revision, hash) = active.map_or((None, None), |(revision, hash)| {
+            (i64::try_from(revision).ok(), Some(hash))
+        });
         AgentStatus {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             active_revision: revision,

@@ -8,6 +8,7 @@ use crate::active::Enforcer;
 use crate::authn::Authenticator;
 use crate::bundle_store;
 use crate::control::{BundleFetch, ControlClient, ControlError};
+use crate::pause;
 use crate::sse;
 use crate::status::Stats;
 use policy::agent_api::RevisionNotice;
@@ -41,26 +42,26 @@ pub struct Sync {
     refused_revision: AtomicU64,
 }
 
-/// Sleeps `duration` unless shutdown comes first; `true` on shutdown.
-async fn pause(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    if *shutdown.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => false,
-        _ = shutdown.changed() => true,
-    }
-}
-
 /// The delay before reconnect attempt `attempt` (1, 2, …): doubling from 0.2 s to 10 s,
 /// with jitter so agents cut off together do not come back together.
 pub fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_MIN.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16))).min(BACKOFF_MAX);
-    ceiling.mul_f64(rand::thread_rng().gen_range(0.5..=1.0)).max(BACKOFF_MIN)
+    let ceiling = BACKOFF_MIN
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
+        .min(BACKOFF_MAX);
+    ceiling
+        .mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+        .max(BACKOFF_MIN)
 }
 
 impl Sync {
-    pub fn new(client: Arc<ControlClient>, enforcer: Arc<Enforcer>, authn: Arc<Authenticator>, stats: Arc<Stats>, data_dir: PathBuf, active: Active) -> Sync {
+    pub fn new(
+        client: Arc<ControlClient>,
+        enforcer: Arc<Enforcer>,
+        authn: Arc<Authenticator>,
+        stats: Arc<Stats>,
+        data_dir: PathBuf,
+        active: Active,
+    ) -> Sync {
         Sync {
             client,
             enforcer,
@@ -93,8 +94,12 @@ impl Sync {
 
     /// Acts on the revision the control plane says this agent should run.
     pub fn on_notice(&self, notice: RevisionNotice) {
-        let Some(wanted) = notice.revision.and_then(|r| u64::try_from(r).ok()) else { return };
-        if wanted != self.enforcer.revision() && wanted != self.refused_revision.load(Ordering::Relaxed) {
+        let Some(wanted) = notice.revision.and_then(|r| u64::try_from(r).ok()) else {
+            return;
+        };
+        if wanted != self.enforcer.revision()
+            && wanted != self.refused_revision.load(Ordering::Relaxed)
+        {
             self.fetch_now.notify_one();
         }
     }
@@ -107,7 +112,10 @@ impl Sync {
                 self.mark_accepted();
                 tracing::debug!("nothing is published for this agent yet");
             }
-            Ok(BundleFetch::Bundle { bytes, etag: new_etag }) => {
+            Ok(BundleFetch::Bundle {
+                bytes,
+                etag: new_etag,
+            }) => {
                 self.mark_accepted();
                 *etag = new_etag;
                 self.activate(bytes).await;
@@ -121,14 +129,22 @@ impl Sync {
 
     /// Verifies, persists and swaps in `bytes`; a refusal leaves everything as it was.
     async fn activate(&self, bytes: Vec<u8>) {
-        let (active, enforcer, dir) = (self.active.clone(), self.enforcer.clone(), self.data_dir.clone());
+        let (active, enforcer, dir) = (
+            self.active.clone(),
+            self.enforcer.clone(),
+            self.data_dir.clone(),
+        );
         // Verifying and preparing a large bundle is CPU work: off the async workers.
         let outcome = tokio::task::spawn_blocking(move || {
-            let mut active = active.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut active = active
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let bundle = match active.accept(&bytes, crate::now_millis()) {
                 Ok(bundle) => bundle.clone(),
                 Err(error) => {
-                    let revision = policy::bundle::decode_unverified(&bytes).map(|b| b.header.revision).ok();
+                    let revision = policy::bundle::decode_unverified(&bytes)
+                        .map(|b| b.header.revision)
+                        .ok();
                     return Err((error, revision));
                 }
             };
@@ -141,7 +157,8 @@ impl Sync {
             Ok(Ok((enforced, saved))) => {
                 if let Err(error) = saved {
                     tracing::error!(%error, "cannot keep the bundle on disk; enforcing it from memory");
-                    self.stats.set_last_error(format!("cannot keep the bundle on disk: {error}"));
+                    self.stats
+                        .set_last_error(format!("cannot keep the bundle on disk: {error}"));
                 }
                 tracing::info!(revision = enforced.revision, hash = %enforced.content_hash, "bundle in force");
                 self.authn.prefetch(&enforced.issuers);
@@ -158,7 +175,8 @@ impl Sync {
                 };
                 tracing::error!("{text}; enforcing the bundle in force");
                 self.stats.set_last_error(text);
-                self.refused_revision.store(revision.unwrap_or(0), Ordering::Relaxed);
+                self.refused_revision
+                    .store(revision.unwrap_or(0), Ordering::Relaxed);
             }
             Err(error) => tracing::error!(%error, "bundle verification stopped unexpectedly"),
         }
@@ -177,7 +195,11 @@ impl Sync {
             }
             last_call = Some(Instant::now());
             self.fetch_once(&mut etag).await;
-            let every = if self.stats.is_revoked() { REVOKED_RETRY } else { POLL_EVERY };
+            let every = if self.stats.is_revoked() {
+                REVOKED_RETRY
+            } else {
+                POLL_EVERY
+            };
             tokio::select! {
                 _ = self.fetch_now.notified() => {}
                 _ = tokio::time::sleep(every) => {}
@@ -241,10 +263,14 @@ impl Sync {
                         };
                         for event in parser.push(&bytes) {
                             match event.name.as_str() {
-                                "revision" => match serde_json::from_str::<RevisionNotice>(&event.data) {
-                                    Ok(notice) => self.on_notice(notice),
-                                    Err(error) => tracing::warn!(%error, "unreadable revision notice"),
-                                },
+                                "revision" => {
+                                    match serde_json::from_str::<RevisionNotice>(&event.data) {
+                                        Ok(notice) => self.on_notice(notice),
+                                        Err(error) => {
+                                            tracing::warn!(%error, "unreadable revision notice")
+                                        }
+                                    }
+                                }
                                 "revoked" => self.mark_revoked(),
                                 _ => {}
                             }
@@ -255,7 +281,11 @@ impl Sync {
                 Err(error) => tracing::debug!(%error, "event stream unavailable"),
             }
             attempt = attempt.saturating_add(1);
-            let delay = if self.stats.is_revoked() { REVOKED_RETRY } else { backoff(attempt) };
+            let delay = if self.stats.is_revoked() {
+                REVOKED_RETRY
+            } else {
+                backoff(attempt)
+            };
             if pause(delay, &mut shutdown).await {
                 return;
             }
@@ -271,7 +301,10 @@ mod tests {
     fn backoff_doubles_within_its_bounds() {
         for attempt in 0..40 {
             let delay = backoff(attempt);
-            assert!(delay >= BACKOFF_MIN && delay <= BACKOFF_MAX, "{attempt}: {delay:?}");
+            assert!(
+                delay >= BACKOFF_MIN && delay <= BACKOFF_MAX,
+                "{attempt}: {delay:?}"
+            );
         }
         assert!(backoff(20) >= BACKOFF_MAX / 2, "the ceiling is reached");
     }

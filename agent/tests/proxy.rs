@@ -5,13 +5,13 @@ mod common;
 
 use agent::active::Enforcer;
 use agent::authn::Authenticator;
+use agent::bundle_store;
 use agent::config::Mode;
 use agent::decide::Decider;
 use agent::limits::RateLimits;
 use agent::proxy::{self, Proxy};
 use agent::spool;
 use agent::status::Stats;
-use agent::bundle_store;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -27,21 +27,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let router = Router::new()
-        .fallback(|State(hits): State<Arc<AtomicUsize>>, request: Request| async move {
-            hits.fetch_add(1, Ordering::SeqCst);
-            let (parts, body) = request.into_parts();
-            let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-            let headers: serde_json::Map<String, Value> =
-                parts.headers.iter().map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap_or("?")))).collect();
-            let answer = json!({
-                "method": parts.method.as_str(),
-                "target": parts.uri.path_and_query().map(|pq| pq.as_str()),
-                "headers": headers,
-                "body_len": body.len(),
-                "body_head": String::from_utf8_lossy(&body[..body.len().min(16)]),
-            });
-            ([("x-upstream", "yes"), ("keep-alive", "timeout=5")], axum::Json(answer))
-        })
+        .fallback(
+            |State(hits): State<Arc<AtomicUsize>>, request: Request| async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                let (parts, body) = request.into_parts();
+                let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let headers: serde_json::Map<String, Value> = parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap_or("?"))))
+                    .collect();
+                let answer = json!({
+                    "method": parts.method.as_str(),
+                    "target": parts.uri.path_and_query().map(|pq| pq.as_str()),
+                    "headers": headers,
+                    "body_len": body.len(),
+                    "body_head": String::from_utf8_lossy(&body[..body.len().min(16)]),
+                });
+                (
+                    [("x-upstream", "yes"), ("keep-alive", "timeout=5")],
+                    axum::Json(answer),
+                )
+            },
+        )
         .with_state(hits.clone());
     (serve(router).await, hits)
 }
@@ -76,7 +84,11 @@ async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_open: b
         stats,
         log: spool.log.clone(),
     });
-    Agent { decider, spool, _dir: dir }
+    Agent {
+        decider,
+        spool,
+        _dir: dir,
+    }
 }
 
 async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
@@ -88,7 +100,9 @@ async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
 /// The records the agent spooled, once sealed.
 async fn records(agent: &Agent) -> Vec<DecisionRecord> {
     let log = agent.spool.log.clone();
-    tokio::task::spawn_blocking(move || log.seal_now()).await.unwrap();
+    tokio::task::spawn_blocking(move || log.seal_now())
+        .await
+        .unwrap();
     let mut found = Vec::new();
     for (_, path) in spool::batches(&agent.spool.dir).unwrap() {
         for line in std::fs::read_to_string(path).unwrap().lines() {
@@ -104,7 +118,10 @@ async fn json_of(response: reqwest::Response) -> Value {
 
 async fn problem(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     (status, json_of(response).await)
 }
 
@@ -132,7 +149,10 @@ async fn the_proxy_forwards_what_the_bundle_allows_and_refuses_the_rest() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-upstream"], "yes");
-    assert!(response.headers().get("keep-alive").is_none(), "hop-by-hop headers of the answer are stripped too");
+    assert!(
+        response.headers().get("keep-alive").is_none(),
+        "hop-by-hop headers of the answer are stripped too"
+    );
     let seen = json_of(response).await;
     assert_eq!(seen["method"], "POST");
     assert_eq!(seen["target"], "/echo?q=1");
@@ -143,7 +163,10 @@ async fn the_proxy_forwards_what_the_bundle_allows_and_refuses_the_rest() {
     assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
     assert_eq!(seen["headers"]["host"], upstream.to_string());
     let proxy_host = base.trim_start_matches("http://");
-    assert_eq!(seen["headers"]["forwarded"], format!("for=127.0.0.1;proto=http;host=\"{proxy_host}\""));
+    assert_eq!(
+        seen["headers"]["forwarded"],
+        format!("for=127.0.0.1;proto=http;host=\"{proxy_host}\"")
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // Undeclared: 404 problem, never forwarded.
@@ -152,35 +175,84 @@ async fn the_proxy_forwards_what_the_bundle_allows_and_refuses_the_rest() {
     assert_eq!(body["code"], "undeclared_route");
     assert_eq!(body["status"], 404);
     assert_eq!(body["type"], "urn:palisade:problem:undeclared_route");
-    assert!(!body["detail"].as_str().unwrap().contains("nowhere"), "no internals in the detail");
+    assert!(
+        !body["detail"].as_str().unwrap().contains("nowhere"),
+        "no internals in the detail"
+    );
     let (status, body) = problem(http.get(format!("{base}/pets//1")).send().await.unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("non_canonical_path")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("non_canonical_path"))
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // Authentication: missing, invalid, valid.
     let missing = http.get(format!("{base}/pets/1")).send().await.unwrap();
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
     let (status, body) = problem(missing).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
-    let invalid = http.get(format!("{base}/pets/1")).bearer_auth("eyJhbGciOiJub25lIn0.e30.").send().await.unwrap();
-    assert_eq!(invalid.headers()["www-authenticate"], "Bearer error=\"invalid_token\"");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let invalid = http
+        .get(format!("{base}/pets/1"))
+        .bearer_auth("eyJhbGciOiJub25lIn0.e30.")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        invalid.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
     assert_eq!(problem(invalid).await.1["code"], "invalid_token");
     let token = jwt("alice", &["reader"]);
-    let allowed = http.get(format!("{base}/pets/1")).bearer_auth(&token).send().await.unwrap();
+    let allowed = http
+        .get(format!("{base}/pets/1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(allowed.status(), 200);
     let seen = json_of(allowed).await;
-    assert_eq!(seen["headers"]["authorization"], format!("Bearer {token}"), "the upstream still sees the token");
-    let (status, body) = problem(http.get(format!("{base}/admin")).bearer_auth(&token).send().await.unwrap()).await;
+    assert_eq!(
+        seen["headers"]["authorization"],
+        format!("Bearer {token}"),
+        "the upstream still sees the token"
+    );
+    let (status, body) = problem(
+        http.get(format!("{base}/admin"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, body["code"].as_str()), (403, Some("missing_role")));
-    let admin = http.get(format!("{base}/admin")).bearer_auth(jwt("root", &["admin"])).send().await.unwrap();
+    let admin = http
+        .get(format!("{base}/admin"))
+        .bearer_auth(jwt("root", &["admin"]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(admin.status(), 200);
 
     // Rate limit: two per minute per caller.
     for _ in 0..2 {
-        assert_eq!(http.get(format!("{base}/limited")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            http.get(format!("{base}/limited"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     let limited = http.get(format!("{base}/limited")).send().await.unwrap();
-    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=30).contains(&retry_after), "{retry_after}");
     let (status, body) = problem(limited).await;
     assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
@@ -192,11 +264,17 @@ async fn the_proxy_forwards_what_the_bundle_allows_and_refuses_the_rest() {
     };
     let dead = proxy_for(&agent, closed).await;
     let (status, body) = problem(http.get(format!("{dead}/public")).send().await.unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (502, Some("upstream_unavailable")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("upstream_unavailable"))
+    );
 
     // Every decision was recorded, with what matched and who called.
     let records = records(&agent).await;
-    let outcomes: Vec<(&str, u16, Option<&str>)> = records.iter().map(|r| (r.outcome.as_str(), r.status, r.reason.as_deref())).collect();
+    let outcomes: Vec<(&str, u16, Option<&str>)> = records
+        .iter()
+        .map(|r| (r.outcome.as_str(), r.status, r.reason.as_deref()))
+        .collect();
     assert_eq!(
         outcomes,
         [
@@ -215,7 +293,15 @@ async fn the_proxy_forwards_what_the_bundle_allows_and_refuses_the_rest() {
         ]
     );
     let alice = &records[5];
-    assert_eq!((alice.caller.as_deref(), alice.api_id, alice.operation_id, alice.revision), (Some("sub:alice"), Some(API), Some(12), Some(3)));
+    assert_eq!(
+        (
+            alice.caller.as_deref(),
+            alice.api_id,
+            alice.operation_id,
+            alice.revision
+        ),
+        (Some("sub:alice"), Some(API), Some(12), Some(3))
+    );
     assert_eq!(records[0].path, "/echo", "no query in records");
     assert_eq!(records[0].source, "127.0.0.1");
     let stats = agent.decider.stats.counters();
@@ -232,11 +318,28 @@ async fn monitor_mode_and_fail_open_let_denials_through_and_say_so() {
 
     let monitor = agent(Some(&bundle), &key, Mode::Monitor, false).await;
     let base = proxy_for(&monitor, upstream).await;
-    assert_eq!(http.get(format!("{base}/nowhere")).send().await.unwrap().status(), 200);
-    assert_eq!(http.get(format!("{base}/pets/1")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("{base}/nowhere"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{base}/pets/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     let records = records(&monitor).await;
-    assert!(records.iter().all(|r| r.outcome == "monitor"), "{records:?}");
+    assert!(
+        records.iter().all(|r| r.outcome == "monitor"),
+        "{records:?}"
+    );
     assert_eq!(records[0].reason.as_deref(), Some("undeclared_route"));
     assert_eq!(monitor.decider.stats.counters().monitored, 2);
 
@@ -244,12 +347,25 @@ async fn monitor_mode_and_fail_open_let_denials_through_and_say_so() {
     let closed = agent(None, &key, Mode::Enforce, false).await;
     let base = proxy_for(&closed, upstream).await;
     let (status, body) = problem(http.get(format!("{base}/public")).send().await.unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("no_verified_bundle")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("no_verified_bundle"))
+    );
     let open = agent(None, &key, Mode::Enforce, true).await;
     let base = proxy_for(&open, upstream).await;
-    assert_eq!(http.get(format!("{base}/public")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("{base}/public"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let records = self::records(&open).await;
-    assert_eq!((records[0].outcome.as_str(), records[0].revision), ("monitor", None));
+    assert_eq!(
+        (records[0].outcome.as_str(), records[0].revision),
+        ("monitor", None)
+    );
 }
 
 #[tokio::test]
@@ -258,7 +374,10 @@ async fn the_decision_endpoint_answers_a_gateway() {
     let jwks = common::jwks_server().await;
     let bundle = signed_bundle(&key, 1, &jwks);
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
-    let base = format!("http://{}", serve(proxy::decision_router(agent.decider.clone())).await);
+    let base = format!(
+        "http://{}",
+        serve(proxy::decision_router(agent.decider.clone())).await
+    );
     let http = reqwest::Client::new();
     let ask = |method: &str, uri: &str, token: Option<String>| {
         let mut request = http
@@ -277,21 +396,52 @@ async fn the_decision_endpoint_answers_a_gateway() {
     let unauthenticated = ask("GET", "/pets/1", None).await.unwrap();
     assert_eq!(unauthenticated.headers()["www-authenticate"], "Bearer");
     assert_eq!(unauthenticated.status(), 401);
-    assert_eq!(ask("GET", "/pets/1", Some(jwt("alice", &[]))).await.unwrap().status(), 200);
+    assert_eq!(
+        ask("GET", "/pets/1", Some(jwt("alice", &[])))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let forbidden = ask("GET", "/admin", Some(jwt("alice", &[]))).await.unwrap();
     assert_eq!(forbidden.headers()["x-palisade-status"], "403");
     let (status, body) = problem(forbidden).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("missing_role")));
     let undeclared = ask("DELETE", "/public", None).await.unwrap();
-    assert_eq!((undeclared.status().as_u16(), undeclared.headers()["x-palisade-reason"].to_str().unwrap()), (404, "undeclared_route"));
+    assert_eq!(
+        (
+            undeclared.status().as_u16(),
+            undeclared.headers()["x-palisade-reason"].to_str().unwrap()
+        ),
+        (404, "undeclared_route")
+    );
     // POST /decide works too; without the original request's headers it is a bad request.
-    let posted = http.post(format!("{base}/decide")).header("x-original-method", "GET").header("x-original-uri", "/public").send().await.unwrap();
+    let posted = http
+        .post(format!("{base}/decide"))
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/public")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(posted.status(), 200);
-    assert_eq!(http.get(format!("{base}/decide")).send().await.unwrap().status(), 400);
+    assert_eq!(
+        http.get(format!("{base}/decide"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
 
     let records = records(&agent).await;
     assert_eq!(records.len(), 6);
-    assert_eq!(records[0].source, "198.51.100.7", "the gateway's X-Real-IP is the caller");
+    assert_eq!(
+        records[0].source, "198.51.100.7",
+        "the gateway's X-Real-IP is the caller"
+    );
     assert_eq!(records[0].path, "/public");
-    assert_eq!(records[5].source, "127.0.0.1", "without X-Real-IP, the peer");
+    assert_eq!(
+        records[5].source, "127.0.0.1",
+        "without X-Real-IP, the peer"
+    );
 }

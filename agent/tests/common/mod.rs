@@ -19,7 +19,10 @@ pub const ISSUER: &str = "https://login.example.com";
 const RSA_PEM: &str = include_str!("../../../server/tests/fixtures/oidc_provider_key.pem");
 
 pub fn unix_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Serves `router` on 127.0.0.1, port 0, with the peer address available.
@@ -27,7 +30,12 @@ pub async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     address
 }
@@ -41,7 +49,10 @@ pub async fn jwks_server() -> String {
     let mut jwk = Jwk::from_encoding_key(&signing_key(), Algorithm::RS256).unwrap();
     jwk.common.key_id = Some("k1".into());
     let set = JwkSet { keys: vec![jwk] };
-    let router = Router::new().route("/jwks", axum::routing::get(move || async move { axum::Json(set.clone()) }));
+    let router = Router::new().route(
+        "/jwks",
+        axum::routing::get(move || async move { axum::Json(set.clone()) }),
+    );
     format!("http://{}/jwks", serve(router).await)
 }
 
@@ -54,7 +65,13 @@ pub fn jwt(sub: &str, roles: &[&str]) -> String {
 }
 
 fn operation(id: i64, method: &str, path: &str, protection: Value) -> OperationInput {
-    OperationInput { id, method: method.into(), path: path.into(), protection: serde_json::from_value(protection).unwrap(), response_classes: vec![] }
+    OperationInput {
+        id,
+        method: method.into(),
+        path: path.into(),
+        protection: serde_json::from_value(protection).unwrap(),
+        response_classes: vec![],
+    }
 }
 
 /// The estate: public routes, an echo, JWT-protected pets, an admin route and a rate limit.
@@ -84,12 +101,22 @@ pub fn snapshot(jwks_url: &str) -> Snapshot {
 }
 
 pub fn announced(key: &SigningKey) -> AnnouncedKey {
-    AnnouncedKey { key_id: key_id(&key.verifying_key()), public_key: hex::encode(key.verifying_key().as_bytes()), trusted_until: None }
+    AnnouncedKey {
+        key_id: key_id(&key.verifying_key()),
+        public_key: hex::encode(key.verifying_key().as_bytes()),
+        trusted_until: None,
+    }
 }
 
 /// The estate compiled and signed by `key` as `revision`.
 pub fn signed_bundle(key: &SigningKey, revision: u64, jwks_url: &str) -> Vec<u8> {
     let policy = compile(&snapshot(jwks_url)).expect("the estate compiles");
-    let header = header(&policy, revision, agent::now_millis(), &key_id(&key.verifying_key()), BTreeMap::new());
+    let header = header(
+        &policy,
+        revision,
+        agent::now_millis(),
+        &key_id(&key.verifying_key()),
+        BTreeMap::new(),
+    );
     sign(&Bundle { header, policy }, key)
 }
