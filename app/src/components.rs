@@ -131,13 +131,15 @@ where
     }
 }
 
-/// A message, and the secret it is about (shown once, easy to select).
+/// A message, and the secret it is about (shown once, easy to select), with the command
+/// that uses it.
 #[component]
 pub fn FlashView(flash: Flash) -> impl IntoView {
     view! {
         <div class="flash" role="status">
             <p>{flash.message}</p>
             {flash.secret.map(|secret| view! { <code class="secret" data-testid="secret">{secret}</code> })}
+            {flash.command.map(|command| view! { <pre class="command"><code data-testid="command">{command}</code></pre> })}
         </div>
     }
 }
@@ -185,6 +187,18 @@ pub fn format_optional_time(millis: Option<i64>, none: &'static str) -> String {
     millis.map_or_else(|| none.to_owned(), format_time)
 }
 
+/// How long before `now` something happened, roughly: `12 s ago`, `3 min ago`, `2 h ago`,
+/// `5 d ago` (both Unix ms; a time ahead of `now` reads as `0 s ago`).
+pub fn format_ago(now: i64, then: i64) -> String {
+    let seconds = now.saturating_sub(then).max(0) / 1_000;
+    match seconds {
+        0..60 => format!("{seconds} s ago"),
+        60..3_600 => format!("{} min ago", seconds / 60),
+        3_600..86_400 => format!("{} h ago", seconds / 3_600),
+        _ => format!("{} d ago", seconds / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -193,5 +207,17 @@ mod tests {
         assert_eq!(super::format_time(1_700_000_000_000), "2023-11-14 22:13 UTC");
         assert_eq!(super::format_time(i64::MAX), "—");
         assert_eq!(super::format_optional_time(None, "never"), "never");
+    }
+
+    #[test]
+    fn elapsed_times_read_in_the_largest_whole_unit() {
+        let now = 1_700_000_000_000;
+        assert_eq!(super::format_ago(now, now - 12_400), "12 s ago");
+        assert_eq!(super::format_ago(now, now + 5_000), "0 s ago");
+        assert_eq!(super::format_ago(now, now - 59_999), "59 s ago");
+        assert_eq!(super::format_ago(now, now - 60_000), "1 min ago");
+        assert_eq!(super::format_ago(now, now - 2 * 3_600_000 - 1), "2 h ago");
+        assert_eq!(super::format_ago(now, now - 5 * 86_400_000), "5 d ago");
+        assert_eq!(super::format_ago(now, i64::MIN), format!("{} d ago", i64::MAX / 86_400_000));
     }
 }

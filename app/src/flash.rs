@@ -6,11 +6,14 @@ use crate::error::AppError;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// A message to show once, and the secret it is about, if any.
+/// A message to show once, the secret it is about, if any, and a command that uses the
+/// secret (an agent's start command), to copy as it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flash {
     pub message: String,
     pub secret: Option<String>,
+    #[serde(default)]
+    pub command: Option<String>,
 }
 
 #[cfg(feature = "ssr")]

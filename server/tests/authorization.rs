@@ -269,6 +269,11 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("rotate_bundle_key", Allowed::Roles(DEFINERS), "overlap_hours=0&reason=matrix".into()),
         ("run_policy_cases", Allowed::SignedIn, "cases=%7B%22cases%22%3A%5B%5D%7D&against=draft".into()),
         ("explain_request", Allowed::SignedIn, format!("case[against]=draft&case[api_id]={api}&case[method]=GET&case[path]=%2Fthings%2F1")),
+        ("list_fleet", Allowed::SignedIn, String::new()),
+        ("list_enrollment_tokens", Allowed::Roles(DEFINERS), String::new()),
+        ("create_enrollment_token", Allowed::Roles(DEFINERS), format!("labels=matrix%3D{unique}&name=&expires_minutes=60&api_id={api}")),
+        ("revoke_enrollment_token", Allowed::Roles(DEFINERS), format!("enrollment_token_id={}", own.enrollment_token)),
+        ("revoke_agent", Allowed::Roles(DEFINERS), format!("agent_id={}&reason=matrix", own.agent)),
     ]
 }
 

@@ -22,6 +22,7 @@ impl CreatedToken {
         crate::flash::Flash {
             message: format!("Token “{}” created. Copy it now: it will not be shown again.", self.token.name),
             secret: Some(self.secret),
+            command: None,
         }
     }
 }

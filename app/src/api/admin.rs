@@ -36,7 +36,7 @@ async fn with_link(account: Account, setup_link: Option<String>, what: &str) -> 
         ),
         None => format!("{} {what}.", account.email),
     };
-    let flash = crate::flash::Flash { message, secret: setup_link.clone() };
+    let flash = crate::flash::Flash { message, secret: setup_link.clone(), command: None };
     crate::flash::keep_for_plain_form(flash.clone()).await?;
     Ok(AccountWithLink { account, setup_link, flash })
 }

@@ -63,7 +63,7 @@ async fn announce(issued: IssuedCredential, what: &str) -> Result<Issued, AppErr
         Some(_) => format!("{what} for {}. Copy the key now: it is shown only once.", issued.credential.instance),
         None => format!("{what} for {}.", issued.credential.instance),
     };
-    let flash = Flash { message, secret: issued.secret.clone() };
+    let flash = Flash { message, secret: issued.secret.clone(), command: None };
     crate::flash::keep_for_plain_form(flash.clone()).await?;
     Ok(Issued { issued, flash })
 }

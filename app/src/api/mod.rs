@@ -3,6 +3,7 @@
 //! layer. All live under `/rpc/` with fixed names, so client and server always agree.
 
 pub mod account;
+pub mod agents;
 pub mod audit;
 pub mod clients;
 pub mod inventory;

@@ -1,5 +1,6 @@
 //! One module per page of the dashboard.
 
+mod agents;
 mod apis;
 mod audit;
 mod clients;
@@ -24,7 +25,8 @@ pub use apis::{ApiPage, ApisPage};
 pub use clients::{ClientsPage, DataClassesPage};
 pub use protection::OperationPage;
 pub use policies::PoliciesPage;
-pub use sections::{AgentsPage, ConsentPage, RiskPage};
+pub use agents::AgentsPage;
+pub use sections::{ConsentPage, RiskPage};
 pub use settings::{ProfilePage, SettingsNav};
 pub use setup_password::SetupPasswordPage;
 pub use sso::SsoPage;

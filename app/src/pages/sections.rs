@@ -6,21 +6,6 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 #[component]
-pub fn AgentsPage() -> impl IntoView {
-    view! {
-        <Title text="Agents"/>
-        <h1>"Agents"</h1>
-        <EmptyState title="No enforcement agents enrolled yet">
-            <p>
-                "Enforcement agents sit in front of every API instance. Here you will see each agent "
-                "with its labels, version, last contact, the policy revision it enforces, its health, "
-                "and any drift from the revision meant for it."
-            </p>
-        </EmptyState>
-    }
-}
-
-#[component]
 pub fn ConsentPage() -> impl IntoView {
     view! {
         <Title text="Consent"/>
