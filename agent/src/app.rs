@@ -128,6 +128,7 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
         fail_open: config.fail_open,
         stats: stats.clone(),
         log: spool.log.clone(),
+        record_ids: Default::default(),
     });
 
     let (stop_tx, shutdown) = watch::channel(false);

@@ -85,6 +85,31 @@ pub struct Decider {
     pub fail_open: bool,
     pub stats: Arc<Stats>,
     pub log: DecisionLog,
+    pub record_ids: RecordIds,
+}
+
+/// Decision record ids: a random prefix drawn at start and a counter, so ids are unique
+/// across restarts (the control plane deduplicates on them) without asking the operating
+/// system for randomness on every request.
+pub struct RecordIds {
+    run: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Default for RecordIds {
+    fn default() -> Self {
+        RecordIds {
+            run: rand::random(),
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl RecordIds {
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        uuid::Uuid::from_u64_pair(self.run, n).to_string()
+    }
 }
 
 impl Decider {
@@ -107,7 +132,8 @@ impl Decider {
                 forward,
                 None,
                 started,
-            );
+            )
+            .await;
             return if forward {
                 Verdict::Forward
             } else {
@@ -187,7 +213,8 @@ impl Decider {
                     matched,
                     caller,
                     started,
-                );
+                )
+                .await;
                 Verdict::Forward
             }
             Some(denial) => {
@@ -201,7 +228,8 @@ impl Decider {
                     forward,
                     caller,
                     started,
-                );
+                )
+                .await;
                 if forward {
                     Verdict::Forward
                 } else {
@@ -211,7 +239,7 @@ impl Decider {
         }
     }
 
-    fn finish_allowed(
+    async fn finish_allowed(
         &self,
         facts: &Facts<'_>,
         path: &str,
@@ -221,14 +249,16 @@ impl Decider {
         started: Instant,
     ) {
         self.stats.allowed.fetch_add(1, Ordering::Relaxed);
-        self.log.record(self.record(
-            facts, path, revision, matched, "allow", 200, None, caller, started,
-        ));
+        self.log
+            .record(self.record(
+                facts, path, revision, matched, "allow", 200, None, caller, started,
+            ))
+            .await;
     }
 
     /// Counts and records a denial; `forwarded` when it is let through (monitor, fail-open).
     #[allow(clippy::too_many_arguments)]
-    fn finish(
+    async fn finish(
         &self,
         facts: &Facts<'_>,
         path: &str,
@@ -248,17 +278,19 @@ impl Decider {
         };
         tracing::debug!(method = facts.method, path, code = %denial.problem.code, status = denial.problem.status, outcome, "request denied");
         let code = Some(denial.problem.code.clone());
-        self.log.record(self.record(
-            facts,
-            path,
-            revision,
-            matched,
-            outcome,
-            denial.problem.status,
-            code,
-            caller,
-            started,
-        ));
+        self.log
+            .record(self.record(
+                facts,
+                path,
+                revision,
+                matched,
+                outcome,
+                denial.problem.status,
+                code,
+                caller,
+                started,
+            ))
+            .await;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -275,7 +307,7 @@ impl Decider {
         started: Instant,
     ) -> DecisionRecord {
         DecisionRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: self.record_ids.next(),
             at: crate::now_millis(),
             revision: revision.and_then(|r| i64::try_from(r).ok()),
             method: truncate(facts.method, 32).to_owned(),
@@ -307,6 +339,15 @@ fn truncate(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_ids_differ_within_a_run_and_between_runs() {
+        let (first, second) = (RecordIds::default(), RecordIds::default());
+        let a = first.next();
+        assert_ne!(a, first.next());
+        assert_ne!(a, second.next(), "another run draws another prefix");
+        assert!(uuid::Uuid::parse_str(&a).is_ok());
+    }
 
     #[test]
     fn truncation_keeps_characters_whole() {

@@ -16,6 +16,8 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Records in the spool files, sealed and open (approximate).
     pub spooled: AtomicU64,
+    /// Times a request waited for the spool writer to catch up.
+    pub spool_waits: AtomicU64,
     /// The control plane answered `agent_revoked`: calls slow to one a minute.
     pub revoked: AtomicBool,
     last_error: Mutex<Option<String>>,
@@ -30,6 +32,7 @@ impl Default for Stats {
             monitored: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             spooled: AtomicU64::new(0),
+            spool_waits: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
             last_error: Mutex::new(None),
         }

@@ -83,6 +83,7 @@ async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_open: b
         fail_open,
         stats,
         log: spool.log.clone(),
+        record_ids: Default::default(),
     });
     Agent {
         decider,
