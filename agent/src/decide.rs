@@ -1,8 +1,9 @@
 //! One decision per request, shared by the reverse proxy and the gateway decision
 //! endpoint: gather the facts (bearer token verified first), evaluate against the bundle in
 //! force, apply rate-limit obligations, then answer — forward, or deny with a problem
-//! document — and hand a decision record to the spool. In monitor mode a denial is
-//! recorded as `monitor` and the request goes through.
+//! document — and hand a decision record to the spool. In monitor mode (the agent's
+//! `--mode`, or the API's or operation's `enforcement` in the bundle) a denial is recorded
+//! as `monitor` and the request goes through.
 
 use crate::active::Enforcer;
 use crate::authn::{AuthResult, Authenticator};
@@ -15,6 +16,7 @@ use axum::response::Response;
 use http::{HeaderValue, header};
 use policy::agent_api::DecisionRecord;
 use policy::evaluate::{Request, evaluate};
+use policy::inspect::ResponseField;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,12 +35,41 @@ pub struct Facts<'a> {
     pub source: IpAddr,
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a str>,
+    /// Whether the response passes through the agent, so L3 can inspect it (the proxy),
+    /// or not (the gateway decision endpoint).
+    pub sees_response: bool,
 }
 
 #[derive(Debug)]
 pub enum Verdict {
-    Forward,
+    /// Forward; with a duty when the response must be inspected before it is answered.
+    Forward(Option<Box<ResponseDuty>>),
     Deny(Denial),
+}
+
+/// L3 work left for the response of an allowed request: the classes to mask or whose
+/// presence blocks it, and where they sit. Its decision record is completed and written
+/// once the response is known ([`Decider::finish_inspected`]).
+#[derive(Debug)]
+pub struct ResponseDuty {
+    pub mask: Vec<String>,
+    pub block: Vec<String>,
+    pub fields: Vec<ResponseField>,
+    /// Monitor mode: inspect and record, but answer the response unchanged.
+    pub monitor: bool,
+    record: DecisionRecord,
+}
+
+/// What L3 found in a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inspected {
+    /// Nothing to change (or the upstream did not answer).
+    Clean,
+    Masked,
+    /// A class whose presence blocks the response was in it.
+    Withheld,
+    /// Not JSON, compressed, unreadable or too large, while classes had to be looked for.
+    NotInspectable,
 }
 
 /// A refusal, ready to answer.
@@ -135,7 +166,7 @@ impl Decider {
             )
             .await;
             return if forward {
-                Verdict::Forward
+                Verdict::Forward(None)
             } else {
                 Verdict::Deny(denial)
             };
@@ -172,8 +203,16 @@ impl Decider {
             .map(|m| (Some(m.api_id), Some(m.operation_id)))
             .unwrap_or((None, None));
 
+        let inspect = !decision.obligations.response_fields.is_empty();
+        // Monitor mode: the agent's (`--mode monitor`), or the API's or operation's setting.
+        let monitor = self.mode == Mode::Monitor || decision.monitor;
         let denial = if decision.allow {
             match self.limits.check(&decision.obligations.rate_limits) {
+                // A gateway answers with the upstream's response itself: data the caller may
+                // not see could not be masked or withheld, so the request is refused.
+                Ok(()) if inspect && !facts.sees_response => {
+                    Some(Denial::new(403, "response_inspection_unavailable"))
+                }
                 Ok(()) => None,
                 Err(wait) => {
                     let mut denial = Denial::new(429, "rate_limited");
@@ -205,6 +244,26 @@ impl Decider {
             Some(denial)
         };
         match denial {
+            None if inspect => {
+                let record = self.record(
+                    facts,
+                    path,
+                    Some(enforced.revision),
+                    matched,
+                    "allow",
+                    200,
+                    None,
+                    caller,
+                    started,
+                );
+                Verdict::Forward(Some(Box::new(ResponseDuty {
+                    mask: decision.obligations.mask,
+                    block: decision.obligations.block,
+                    fields: decision.obligations.response_fields,
+                    monitor,
+                    record,
+                })))
+            }
             None => {
                 self.finish_allowed(
                     facts,
@@ -215,10 +274,10 @@ impl Decider {
                     started,
                 )
                 .await;
-                Verdict::Forward
+                Verdict::Forward(None)
             }
             Some(denial) => {
-                let forward = self.mode == Mode::Monitor;
+                let forward = monitor;
                 self.finish(
                     facts,
                     path,
@@ -231,7 +290,7 @@ impl Decider {
                 )
                 .await;
                 if forward {
-                    Verdict::Forward
+                    Verdict::Forward(None)
                 } else {
                     Verdict::Deny(denial)
                 }
@@ -254,6 +313,34 @@ impl Decider {
                 facts, path, revision, matched, "allow", 200, None, caller, started,
             ))
             .await;
+    }
+
+    /// Completes and writes the record of a request whose response was inspected.
+    pub async fn finish_inspected(&self, duty: ResponseDuty, found: &Inspected) {
+        let mut record = duty.record;
+        // What enforcing does; in monitor mode anything but a clean response is recorded
+        // as `monitor` (it would have been changed or refused) and answered unchanged.
+        let (outcome, status, reason) = match found {
+            Inspected::Clean => ("allow", 200, None),
+            Inspected::Masked => ("allow", 200, Some("data_masked")),
+            Inspected::Withheld => ("deny", 403, Some("data_withheld")),
+            Inspected::NotInspectable => ("deny", 502, Some("response_not_inspectable")),
+        };
+        let outcome = if duty.monitor && *found != Inspected::Clean {
+            "monitor"
+        } else {
+            outcome
+        };
+        let counter = match outcome {
+            "allow" => &self.stats.allowed,
+            "monitor" => &self.stats.monitored,
+            _ => &self.stats.denied,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        record.outcome = outcome.to_owned();
+        record.status = status;
+        record.reason = reason.map(str::to_owned);
+        self.log.record(record).await;
     }
 
     /// Counts and records a denial; `forwarded` when it is let through (monitor, fail-open).

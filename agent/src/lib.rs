@@ -2,7 +2,7 @@
 //! tests run the real proxy, decision endpoint, spool and control-plane client.
 //!
 //! The path of a request: `proxy` (or the decision endpoint) → `decide` (`authn` for the
-//! bearer token, the evaluator over `active`, `limits`) → `spool`. Around it: `identity`
+//! bearer token, the evaluator over `active`, `limits`) → `spool`; `inspect` carries out L3 on the proxied response. Around it: `identity`
 //! and `control` talk to the control plane, `sync` keeps the bundle current through
 //! `bundle_store`, `app` starts and stops it all.
 
@@ -15,6 +15,7 @@ pub mod control;
 pub mod decide;
 pub mod fsutil;
 pub mod identity;
+pub mod inspect;
 pub mod limits;
 pub mod problem;
 pub mod proxy;

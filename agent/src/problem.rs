@@ -83,6 +83,13 @@ fn detail(code: &str) -> &'static str {
         "no_verified_bundle" => "The gateway has no verified policy yet.",
         "upstream_unavailable" => "The service is unavailable.",
         "bad_request" => "The request could not be read.",
+        "data_withheld" => "The response holds data the caller may not receive.",
+        "response_not_inspectable" => {
+            "The response could not be checked for data the caller may not receive."
+        }
+        "response_inspection_unavailable" => {
+            "This operation's responses must be checked, which this gateway cannot do."
+        }
         _ => "The request was refused.",
     }
 }

@@ -6,7 +6,7 @@
 //! The proxy trusts only the socket for the caller's address; the decision endpoint trusts
 //! `X-Real-IP` because only the gateway is meant to reach it.
 
-use crate::decide::{Decider, Facts, Verdict};
+use crate::decide::{Decider, Facts, Inspected, Verdict};
 use crate::problem::Problem;
 use axum::Router;
 use axum::body::Body;
@@ -105,17 +105,32 @@ impl Proxy {
             target: &target,
             source,
             authorization: authorization.as_deref(),
+            sees_response: true,
         };
         match self.decider.decide(&facts).await {
             Verdict::Deny(denial) => denial.response(),
-            Verdict::Forward => self.forward(request, &target, source).await,
+            Verdict::Forward(None) => self.forward(request, &target, source).await,
+            Verdict::Forward(Some(duty)) => {
+                let (mut parts, body) = request.into_parts();
+                // A compressed answer could not be read: ask the upstream for plain text.
+                parts.headers.remove(header::ACCEPT_ENCODING);
+                let request = Request::from_parts(parts, body);
+                let response = self.forward(request, &target, source).await;
+                if response.extensions().get::<UpstreamFailed>().is_some() {
+                    self.decider
+                        .finish_inspected(*duty, &Inspected::Clean)
+                        .await;
+                    return response;
+                }
+                crate::inspect::apply(&self.decider, *duty, response).await
+            }
         }
     }
 
     async fn forward(&self, request: Request, target: &str, source: IpAddr) -> Response {
         let (mut parts, body) = request.into_parts();
         let Ok(uri) = format!("{}{}{}", self.origin, self.prefix, target).parse::<Uri>() else {
-            return Problem::new(400, "bad_request").response();
+            return not_forwarded(Problem::new(400, "bad_request").response());
         };
         let original_host = parts
             .headers
@@ -147,10 +162,20 @@ impl Proxy {
                 self.decider
                     .stats
                     .set_last_error(format!("upstream unreachable: {error}"));
-                Problem::new(502, "upstream_unavailable").response()
+                not_forwarded(Problem::new(502, "upstream_unavailable").response())
             }
         }
     }
+}
+
+/// Marks an answer the agent made because the request never reached the upstream: there
+/// is no upstream response to inspect.
+#[derive(Clone, Copy, Debug)]
+struct UpstreamFailed;
+
+fn not_forwarded(mut response: Response) -> Response {
+    response.extensions_mut().insert(UpstreamFailed);
+    response
 }
 
 /// `scheme://authority`, the path prefix (no trailing `/`) and the authority of an upstream URL.
@@ -275,9 +300,11 @@ async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Respon
         target,
         source,
         authorization: text(header::AUTHORIZATION.as_str()),
+        sees_response: false,
     };
     match decider.decide(&facts).await {
-        Verdict::Forward => {
+        // Without sight of the response no duty is handed out (see `decide`).
+        Verdict::Forward(_) => {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::OK;
             response

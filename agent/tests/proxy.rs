@@ -3,25 +3,18 @@
 
 mod common;
 
-use agent::active::Enforcer;
-use agent::authn::Authenticator;
-use agent::bundle_store;
 use agent::config::Mode;
-use agent::decide::Decider;
-use agent::limits::RateLimits;
-use agent::proxy::{self, Proxy};
-use agent::spool;
-use agent::status::Stats;
+use agent::proxy;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use common::{API, announced, jwt, serve, signed_bundle};
+use common::{API, agent, jwt, proxy_for, records, serve, signed_bundle};
 use ed25519_dalek::SigningKey;
-use policy::agent_api::DecisionRecord;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use store::protection::Enforcement;
 
 /// The upstream: answers every request with what it received.
 async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
@@ -52,65 +45,6 @@ async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
         )
         .with_state(hits.clone());
     (serve(router).await, hits)
-}
-
-struct Agent {
-    decider: Arc<Decider>,
-    spool: spool::Spool,
-    _dir: tempfile::TempDir,
-}
-
-/// A decider over a bundle saved to and loaded back from a data directory, as at start.
-async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_open: bool) -> Agent {
-    let dir = tempfile::tempdir().unwrap();
-    let stats = Arc::new(Stats::default());
-    let enforcer = Arc::new(Enforcer::new(API));
-    bundle_store::save_trust(dir.path(), &[announced(key)]).unwrap();
-    if let Some(bytes) = bundle {
-        bundle_store::save(dir.path(), bytes, &[announced(key)]).unwrap();
-    }
-    let loaded = bundle_store::load(dir.path(), agent::now_millis()).unwrap();
-    assert_eq!(loaded.refused, None);
-    if let Some(bundle) = &loaded.active.bundle {
-        enforcer.install(bundle);
-    }
-    let spool = spool::open(dir.path(), stats.clone()).unwrap();
-    let decider = Arc::new(Decider {
-        enforcer,
-        authn: Arc::new(Authenticator::new(reqwest::Client::new())),
-        limits: RateLimits::default(),
-        mode,
-        fail_open,
-        stats,
-        log: spool.log.clone(),
-        record_ids: Default::default(),
-    });
-    Agent {
-        decider,
-        spool,
-        _dir: dir,
-    }
-}
-
-async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
-    let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = Proxy::new(agent.decider.clone(), &url, proxy::upstream_client()).unwrap();
-    format!("http://{}", serve(proxy::router(Arc::new(proxy))).await)
-}
-
-/// The records the agent spooled, once sealed.
-async fn records(agent: &Agent) -> Vec<DecisionRecord> {
-    let log = agent.spool.log.clone();
-    tokio::task::spawn_blocking(move || log.seal_now())
-        .await
-        .unwrap();
-    let mut found = Vec::new();
-    for (_, path) in spool::batches(&agent.spool.dir).unwrap() {
-        for line in std::fs::read_to_string(path).unwrap().lines() {
-            found.push(serde_json::from_str(line).unwrap());
-        }
-    }
-    found
 }
 
 async fn json_of(response: reqwest::Response) -> Value {
@@ -343,6 +277,41 @@ async fn monitor_mode_and_fail_open_let_denials_through_and_say_so() {
     );
     assert_eq!(records[0].reason.as_deref(), Some("undeclared_route"));
     assert_eq!(monitor.decider.stats.counters().monitored, 2);
+
+    // The API's own monitor setting in the bundle does the same for an enforcing agent;
+    // an operation that opts back in to enforcement is still refused.
+    let mut estate = common::snapshot(&jwks);
+    estate.apis[0].protection.enforcement = Some(Enforcement::Monitor);
+    estate.apis[0].operations[4].protection.enforcement = Some(Enforcement::Enforce);
+    let monitored_api = agent(
+        Some(&common::signed_snapshot(&key, 2, &estate)),
+        &key,
+        Mode::Enforce,
+        false,
+    )
+    .await;
+    let base = proxy_for(&monitored_api, upstream).await;
+    for path in ["/nowhere", "/pets/1"] {
+        let status = http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{path}");
+    }
+    let (status, body) = problem(http.get(format!("{base}/admin")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let outcomes: Vec<String> = records(&monitored_api)
+        .await
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, ["monitor", "monitor", "deny"]);
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
 
     // No verified bundle: refused (fail closed), or forwarded with --fail-open.
     let closed = agent(None, &key, Mode::Enforce, false).await;

@@ -23,6 +23,7 @@ pub struct Preview {
 pub mod ssr {
     use super::Preview;
     use policy::diff::PolicyDiff;
+    use policy::inspect::ResponseField;
     use policy::bundle::{self, AnnouncedKey, Bundle, Origin};
     use policy::model::{ApiInput, CompiledPolicy, Diagnostic, OperationInput, Snapshot};
     use store::audit::AuditContext;
@@ -47,12 +48,22 @@ pub mod ssr {
                         .collect();
                     classes.sort();
                     classes.dedup();
+                    // Sorted, so the same inventory always compiles to the same bytes.
+                    let mut response_fields: Vec<ResponseField> = operation
+                        .data_classes
+                        .iter()
+                        .filter(|hit| hit.direction == "response")
+                        .filter_map(|hit| ResponseField::parse(&hit.class, &hit.field))
+                        .collect();
+                    response_fields.sort();
+                    response_fields.dedup();
                     OperationInput {
                         id: operation.id,
                         method: operation.method,
                         path: operation.path,
                         protection: operation.protection,
                         response_classes: classes,
+                        response_fields,
                     }
                 })
                 .collect();

@@ -39,6 +39,7 @@ fn estate(apis: i64) -> Snapshot {
                         path: format!("/resource-{}/{{id}}/part-{n}", n / 2),
                         protection: Default::default(),
                         response_classes: vec![],
+                        response_fields: Vec::new(),
                     })
                     .collect(),
             })

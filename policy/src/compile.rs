@@ -4,7 +4,7 @@
 
 use crate::model::{CompiledApi, CompiledPolicy, Diagnostic, Route, Segment, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
-use store::protection::{Protection, path_parameters};
+use store::protection::{Enforcement, Protection, path_parameters};
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"];
 
@@ -92,10 +92,12 @@ pub fn compile(snapshot: &Snapshot) -> Result<CompiledPolicy, Vec<Diagnostic>> {
                 segments,
                 rules,
                 response_classes: operation.response_classes.clone(),
+                response_fields: operation.response_fields.clone(),
             });
         }
         check_conflicts(&mut routes, &mut add);
-        compiled.insert(api.id, CompiledApi { name: api.name.clone(), environment: api.environment.clone(), routes });
+        let monitor = api.protection.enforcement == Some(Enforcement::Monitor);
+        compiled.insert(api.id, CompiledApi { name: api.name.clone(), environment: api.environment.clone(), routes, monitor });
     }
     if diagnostics.is_empty() {
         Ok(CompiledPolicy { apis: compiled, client_apps: snapshot.client_apps.clone() })
@@ -144,6 +146,7 @@ mod tests {
             path: path.into(),
             protection: serde_json::from_value(protection).unwrap(),
             response_classes: Vec::new(),
+            response_fields: Vec::new(),
         }
     }
 

@@ -36,11 +36,14 @@ fn changed_parts(old: &Route, new: &Route) -> Vec<&'static str> {
     if a.requestor != b.requestor {
         parts.push("L2 requestor");
     }
-    if a.data != b.data || old.response_classes != new.response_classes {
+    if a.data != b.data || old.response_classes != new.response_classes || old.response_fields != new.response_fields {
         parts.push("L3 data");
     }
     if a.consent != b.consent {
         parts.push("L4 consent");
+    }
+    if a.enforcement != b.enforcement {
+        parts.push("enforcement");
     }
     if a.rate_limits != b.rate_limits {
         parts.push("rate limits");
@@ -88,6 +91,7 @@ mod tests {
                         path: (*path).into(),
                         protection: serde_json::from_value(protection.clone()).unwrap(),
                         response_classes: vec![],
+                        response_fields: Vec::new(),
                     })
                     .collect(),
             }],

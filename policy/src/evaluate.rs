@@ -10,7 +10,7 @@ use crate::routes::{Prepared, canonical_segments};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use store::protection::{AuthMethod, AuthMode, DataAction, Protection};
+use store::protection::{AuthMethod, AuthMode, DataAction, Enforcement, Protection};
 
 /// A credential the agent has already verified (signature, expiry, key digest).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -103,6 +103,9 @@ pub struct Obligations {
     pub block: Vec<String>,
     /// Data classes let through but recorded.
     pub log: Vec<String>,
+    /// Where the classes to mask or block sit in the responses (empty when neither).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_fields: Vec<crate::inspect::ResponseField>,
 }
 
 /// The operation a request matched.
@@ -125,6 +128,14 @@ pub struct Decision {
     pub trace: Vec<Step>,
     pub obligations: Obligations,
     pub matched: Option<MatchedOperation>,
+    /// The rules are in monitor mode: a denial is to be recorded and let through, and
+    /// obligations on the response recorded but not carried out.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub monitor: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 fn step(level: Level, outcome: Outcome, code: &str, detail: impl Into<String>) -> Step {
@@ -134,6 +145,7 @@ fn step(level: Level, outcome: Outcome, code: &str, detail: impl Into<String>) -
 struct Trace {
     steps: Vec<Step>,
     matched: Option<MatchedOperation>,
+    monitor: bool,
 }
 
 impl Trace {
@@ -148,7 +160,7 @@ impl Trace {
     fn deny(mut self, status: u16, level: Level, code: &str, detail: impl Into<String>) -> Decision {
         let reason = step(level, Outcome::Deny, code, detail);
         self.steps.push(reason.clone());
-        Decision { allow: false, status, reason: Some(reason), trace: self.steps, obligations: Obligations::default(), matched: self.matched }
+        Decision { allow: false, status, reason: Some(reason), trace: self.steps, obligations: Obligations::default(), matched: self.matched, monitor: self.monitor }
     }
 }
 
@@ -181,7 +193,9 @@ fn method_accepts(method: &AuthMethod, credential: &VerifiedCredential) -> bool 
 
 /// Decides one request.
 pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
-    let mut trace = Trace { steps: Vec::new(), matched: None };
+    // Until a route matches, the API's mode applies; then the route's (its override or the API's).
+    let api_monitor = prepared.policy.apis.get(&request.api).is_some_and(|api| api.monitor);
+    let mut trace = Trace { steps: Vec::new(), matched: None, monitor: api_monitor };
     let segments = match canonical_segments(&request.path) {
         Ok(segments) => segments,
         Err(error) => return trace.deny(400, Level::Route, "non_canonical_path", error.to_string()),
@@ -198,6 +212,7 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
     });
     trace.pass(Level::Route, "matched", format!("{} {} in {}", request.method, route.template, route.api_name));
     let rules: &Protection = &route.rules;
+    trace.monitor = rules.enforcement == Some(Enforcement::Monitor);
     let credential = request.credential.as_ref();
 
     // L1: where the call comes from.
@@ -321,6 +336,10 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
                 rule.grants.iter().filter(|grant| Some(grant.client_app.0) == app).flat_map(|grant| grant.classes.iter()).collect();
             let withheld: Vec<String> = route.response_classes.iter().filter(|class| !granted.contains(class)).cloned().collect();
             let detail = if withheld.is_empty() { "every returned class is granted".to_owned() } else { format!("{}: {}", rule.otherwise.as_str(), withheld.join(", ")) };
+            if rule.otherwise != DataAction::LogOnly {
+                obligations.response_fields =
+                    route.response_fields.iter().filter(|field| withheld.contains(&field.class)).cloned().collect();
+            }
             match rule.otherwise {
                 DataAction::Mask => obligations.mask = withheld,
                 DataAction::Block => obligations.block = withheld,
@@ -329,5 +348,5 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
             trace.pass(Level::Data, "inspect", detail);
         }
     }
-    Decision { allow: true, status: 200, reason: None, trace: trace.steps, obligations, matched: trace.matched }
+    Decision { allow: true, status: 200, reason: None, trace: trace.steps, obligations, matched: trace.matched, monitor: trace.monitor }
 }

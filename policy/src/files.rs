@@ -320,6 +320,7 @@ pub fn snapshot(document: &PolicyDocument) -> Result<Snapshot, Vec<Diagnostic>> 
                 path: path.to_owned(),
                 protection: rules,
                 response_classes: operation.response_classes.clone(),
+                response_fields: Vec::new(),
             });
         }
         apis.push(ApiInput {

@@ -25,6 +25,7 @@ pub fn seed_snapshot() -> Snapshot {
         path: path.into(),
         protection: protection(rules),
         response_classes: Vec::new(),
+        response_fields: Vec::new(),
     };
     Snapshot {
         apis: vec![ApiInput {

@@ -2,6 +2,7 @@
 //! (the compiled policy an agent evaluates). Both serialize canonically, so the same
 //! snapshot always compiles to the same bytes.
 
+use crate::inspect::ResponseField;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use store::protection::Protection;
@@ -36,6 +37,10 @@ pub struct OperationInput {
     pub protection: Protection,
     /// Data classes the operation returns (after the owner's corrections), sorted.
     pub response_classes: Vec<String>,
+    /// Where in its responses each of those classes sits, for L3 inspection. Left out of
+    /// the serialised form when empty, so policies without it keep their bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_fields: Vec<ResponseField>,
 }
 
 /// What agents enforce: per API, per method, a route table, and each route's effective
@@ -53,6 +58,14 @@ pub struct CompiledApi {
     pub environment: String,
     /// Method (upper case) → its routes, most specific first.
     pub routes: BTreeMap<String, Vec<Route>>,
+    /// The API is in monitor mode: what no route matches is recorded, not refused (each
+    /// route carries its own mode in its rules).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub monitor: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl CompiledPolicy {
@@ -74,6 +87,8 @@ pub struct Route {
     /// What applies: the operation's override, else the API's.
     pub rules: Protection,
     pub response_classes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_fields: Vec<ResponseField>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ fn operation(id: i64, method: &str, path: &str, protection: serde_json::Value, c
         path: path.into(),
         protection: serde_json::from_value(protection).unwrap(),
         response_classes: classes.iter().map(|c| (*c).to_owned()).collect(),
+        response_fields: Vec::new(),
     }
 }
 
@@ -180,4 +181,32 @@ proptest! {
             prop_assert_eq!(bare, "/admin/users", "{} reached {:?}", path, decision.matched);
         }
     }
+}
+
+#[test]
+fn monitor_mode_is_set_per_api_and_an_operation_may_opt_out() {
+    let api = |enforcement: serde_json::Value, operations| ApiInput {
+        id: 1,
+        name: "Pets".into(),
+        environment: "production".into(),
+        protection: serde_json::from_value(json!({"authentication": {"mode": "required", "methods": [{"type": "api_key"}]}, "enforcement": enforcement})).unwrap(),
+        operations,
+    };
+    let operations = vec![
+        operation(1, "GET", "/pets/{id}", json!({}), &[]),
+        operation(2, "DELETE", "/pets/{id}", json!({"enforcement": "enforce"}), &[]),
+    ];
+    let compiled = compile(&Snapshot { apis: vec![api(json!("monitor"), operations.clone())], ..Snapshot::default() }).unwrap();
+    assert!(compiled.apis[&1].monitor);
+    let monitored = Prepared::new(compiled);
+    let read = evaluate(&monitored, &request("GET", "/pets/1", None));
+    assert_eq!((read.allow, read.monitor), (false, true), "denied, to be recorded and let through");
+    let undeclared = evaluate(&monitored, &request("GET", "/nowhere", None));
+    assert_eq!((undeclared.allow, undeclared.monitor), (false, true), "the API's mode before any route matches");
+    let delete = evaluate(&monitored, &request("DELETE", "/pets/1", None));
+    assert_eq!((delete.allow, delete.monitor), (false, false), "the operation enforces");
+
+    let enforced = compile(&Snapshot { apis: vec![api(serde_json::Value::Null, operations)], ..Snapshot::default() }).unwrap();
+    assert!(!enforced.apis[&1].monitor);
+    assert!(!evaluate(&Prepared::new(enforced), &request("GET", "/pets/1", None)).monitor);
 }

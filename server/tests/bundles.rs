@@ -153,6 +153,94 @@ app_test!(routes_no_request_could_tell_apart_block_a_bundle, |app: TestApp| asyn
     assert!(body_json(app.send(bearer_get("/api/v1/bundles", Some(&token))).await).await.as_array().unwrap().is_empty(), "nothing stored");
 });
 
+app_test!(bundles_carry_where_each_returned_data_class_sits_for_response_inspection, |app: TestApp| async move {
+    let context = audit::AuditContext::system("test");
+    let team = teams::create_team(&app.db, "Customers", &context).await.unwrap().id;
+    let admin = app.create_user("admin@example.com", Role::Admin, &[]).await;
+    let token = app.token_for(&admin).await;
+    let customer = serde_json::json!({"type": "object", "properties": {
+        "contact": {"type": "string", "format": "email"},
+        "cards": {"type": "array", "items": {"type": "object", "properties": {"cardNumber": {"type": "string"}, "brand": {"type": "string"}}}},
+    }});
+    let document = serde_json::json!({"openapi": "3.0.3", "info": {"title": "Customers", "version": "1"}, "paths": {"/customers/{id}": {"get": {
+        "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": customer}}}}}}}});
+    let request = http::Request::post(format!("/api/v1/apis?team={}", team.0))
+        .header(http::header::HOST, "localhost")
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(serde_json::to_vec(&document).unwrap()))
+        .unwrap();
+    let created = app.send(request).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let api = body_json(created).await["id"].as_i64().unwrap();
+    let protection = serde_json::json!({"authentication": {"mode": "public"}, "data": {"otherwise": "mask"}});
+    assert_eq!(app.send(put_json(&format!("/api/v1/apis/{api}/protection"), &token, protection)).await.status(), StatusCode::OK);
+
+    let draft = body_json(app.send(post_json("/api/v1/bundles", &token, serde_json::json!({}))).await).await;
+    let revision = draft["bundle"]["revision"].as_i64().unwrap();
+    let artifact = body_text(app.send(bearer_get(&format!("/api/v1/bundles/{revision}"), Some(&token))).await).await;
+    let bundle = policy::bundle::verify(artifact.as_bytes(), &trust(&app).await, 0, store::now_millis()).unwrap();
+    let route = bundle.policy.routes().map(|(_, route)| route).find(|route| route.template == "/customers/{id}").unwrap().clone();
+    let fields: Vec<(String, String, String)> =
+        route.response_fields.iter().map(|f| (f.class.clone(), f.status.clone(), serde_json::to_string(&f.path).unwrap())).collect();
+    assert_eq!(
+        fields,
+        [
+            ("email".to_owned(), "200".to_owned(), r#"[{"key":"contact"}]"#.to_owned()),
+            ("payment_card".to_owned(), "200".to_owned(), r#"[{"key":"cards"},"each",{"key":"cardNumber"}]"#.to_owned()),
+        ]
+    );
+
+    // The agent's evaluation hands those places on for the classes the caller may not see.
+    let prepared = policy::Prepared::new(bundle.policy);
+    let request = policy::Request {
+        api,
+        method: "GET".into(),
+        path: "/customers/7".into(),
+        source: "127.0.0.1".parse().unwrap(),
+        credential: None,
+        risk: None,
+        device: false,
+        consent: None,
+    };
+    let decision = policy::evaluate(&prepared, &request);
+    assert!(decision.allow, "{decision:?}");
+    assert_eq!(decision.obligations.mask, ["email", "payment_card"]);
+    assert_eq!(decision.obligations.response_fields, route.response_fields);
+});
+
+app_test!(an_api_put_in_monitor_mode_from_the_dashboard_reaches_agents_in_its_bundle, |app: TestApp| async move {
+    let context = audit::AuditContext::system("test");
+    let team = teams::create_team(&app.db, "Pets", &context).await.unwrap().id;
+    let security = app.create_user("ciso@example.com", Role::Security, &[]).await;
+    let token = app.token_for(&security).await;
+    let api = register(&app, &token, team.0, "Pets", &["/pets/{id}"]).await;
+    let protection = serde_json::json!({"authentication": {"mode": "public"}});
+    assert_eq!(app.send(put_json(&format!("/api/v1/apis/{api}/protection"), &token, protection)).await.status(), StatusCode::OK);
+    publish(&app, &token, draft(&app, &token, serde_json::json!({})).await).await;
+
+    let cookie = app.session_for("ciso@example.com").await;
+    let refused = app.send(rpc("set_enforcement", &format!("api_id={api}&mode=sideways"), Some(&cookie))).await;
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    assert!(body_text(refused).await.contains("enforce or monitor"));
+    let unchanged = body_json(app.send(bearer_get(&format!("/api/v1/apis/{api}"), Some(&token))).await).await;
+    assert!(unchanged["protection"].get("enforcement").is_none(), "{unchanged}");
+
+    let saved = app.send(rpc("set_enforcement", &format!("api_id={api}&mode=monitor"), Some(&cookie))).await;
+    assert_eq!(saved.status(), StatusCode::OK, "{}", body_text(saved).await);
+    let api_now = body_json(app.send(bearer_get(&format!("/api/v1/apis/{api}"), Some(&token))).await).await;
+    assert_eq!(api_now["protection"]["enforcement"], "monitor");
+    assert_eq!(api_now["protection"]["authentication"]["mode"], "public", "the rest is kept");
+
+    let next = body_json(app.send(post_json("/api/v1/bundles", &token, serde_json::json!({}))).await).await;
+    assert_eq!(next["changed"], serde_json::json!(["GET /pets/{id} in Pets: enforcement"]));
+    let revision = next["bundle"]["revision"].as_i64().unwrap();
+    let artifact = body_text(app.send(bearer_get(&format!("/api/v1/bundles/{revision}"), Some(&token))).await).await;
+    let bundle = policy::bundle::verify(artifact.as_bytes(), &trust(&app).await, 0, store::now_millis()).unwrap();
+    assert!(bundle.policy.apis[&api].monitor);
+});
+
 /// The revision agents with `labels` (`k=v,…`) run, as the REST API answers.
 async fn meant_for(app: &TestApp, token: &str, labels: &str) -> Option<i64> {
     let response = app.send(bearer_get(&format!("/api/v1/bundles/meant-for?labels={}", encode(labels)), Some(token))).await;

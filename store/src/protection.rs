@@ -42,6 +42,17 @@ pub struct Protection {
     pub consent: Option<ConsentRule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<Vec<RateLimit>>,
+    /// Enforce (when left out) or monitor: agents record what they would refuse and let it
+    /// through, to try a new rule on live traffic before it bites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    Enforce,
+    Monitor,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +293,7 @@ impl Protection {
             data: operation.data.clone().or_else(|| api.data.clone()),
             consent: operation.consent.clone().or_else(|| api.consent.clone()),
             rate_limits: operation.rate_limits.clone().or_else(|| api.rate_limits.clone()),
+            enforcement: operation.enforcement.or(api.enforcement),
         }
     }
 
@@ -653,6 +665,10 @@ mod tests {
         let effective = Protection::effective(&api, &operation);
         assert_eq!(effective.authentication, operation.authentication);
         assert_eq!(effective.rate_limits, api.rate_limits);
+        let monitored = parsed(json!({"enforcement": "monitor"}));
+        assert_eq!(Protection::effective(&monitored, &operation).enforcement, Some(Enforcement::Monitor));
+        let enforced = parsed(json!({"enforcement": "enforce"}));
+        assert_eq!(Protection::effective(&monitored, &enforced).enforcement, Some(Enforcement::Enforce), "an operation may opt out");
     }
 
     #[test]

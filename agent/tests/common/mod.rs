@@ -3,16 +3,27 @@
 
 #![allow(dead_code)]
 
+use agent::active::Enforcer;
+use agent::authn::Authenticator;
+use agent::bundle_store;
+use agent::config::Mode;
+use agent::decide::Decider;
+use agent::limits::RateLimits;
+use agent::proxy::{self, Proxy};
+use agent::spool;
+use agent::status::Stats;
 use axum::Router;
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use policy::agent_api::DecisionRecord;
 use policy::bundle::{AnnouncedKey, Bundle, header, key_id, sign};
 use policy::model::{ApiInput, OperationInput};
 use policy::{Snapshot, compile};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub const API: i64 = 1;
 pub const ISSUER: &str = "https://login.example.com";
@@ -71,6 +82,7 @@ fn operation(id: i64, method: &str, path: &str, protection: Value) -> OperationI
         path: path.into(),
         protection: serde_json::from_value(protection).unwrap(),
         response_classes: vec![],
+        response_fields: Vec::new(),
     }
 }
 
@@ -110,7 +122,12 @@ pub fn announced(key: &SigningKey) -> AnnouncedKey {
 
 /// The estate compiled and signed by `key` as `revision`.
 pub fn signed_bundle(key: &SigningKey, revision: u64, jwks_url: &str) -> Vec<u8> {
-    let policy = compile(&snapshot(jwks_url)).expect("the estate compiles");
+    signed_snapshot(key, revision, &snapshot(jwks_url))
+}
+
+/// `estate` compiled and signed by `key` as `revision`.
+pub fn signed_snapshot(key: &SigningKey, revision: u64, estate: &Snapshot) -> Vec<u8> {
+    let policy = compile(estate).expect("the estate compiles");
     let header = header(
         &policy,
         revision,
@@ -119,4 +136,63 @@ pub fn signed_bundle(key: &SigningKey, revision: u64, jwks_url: &str) -> Vec<u8>
         BTreeMap::new(),
     );
     sign(&Bundle { header, policy }, key)
+}
+
+pub struct Agent {
+    pub decider: Arc<Decider>,
+    pub spool: spool::Spool,
+    _dir: tempfile::TempDir,
+}
+
+/// A decider over a bundle saved to and loaded back from a data directory, as at start.
+pub async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_open: bool) -> Agent {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(Stats::default());
+    let enforcer = Arc::new(Enforcer::new(API));
+    bundle_store::save_trust(dir.path(), &[announced(key)]).unwrap();
+    if let Some(bytes) = bundle {
+        bundle_store::save(dir.path(), bytes, &[announced(key)]).unwrap();
+    }
+    let loaded = bundle_store::load(dir.path(), agent::now_millis()).unwrap();
+    assert_eq!(loaded.refused, None);
+    if let Some(bundle) = &loaded.active.bundle {
+        enforcer.install(bundle);
+    }
+    let spool = spool::open(dir.path(), stats.clone()).unwrap();
+    let decider = Arc::new(Decider {
+        enforcer,
+        authn: Arc::new(Authenticator::new(reqwest::Client::new())),
+        limits: RateLimits::default(),
+        mode,
+        fail_open,
+        stats,
+        log: spool.log.clone(),
+        record_ids: Default::default(),
+    });
+    Agent {
+        decider,
+        spool,
+        _dir: dir,
+    }
+}
+
+pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
+    let url = format!("http://{upstream}").parse().unwrap();
+    let proxy = Proxy::new(agent.decider.clone(), &url, proxy::upstream_client()).unwrap();
+    format!("http://{}", serve(proxy::router(Arc::new(proxy))).await)
+}
+
+/// The records the agent spooled, once sealed.
+pub async fn records(agent: &Agent) -> Vec<DecisionRecord> {
+    let log = agent.spool.log.clone();
+    tokio::task::spawn_blocking(move || log.seal_now())
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for (_, path) in spool::batches(&agent.spool.dir).unwrap() {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            found.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    found
 }

@@ -10,7 +10,7 @@ use store::ApiDetail;
 #[cfg(feature = "ssr")]
 use crate::auth::ssr::{audit_context, fail, require_signed_in, state, store_error};
 #[cfg(feature = "ssr")]
-use store::protection::{AuthMethod, AuthMode, Authentication, ClassEdits, DataAction, DataGrant, DataRule, RateLimit};
+use store::protection::{AuthMethod, AuthMode, Authentication, ClassEdits, DataAction, DataGrant, DataRule, Enforcement, RateLimit};
 #[cfg(feature = "ssr")]
 use store::{ApiId, ClientAppId, DataClassHit, Db, Principal, Protection, apis, settings};
 
@@ -142,6 +142,22 @@ pub async fn set_rate_limit(api_id: i64, client_app_id: i64, requests: u32, wind
         limits.push(RateLimit { client_app, requests, window_seconds });
     }
     protection.rate_limits = (!limits.is_empty()).then_some(limits);
+    settings::update_api_protection(&db, ApiId(api_id), &protection, &audit_context(&principal)).await.map_err(store_error)
+}
+
+/// The owning team's developers, security and admins: whether agents enforce the API's
+/// rules (`enforce`) or record what they would refuse and let it through (`monitor`),
+/// keeping the rest of its protection. Operations that set their own mode keep it.
+#[server(prefix = "/rpc", endpoint = "set_enforcement")]
+pub async fn set_enforcement(api_id: i64, mode: String) -> Result<ApiDetail, AppError> {
+    let (db, principal) = owned(api_id).await?;
+    let mode = match mode.as_str() {
+        "enforce" => Enforcement::Enforce,
+        "monitor" => Enforcement::Monitor,
+        _ => return Err(fail(AppError::invalid("mode", "enforce or monitor"))),
+    };
+    let mut protection = apis::find_api(&db, ApiId(api_id)).await.map_err(store_error)?.protection;
+    protection.enforcement = Some(mode);
     settings::update_api_protection(&db, ApiId(api_id), &protection, &audit_context(&principal)).await.map_err(store_error)
 }
 

@@ -5,14 +5,14 @@
 
 use crate::api::clients::{DataClasses, list_client_apps, list_data_classes};
 use crate::api::inventory::get_api;
-use crate::api::protection::{SetAuthentication, SetClassEdit, SetDataRule, SetOperationProtection, SetProtection, SetRateLimit};
+use crate::api::protection::{SetAuthentication, SetClassEdit, SetDataRule, SetEnforcement, SetOperationProtection, SetProtection, SetRateLimit};
 use crate::auth::use_me;
 use crate::components::{ActionOutcome, Loaded};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
-use store::protection::{AuthMethod, AuthMode, SubjectLocation};
+use store::protection::{AuthMethod, AuthMode, Enforcement, SubjectLocation};
 use store::{ApiDetail, ClientApp, ClientAppId, Operation, Protection};
 
 /// A client application's name, or its id when it is gone.
@@ -112,7 +112,13 @@ pub fn describe(protection: &Protection, apps: &[ClientApp]) -> Vec<(&'static st
                 .join("; ")
         },
     );
+    let enforcement = match protection.enforcement {
+        None => "not set: enforced".to_owned(),
+        Some(Enforcement::Enforce) => "enforced".to_owned(),
+        Some(Enforcement::Monitor) => "monitor: agents record what they would refuse and let it through".to_owned(),
+    };
     vec![
+        ("Enforcement", enforcement),
         ("Authentication", authentication),
         ("L1 network", network),
         ("L2 requestor", requestor),
@@ -143,6 +149,7 @@ pub struct ProtectionActions {
     pub authentication: ServerAction<SetAuthentication>,
     pub data: ServerAction<SetDataRule>,
     pub rate_limit: ServerAction<SetRateLimit>,
+    pub enforcement: ServerAction<SetEnforcement>,
     pub document: ServerAction<SetProtection>,
     saved: RwSignal<usize>,
 }
@@ -165,12 +172,14 @@ impl ProtectionActions {
             authentication: ServerAction::new(),
             data: ServerAction::new(),
             rate_limit: ServerAction::new(),
+            enforcement: ServerAction::new(),
             document: ServerAction::new(),
             saved: RwSignal::new(0),
         };
         count_successes(actions.authentication, actions.saved);
         count_successes(actions.data, actions.saved);
         count_successes(actions.rate_limit, actions.saved);
+        count_successes(actions.enforcement, actions.saved);
         count_successes(actions.document, actions.saved);
         actions
     }
@@ -219,6 +228,7 @@ pub fn ProtectionForms(api: ApiDetail, actions: ProtectionActions, apps: Vec<Cli
             _ => None,
         })
         .unwrap_or_default();
+    let monitoring = api.protection.enforcement == Some(Enforcement::Monitor);
     let otherwise = api.protection.data.as_ref().map_or("mask", |d| d.otherwise.as_str());
     let otherwise_option = move |value: &'static str, label: &'static str| view! { <option value=value selected=otherwise == value>{label}</option> };
     let class_names = classes.names().join(", ");
@@ -247,6 +257,22 @@ pub fn ProtectionForms(api: ApiDetail, actions: ProtectionActions, apps: Vec<Cli
         }.into_any()
     };
     view! {
+        <section class="card" id="enforcement">
+            <h2>"Enforcement"</h2>
+            <p>"Monitor mode lets a new rule meet live traffic first: agents record every request they would refuse, as "
+               <code>"monitor"</code>", and let it through. Operations that set their own mode in their override keep it."</p>
+            <ActionForm action=actions.enforcement>
+                <input type="hidden" name="api_id" value=api_id/>
+                <label>"Mode"
+                    <select name="mode">
+                        <option value="enforce" selected=!monitoring>"enforce"</option>
+                        <option value="monitor" selected=monitoring>"monitor (record, let through)"</option>
+                    </select>
+                </label>
+                <button type="submit">"Save enforcement"</button>
+            </ActionForm>
+            <ActionOutcome value=actions.enforcement.value() success="Enforcement saved."/>
+        </section>
         <section class="card" id="authentication">
             <h2>"Authentication"</h2>
             <p>"Callers present any one of the methods filled in. API keys are issued to client applications on the "
@@ -299,7 +325,8 @@ pub fn ProtectionForms(api: ApiDetail, actions: ProtectionActions, apps: Vec<Cli
         </section>
         <section class="card" id="protection-document">
             <h2>"Protection document"</h2>
-            <p>"Everything above and the other levels (L1 networks and identities, L2 roles, scopes, claims and object rules, L4 consent), as JSON. Empty clears all."</p>
+            <p>"Everything above and the other levels (L1 networks and identities, L2 roles, scopes, claims and object rules, L4 consent), as JSON. Empty clears all. "
+               <code>"\"enforcement\": \"monitor\""</code>" in an operation's override puts just that operation in monitor mode."</p>
             <ActionForm action=actions.document>
                 <input type="hidden" name="api_id" value=api_id/>
                 <label>"Document" <textarea name="document" rows="14" spellcheck="false">{pretty(&api.protection)}</textarea></label>

@@ -57,6 +57,7 @@ fn palisade_estate(apis: i64) -> Prepared {
                         path: template(n),
                         protection: Default::default(),
                         response_classes: vec![],
+                        response_fields: Vec::new(),
                     })
                     .collect(),
             })

@@ -172,7 +172,7 @@ pub struct ApiBody {
     pub spec_digest: String,
     pub created_at: i64,
     /// How the API is protected: `{authentication, network, requestor, data, consent,
-    /// rate_limits}`, each optional (see `/api/v1/apis/{id}/protection`).
+    /// rate_limits, enforcement}`, each optional (see `/api/v1/apis/{id}/protection`).
     #[schema(value_type = Object)]
     pub protection: serde_json::Value,
     pub operations: Vec<OperationBody>,

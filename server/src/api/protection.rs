@@ -36,7 +36,7 @@ pub struct OperationProtectionBody {
 #[derive(Serialize, ToSchema)]
 pub struct ProtectionBody {
     pub api_id: i64,
-    /// `{authentication, network, requestor, data, consent, rate_limits}`, each optional.
+    /// `{authentication, network, requestor, data, consent, rate_limits, enforcement}`, each optional.
     #[schema(value_type = Object)]
     pub protection: serde_json::Value,
     pub operations: Vec<OperationProtectionBody>,
@@ -113,7 +113,7 @@ pub async fn get_protection(
     path = "/api/v1/apis/{id}/protection",
     tag = "protection",
     params(("id" = i64, Path, description = "The API's id")),
-    request_body(description = "`{authentication, network, requestor, data, consent, rate_limits}`, each optional", content = Object),
+    request_body(description = "`{authentication, network, requestor, data, consent, rate_limits, enforcement}`, each optional", content = Object),
     security(("bearer" = ["admin", "security", "developer"])),
     responses(
         (status = 200, description = "The API's protection as it is now", body = ProtectionBody),
