@@ -305,7 +305,7 @@ async fn monitor_mode_and_fail_open_let_denials_through_and_say_so() {
         (status, body["code"].as_str()),
         (401, Some("unauthenticated"))
     );
-    let outcomes: Vec<String> = records(&monitored_api)
+    let outcomes: Vec<String> = common::records(&monitored_api)
         .await
         .into_iter()
         .map(|r| r.outcome)

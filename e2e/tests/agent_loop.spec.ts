@@ -159,7 +159,12 @@ test('a publish in the dashboard decides the next request through a real agent i
     await expect(row).toContainText('env=loop-e2e');
     expect(problems).toEqual([]);
   } finally {
-    agent?.kill('SIGTERM');
+    // Stopped before its data directory goes: it seals its decision spool on the way out.
+    if (agent && agent.exitCode === null) {
+      const exited = new Promise((resolve) => agent!.once('exit', resolve));
+      agent.kill('SIGTERM');
+      await exited;
+    }
     upstream.close();
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
