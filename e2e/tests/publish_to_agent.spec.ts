@@ -1,3 +1,5 @@
+// Runs after publish_policy.spec.ts (files run in name order, on one shared server): the
+// specs before it expect an inventory without this API.
 // The whole loop with real parts: an API registered and protected in the dashboard, a
 // bundle published there, a real palisade-agent enrolled with a token made there, in front
 // of a real upstream; each publish in the dashboard decides the next requests through it.
