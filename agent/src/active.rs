@@ -1,11 +1,14 @@
-//! The bundle in force, as request handling reads it: the prepared route tables and the
-//! JWT issuers of the fronted API, swapped whole with one atomic pointer store when a
-//! bundle is accepted. Readers never lock; a request keeps the snapshot it started with.
+//! The bundle in force, as request handling reads it: the prepared route tables, and the
+//! JWT issuers, API-key headers, HMAC rules and compiled request contracts of the fronted API,
+//! swapped whole with one atomic pointer store when a bundle is accepted. Readers never
+//! lock; a request keeps the snapshot it started with.
 
 use crate::authn::{self, JwtIssuer};
 use arc_swap::ArcSwapOption;
 use policy::Prepared;
 use policy::bundle::Bundle;
+use policy::contract::Checker;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One accepted bundle, ready to decide with.
@@ -14,6 +17,29 @@ pub struct Enforced {
     pub content_hash: String,
     pub prepared: Prepared,
     pub issuers: Vec<Arc<JwtIssuer>>,
+    /// The headers the fronted API's API-key methods read.
+    pub api_key_headers: Vec<http::HeaderName>,
+    /// The fronted API's HMAC signature methods.
+    pub hmac_rules: Vec<crate::signatures::HmacRule>,
+    /// Request contracts of the fronted API's operations, by operation id, compiled once.
+    /// A contract whose schemas do not compile (the control plane checks that they do)
+    /// refuses its operation's requests rather than let them through unchecked.
+    pub contracts: HashMap<i64, Result<Arc<Checker>, String>>,
+}
+
+/// Every request contract of `api`'s routes, compiled.
+fn contracts_of(policy: &policy::CompiledPolicy, api: i64) -> HashMap<i64, Result<Arc<Checker>, String>> {
+    let routes = policy.apis.get(&api).into_iter().flat_map(|api| api.routes.values().flatten());
+    routes
+        .filter_map(|route| {
+            let contract = route.contract.as_ref()?;
+            let checker = Checker::new(contract).map(Arc::new);
+            if let Err(error) = &checker {
+                tracing::error!(operation = route.operation_id, %error, "a request contract does not compile: its requests are refused");
+            }
+            Some((route.operation_id, checker))
+        })
+        .collect()
 }
 
 pub struct Enforcer {
@@ -47,6 +73,9 @@ impl Enforcer {
             revision: bundle.header.revision,
             content_hash: bundle.header.content_hash.clone(),
             issuers: authn::issuers_of(&bundle.policy, self.api),
+            api_key_headers: crate::api_keys::headers_of(&bundle.policy, self.api),
+            hmac_rules: crate::signatures::rules_of(&bundle.policy, self.api),
+            contracts: contracts_of(&bundle.policy, self.api),
             prepared: Prepared::new(bundle.policy.clone()),
         });
         self.current.store(Some(enforced.clone()));

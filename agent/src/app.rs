@@ -11,6 +11,7 @@ use crate::decide::Decider;
 use crate::identity::{self, IdentityError};
 use crate::limits::RateLimits;
 use crate::proxy::{self, Proxy};
+use crate::signatures::Keyring;
 use crate::status::Stats;
 use crate::sync::Sync;
 use crate::{bundle_store, fsutil, spool};
@@ -118,6 +119,7 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
         );
     }
 
+    let keyring = Arc::new(Keyring::open(&dir));
     let spool = spool::open(&dir, stats.clone())
         .map_err(|e| Failure::Other(format!("cannot open the decision spool: {e}")))?;
     let decider = Arc::new(Decider {
@@ -129,6 +131,8 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
         stats: stats.clone(),
         log: spool.log.clone(),
         record_ids: Default::default(),
+        keyring: keyring.clone(),
+        replay: Default::default(),
     });
 
     let (stop_tx, shutdown) = watch::channel(false);
@@ -175,6 +179,7 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
         authn.clone(),
         stats.clone(),
         dir.clone(),
+        keyring,
         loaded.active,
     ));
     let mut tasks = vec![

@@ -5,7 +5,7 @@
 use ed25519_dalek::SigningKey;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use policy::agent_api::{
-    AgentStatus, BatchReceipt, EnrollRequest, EnrollResponse, RevisionNotice, SignedCall,
+    AgentStatus, BatchReceipt, EnrollRequest, EnrollResponse, HmacSecrets, RevisionNotice, SignedCall,
 };
 use policy::bundle::MAX_BUNDLE_BYTES;
 use rand::RngCore;
@@ -218,6 +218,16 @@ impl ControlClient {
         let path = self.agent_path("status")?;
         let response = self
             .call(Method::POST, &path, body, headers, Some(CALL_TIMEOUT))
+            .await?;
+        json_answer(response).await
+    }
+
+    /// `GET …/hmac-keys`: the HMAC secrets that work now (the keyring keeps those the
+    /// bundle pins).
+    pub async fn fetch_hmac_keys(&self) -> Result<HmacSecrets, ControlError> {
+        let path = self.agent_path("hmac-keys")?;
+        let response = self
+            .call(Method::GET, &path, Vec::new(), HeaderMap::new(), Some(CALL_TIMEOUT))
             .await?;
         json_answer(response).await
     }

@@ -10,11 +10,13 @@ use crate::authn::{AuthResult, Authenticator};
 use crate::config::Mode;
 use crate::limits::RateLimits;
 use crate::problem::Problem;
+use crate::signatures::{self, Keyring, Message, ReplayGuard};
 use crate::spool::DecisionLog;
 use crate::status::Stats;
 use axum::response::Response;
-use http::{HeaderValue, header};
+use http::{HeaderMap, HeaderValue, header};
 use policy::agent_api::DecisionRecord;
+use policy::contract::{Checker, Violation};
 use policy::evaluate::{Request, evaluate};
 use policy::inspect::ResponseField;
 use std::net::IpAddr;
@@ -33,10 +35,11 @@ pub struct Facts<'a> {
     /// The request target's path, with its query if any.
     pub target: &'a str,
     pub source: IpAddr,
-    /// The `Authorization` header, if any.
-    pub authorization: Option<&'a str>,
-    /// Whether the response passes through the agent, so L3 can inspect it (the proxy),
-    /// or not (the gateway decision endpoint).
+    /// The request's headers (the gateway's copy of them at the decision endpoint).
+    pub headers: &'a HeaderMap,
+    /// Whether the request and its response pass through the agent, so a request
+    /// contract can read the body and L3 can inspect the response (the proxy), or not (the
+    /// gateway decision endpoint).
     pub sees_response: bool,
 }
 
@@ -44,7 +47,44 @@ pub struct Facts<'a> {
 pub enum Verdict {
     /// Forward; with a duty when the response must be inspected before it is answered.
     Forward(Option<Box<ResponseDuty>>),
+    /// Allowed so far: the body must be read and checked against the request contract
+    /// first ([`Decider::finish_body`] gives the final verdict).
+    CheckBody(Box<BodyDuty>),
     Deny(Denial),
+}
+
+/// A request contract's body check left for a request allowed on everything else.
+pub struct BodyDuty {
+    /// The request contract's body check, if any.
+    pub checker: Option<Arc<Checker>>,
+    /// The `Content-Digest` a verified signature covers, which the body must match.
+    content_digest: Option<String>,
+    /// Monitor mode: a violation is recorded and the request forwarded.
+    monitor: bool,
+    record: DecisionRecord,
+    /// L3 work for the response, when there is some.
+    response: Option<(Vec<String>, Vec<String>, Vec<ResponseField>)>,
+}
+
+impl std::fmt::Debug for BodyDuty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyDuty").field("monitor", &self.monitor).field("record", &self.record).finish_non_exhaustive()
+    }
+}
+
+impl BodyDuty {
+    /// The most the body may hold, in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        let bound = self.checker.as_ref().map_or(store::protection::MAX_CONTRACT_BODY_BYTES, |c| c.contract().max_body_bytes);
+        bound as usize
+    }
+}
+
+/// What reading a body to check it gave.
+pub enum ReadBody<'a> {
+    Read { content_type: Option<&'a str>, body: &'a [u8] },
+    TooLarge,
+    Unreadable,
 }
 
 /// L3 work left for the response of an allowed request: the classes to mask or whose
@@ -91,6 +131,15 @@ impl Denial {
         }
     }
 
+    /// A request-contract refusal, with what is wrong in the caller's request.
+    fn contract(violation: Violation) -> Denial {
+        Denial {
+            problem: Problem::with_detail(violation.status, violation.code, violation.detail),
+            retry_after: None,
+            challenge: None,
+        }
+    }
+
     pub fn response(&self) -> Response {
         let mut response = self.problem.response();
         if let Some(seconds) = self.retry_after {
@@ -117,6 +166,9 @@ pub struct Decider {
     pub stats: Arc<Stats>,
     pub log: DecisionLog,
     pub record_ids: RecordIds,
+    /// HMAC secrets pinned by the bundle in force, and signatures already accepted.
+    pub keyring: Arc<Keyring>,
+    pub replay: ReplayGuard,
 }
 
 /// Decision record ids: a random prefix drawn at start and a counter, so ids are unique
@@ -172,18 +224,59 @@ impl Decider {
             };
         };
 
-        let auth = self
-            .authn
-            .authenticate(facts.authorization, &enforced.issuers, enforced.revision)
-            .await;
+        // One credential per request: a Palisade API key when the API takes them and one
+        // is sent, else the bearer token.
+        let api_key = crate::api_keys::authenticate(
+            facts.headers,
+            &enforced.api_key_headers,
+            &enforced.prepared.policy.credentials,
+            crate::now_millis(),
+        );
+        // Held to the rules of the operation called; a route that takes no signatures
+        // leaves a `Signature-Input` to the upstream and tries the bearer token.
+        let signature = match (&api_key, enforced.hmac_rules.is_empty()) {
+            (None, false) if facts.headers.contains_key("signature-input") => {
+                let rules = signatures::rules_for(&enforced.prepared, self.enforcer.api(), facts.method, path);
+                (!rules.is_empty())
+                    .then(|| {
+                        signatures::verify(
+                            &Message { method: facts.method, target: facts.target, headers: facts.headers },
+                            &rules,
+                            &enforced.prepared.policy.credentials,
+                            &self.keyring,
+                            &self.replay,
+                            crate::now_millis(),
+                        )
+                    })
+                    .flatten()
+            }
+            _ => None,
+        };
+        let scheme = match (&api_key, &signature) {
+            (Some(_), _) => Scheme::ApiKey,
+            (None, Some(_)) => Scheme::Signature,
+            (None, None) => Scheme::Bearer,
+        };
+        // A signature covering `Content-Digest` binds the body too: checked once it is read.
+        let content_digest = signature.as_ref().and_then(|outcome| outcome.as_ref().ok()).and_then(|signed| signed.content_digest.clone());
+        let auth = match (api_key, signature) {
+            (Some(result), _) => result,
+            (None, Some(outcome)) => signatures::auth_result(&outcome),
+            (None, None) => {
+                let authorization = facts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                self.authn
+                    .authenticate(authorization, &enforced.issuers, enforced.revision)
+                    .await
+            }
+        };
         if let AuthResult::Refused(reason) = &auth {
-            tracing::debug!(%reason, method = facts.method, path, "bearer token refused");
+            tracing::debug!(%reason, method = facts.method, path, ?scheme, "credential refused");
         }
         let caller = match &auth {
-            AuthResult::Verified(credential) => credential
-                .subject
-                .as_ref()
-                .map(|subject| format!("sub:{subject}")),
+            AuthResult::Verified(credential) => caller_of(credential),
             _ => None,
         };
         let request = Request {
@@ -206,6 +299,7 @@ impl Decider {
         let inspect = !decision.obligations.response_fields.is_empty();
         // Monitor mode: the agent's (`--mode monitor`), or the API's or operation's setting.
         let monitor = self.mode == Mode::Monitor || decision.monitor;
+        let mut body_check = None;
         let denial = if decision.allow {
             match self.limits.check(&decision.obligations.rate_limits) {
                 // A gateway answers with the upstream's response itself: data the caller may
@@ -213,7 +307,18 @@ impl Decider {
                 Ok(()) if inspect && !facts.sees_response => {
                     Some(Denial::new(403, "response_inspection_unavailable"))
                 }
-                Ok(()) => None,
+                // Last before forwarding: the request contract.
+                Ok(()) => match contract_check(&enforced, &decision, facts) {
+                    // A gateway cannot show the agent the body a signature's digest binds.
+                    Ok(_) if content_digest.is_some() && !facts.sees_response => {
+                        Some(Denial::new(403, "request_inspection_unavailable"))
+                    }
+                    Ok(checker) => {
+                        body_check = checker;
+                        None
+                    }
+                    Err(denial) => Some(denial),
+                },
                 Err(wait) => {
                     let mut denial = Denial::new(429, "rate_limited");
                     // Whole seconds, rounded up: a client retrying at once would be refused again.
@@ -226,24 +331,42 @@ impl Decider {
                 .reason
                 .as_ref()
                 .map_or("denied", |step| step.code.as_str());
-            let refused_token = matches!(auth, AuthResult::Refused(_));
-            // A presented token that failed verification says more than "unauthenticated".
-            let code = if decision.status == 401 && refused_token && code == "unauthenticated" {
-                "invalid_token"
-            } else {
-                code
+            let refused = matches!(auth, AuthResult::Refused(_));
+            // A presented credential that failed verification says more than "unauthenticated".
+            let code = match (decision.status, refused, scheme) {
+                (401, true, Scheme::Bearer) if code == "unauthenticated" => "invalid_token",
+                (401, true, Scheme::ApiKey) if code == "unauthenticated" => "invalid_api_key",
+                (401, true, Scheme::Signature) if code == "unauthenticated" => "invalid_signature",
+                _ => code,
             };
             let mut denial = Denial::new(decision.status, code);
             if denial.problem.status == 401 {
-                denial.challenge = Some(if refused_token {
-                    "Bearer error=\"invalid_token\""
-                } else {
-                    "Bearer"
+                denial.challenge = Some(match (refused, scheme) {
+                    (true, Scheme::Bearer) => "Bearer error=\"invalid_token\"",
+                    (true, Scheme::ApiKey) => "ApiKey",
+                    (true, Scheme::Signature) => "Signature",
+                    (false, _) => "Bearer",
                 });
             }
             Some(denial)
         };
         match denial {
+            None if body_check.is_some() || content_digest.is_some() => {
+                let record = self.record(
+                    facts,
+                    path,
+                    Some(enforced.revision),
+                    matched,
+                    "allow",
+                    200,
+                    None,
+                    caller,
+                    started,
+                );
+                let obligations = decision.obligations;
+                let response = inspect.then_some((obligations.mask, obligations.block, obligations.response_fields));
+                Verdict::CheckBody(Box::new(BodyDuty { checker: body_check, content_digest, monitor, record, response }))
+            }
             None if inspect => {
                 let record = self.record(
                     facts,
@@ -315,6 +438,42 @@ impl Decider {
             .await;
     }
 
+    /// The verdict on a request whose body has been read for its contract: refused (in
+    /// enforce mode) with what is wrong, else forwarded as decided.
+    pub async fn finish_body(&self, duty: BodyDuty, read: ReadBody<'_>) -> Verdict {
+        let max = duty.max_body_bytes();
+        let BodyDuty { checker, content_digest, monitor, mut record, response } = duty;
+        let violation = match read {
+            ReadBody::Read { body, .. } if content_digest.as_deref().is_some_and(|digest| !signatures::content_digest_matches(digest, body)) => {
+                Some(Violation { status: 400, code: "content_digest_mismatch", detail: "the body does not match its signed Content-Digest".into() })
+            }
+            ReadBody::Read { content_type, body } => checker.and_then(|checker| checker.check_body(content_type, body).err()),
+            ReadBody::TooLarge => Some(Violation { status: 413, code: "body_too_large", detail: format!("the body is larger than {max} bytes") }),
+            ReadBody::Unreadable => Some(Violation { status: 400, code: "bad_request", detail: "the body could not be read".into() }),
+        };
+        if let Some(violation) = violation {
+            record.status = violation.status;
+            record.reason = Some(violation.code.to_owned());
+            if !monitor {
+                record.outcome = "deny".into();
+                self.stats.denied.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(code = violation.code, detail = %violation.detail, "request body refused by its contract");
+                self.log.record(record).await;
+                return Verdict::Deny(Denial::contract(violation));
+            }
+            record.outcome = "monitor".into();
+        }
+        match response {
+            Some((mask, block, fields)) => Verdict::Forward(Some(Box::new(ResponseDuty { mask, block, fields, monitor, record }))),
+            None => {
+                let counter = if record.outcome == "monitor" { &self.stats.monitored } else { &self.stats.allowed };
+                counter.fetch_add(1, Ordering::Relaxed);
+                self.log.record(record).await;
+                Verdict::Forward(None)
+            }
+        }
+    }
+
     /// Completes and writes the record of a request whose response was inspected.
     pub async fn finish_inspected(&self, duty: ResponseDuty, found: &Inspected) {
         let mut record = duty.record;
@@ -331,6 +490,13 @@ impl Decider {
         } else {
             outcome
         };
+        // A monitored contract violation stays on record when the response was clean.
+        let (outcome, status, reason) = if *found == Inspected::Clean && record.outcome == "monitor" {
+            ("monitor", record.status, record.reason.as_deref())
+        } else {
+            (outcome, status, reason)
+        };
+        let reason = reason.map(str::to_owned);
         let counter = match outcome {
             "allow" => &self.stats.allowed,
             "monitor" => &self.stats.monitored,
@@ -339,7 +505,7 @@ impl Decider {
         counter.fetch_add(1, Ordering::Relaxed);
         record.outcome = outcome.to_owned();
         record.status = status;
-        record.reason = reason.map(str::to_owned);
+        record.reason = reason;
         self.log.record(record).await;
     }
 
@@ -408,6 +574,63 @@ impl Decider {
             caller,
             decision_micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         }
+    }
+}
+
+/// The request contract of the matched operation, checked on what the request line and
+/// headers show; `Ok(Some)` when the body remains to be checked.
+// A refusal is built once per refused request; boxing it would cost every caller.
+#[allow(clippy::result_large_err)]
+fn contract_check(
+    enforced: &crate::active::Enforced,
+    decision: &policy::Decision,
+    facts: &Facts<'_>,
+) -> Result<Option<Arc<Checker>>, Denial> {
+    let Some(matched) = &decision.matched else { return Ok(None) };
+    let checker = match enforced.contracts.get(&matched.operation_id) {
+        None => return Ok(None),
+        Some(Err(_)) => return Err(Denial::new(500, "contract_unavailable")),
+        Some(Ok(checker)) => checker,
+    };
+    let query = facts.target.split_once('?').map(|(_, query)| query);
+    let header = |name: &str| facts.headers.get_all(name).iter().filter_map(|value| value.to_str().ok()).collect();
+    checker.check_parameters(&matched.parameters, query, header).map_err(Denial::contract)?;
+    if let Some(violation) = checker.refuse_unexpected_body(announces_body(facts.headers)) {
+        return Err(Denial::contract(violation));
+    }
+    if !checker.reads_body() {
+        return Ok(None);
+    }
+    if facts.sees_response {
+        return Ok(Some(checker.clone()));
+    }
+    // A gateway keeps the body: a schema it must meet cannot be checked here.
+    let has_schema = checker.contract().body.as_ref().is_some_and(|body| body.json_schema.is_some());
+    if has_schema { Err(Denial::new(403, "request_inspection_unavailable")) } else { Ok(None) }
+}
+
+/// Whether a request says it carries a body: a `Content-Length` above zero, or chunked.
+fn announces_body(headers: &HeaderMap) -> bool {
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    length.is_some_and(|length| length > 0) || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+/// Which kind of credential a request was authenticated by (or refused for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    ApiKey,
+    Signature,
+    Bearer,
+}
+
+/// Who called, for decision logs: the client application and its instance, or the subject.
+fn caller_of(credential: &policy::VerifiedCredential) -> Option<String> {
+    let subject = credential.subject.as_deref();
+    match (credential.client_app, subject) {
+        (Some(app), Some(subject)) => Some(format!("app:{app}/{subject}")),
+        (Some(app), None) => Some(format!("app:{app}")),
+        (None, Some(subject)) => Some(format!("sub:{subject}")),
+        (None, None) => None,
     }
 }
 

@@ -1,12 +1,14 @@
 //! palisade-agent as a library: everything but the command-line entry, so integration
 //! tests run the real proxy, decision endpoint, spool and control-plane client.
 //!
-//! The path of a request: `proxy` (or the decision endpoint) → `decide` (`authn` for the
-//! bearer token, the evaluator over `active`, `limits`) → `spool`; `inspect` carries out L3 on the proxied response. Around it: `identity`
+//! The path of a request: `proxy` (or the decision endpoint) → `decide` (`api_keys`,
+//! `signatures` or `authn` for the credential, the evaluator over `active`, `limits`) → `spool`; `inspect`
+//! carries out L3 on the proxied response. Around it: `identity`
 //! and `control` talk to the control plane, `sync` keeps the bundle current through
 //! `bundle_store`, `app` starts and stops it all.
 
 pub mod active;
+pub mod api_keys;
 pub mod app;
 pub mod authn;
 pub mod bundle_store;
@@ -19,6 +21,7 @@ pub mod inspect;
 pub mod limits;
 pub mod problem;
 pub mod proxy;
+pub mod signatures;
 pub mod spool;
 pub mod sse;
 pub mod status;

@@ -36,6 +36,12 @@ impl Problem {
         }
     }
 
+    /// A problem whose detail says what is wrong with the caller's own input (a request
+    /// contract's finding), instead of the code's fixed sentence.
+    pub fn with_detail(status: u16, code: &str, detail: String) -> Problem {
+        Problem { detail, ..Problem::new(status, code) }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serializing plain strings and a number cannot fail; an empty body would still be
         // a well-formed refusal.
@@ -90,6 +96,12 @@ fn detail(code: &str) -> &'static str {
         "response_inspection_unavailable" => {
             "This operation's responses must be checked, which this gateway cannot do."
         }
+        "request_inspection_unavailable" => {
+            "This operation's request bodies must be checked, which this gateway cannot do."
+        }
+        "invalid_api_key" => "The API key is invalid, revoked or expired.",
+        "invalid_signature" => "The request signature is invalid, expired or replayed.",
+        "contract_unavailable" => "The request could not be checked against its contract.",
         _ => "The request was refused.",
     }
 }

@@ -6,7 +6,9 @@
 //! The proxy trusts only the socket for the caller's address; the decision endpoint trusts
 //! `X-Real-IP` because only the gateway is meant to reach it.
 
-use crate::decide::{Decider, Facts, Inspected, Verdict};
+use crate::decide::{BodyDuty, Decider, Denial, Facts, Inspected, ReadBody, Verdict};
+use axum::body::Bytes;
+use http_body_util::BodyExt;
 use crate::problem::Problem;
 use axum::Router;
 use axum::body::Body;
@@ -94,21 +96,27 @@ impl Proxy {
             || request.uri().path().to_owned(),
             |pq| pq.as_str().to_owned(),
         );
-        let authorization = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
         let method = request.method().as_str().to_owned();
         let facts = Facts {
             method: &method,
             target: &target,
             source,
-            authorization: authorization.as_deref(),
+            headers: request.headers(),
             sees_response: true,
         };
-        match self.decider.decide(&facts).await {
+        let verdict = self.decider.decide(&facts).await;
+        let mut request = request;
+        if let Some(enforced) = self.decider.enforcer.current() {
+            crate::api_keys::strip(request.headers_mut(), &enforced.api_key_headers);
+        }
+        let (verdict, request) = match verdict {
+            Verdict::CheckBody(duty) => self.check_body(*duty, request).await,
+            verdict => (verdict, request),
+        };
+        match verdict {
             Verdict::Deny(denial) => denial.response(),
+            // Settled above.
+            Verdict::CheckBody(_) => Problem::new(500, "contract_unavailable").response(),
             Verdict::Forward(None) => self.forward(request, &target, source).await,
             Verdict::Forward(Some(duty)) => {
                 let (mut parts, body) = request.into_parts();
@@ -125,6 +133,39 @@ impl Proxy {
                 crate::inspect::apply(&self.decider, *duty, response).await
             }
         }
+    }
+
+    /// Reads the body (at most the contract's bound), checks it, and hands the request back
+    /// with the bytes read, for forwarding.
+    async fn check_body(&self, duty: BodyDuty, request: Request) -> (Verdict, Request) {
+        let (parts, body) = request.into_parts();
+        let max = duty.max_body_bytes();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        // Refused unread when it says it is too large; else read up to the bound.
+        let read = if declared.is_some_and(|length| length > max as u64) {
+            Err(true)
+        } else {
+            match http_body_util::Limited::new(body, max).collect().await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(error) => Err(error.is::<http_body_util::LengthLimitError>()),
+            }
+        };
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let (verdict, bytes) = match read {
+            Ok(bytes) => {
+                let verdict = self.decider.finish_body(duty, ReadBody::Read { content_type, body: &bytes }).await;
+                (verdict, bytes)
+            }
+            Err(too_large) => {
+                let read = if too_large { ReadBody::TooLarge } else { ReadBody::Unreadable };
+                (self.decider.finish_body(duty, read).await, Bytes::new())
+            }
+        };
+        (verdict, Request::from_parts(parts, Body::from(bytes)))
     }
 
     async fn forward(&self, request: Request, target: &str, source: IpAddr) -> Response {
@@ -299,7 +340,7 @@ async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Respon
         method,
         target,
         source,
-        authorization: text(header::AUTHORIZATION.as_str()),
+        headers,
         sees_response: false,
     };
     match decider.decide(&facts).await {
@@ -309,20 +350,25 @@ async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Respon
             *response.status_mut() = StatusCode::OK;
             response
         }
-        Verdict::Deny(denial) => {
-            let mut response = denial.response();
-            // nginx treats any answer but 2xx, 401 and 403 from auth_request as an error;
-            // the status is repeated so a gateway can map it (auth_request_set).
-            response.headers_mut().insert(
-                "x-palisade-status",
-                HeaderValue::from(denial.problem.status),
-            );
-            if let Ok(code) = HeaderValue::from_str(&denial.problem.code) {
-                response.headers_mut().insert("x-palisade-reason", code);
-            }
-            response
-        }
+        // Never handed out where the body is not seen (see `decide`); refused all the same.
+        Verdict::CheckBody(_) => gateway_denial(Denial::new(403, "request_inspection_unavailable")),
+        Verdict::Deny(denial) => gateway_denial(denial),
     }
+}
+
+/// A denial as nginx's `auth_request` reads it.
+fn gateway_denial(denial: Denial) -> Response {
+    let mut response = denial.response();
+    // nginx treats any answer but 2xx, 401 and 403 from auth_request as an error;
+    // the status is repeated so a gateway can map it (auth_request_set).
+    response.headers_mut().insert(
+        "x-palisade-status",
+        HeaderValue::from(denial.problem.status),
+    );
+    if let Ok(code) = HeaderValue::from_str(&denial.problem.code) {
+        response.headers_mut().insert("x-palisade-reason", code);
+    }
+    response
 }
 
 #[cfg(test)]

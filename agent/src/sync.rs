@@ -9,6 +9,7 @@ use crate::authn::Authenticator;
 use crate::bundle_store;
 use crate::control::{BundleFetch, ControlClient, ControlError};
 use crate::pause;
+use crate::signatures::Keyring;
 use crate::sse;
 use crate::status::Stats;
 use policy::agent_api::RevisionNotice;
@@ -34,6 +35,8 @@ pub struct Sync {
     pub authn: Arc<Authenticator>,
     pub stats: Arc<Stats>,
     pub data_dir: PathBuf,
+    /// HMAC secrets, fetched when the bundle in force names some not held.
+    pub keyring: Arc<Keyring>,
     /// The accepted bundle and the trust; only the bundle loop changes it.
     active: Arc<Mutex<Active>>,
     fetch_now: Notify,
@@ -60,6 +63,7 @@ impl Sync {
         authn: Arc<Authenticator>,
         stats: Arc<Stats>,
         data_dir: PathBuf,
+        keyring: Arc<Keyring>,
         active: Active,
     ) -> Sync {
         Sync {
@@ -68,6 +72,7 @@ impl Sync {
             authn,
             stats,
             data_dir,
+            keyring,
             active: Arc::new(Mutex::new(active)),
             fetch_now: Notify::new(),
             heartbeat_now: Notify::new(),
@@ -120,10 +125,37 @@ impl Sync {
                 *etag = new_etag;
                 self.activate(bytes).await;
             }
-            Err(ControlError::Revoked) => self.mark_revoked(),
+            Err(ControlError::Revoked) => return self.mark_revoked(),
             Err(error) => {
                 tracing::warn!(%error, "bundle fetch failed; enforcing the bundle in force");
+                return;
             }
+        }
+        self.refresh_hmac_keys().await;
+    }
+
+    /// Fetches the HMAC secrets when the bundle in force names one not held (a new key, a
+    /// rotation, a first start); the keyring keeps only those the bundle pins.
+    async fn refresh_hmac_keys(&self) {
+        let Some(enforced) = self.enforcer.current() else { return };
+        let credentials = &enforced.prepared.policy.credentials;
+        if !self.keyring.lacks_any(credentials) {
+            return;
+        }
+        match self.client.fetch_hmac_keys().await {
+            Ok(secrets) => {
+                let offered = secrets.keys.len();
+                let kept = self.keyring.accept(credentials, secrets);
+                tracing::info!(kept, offered, named = credentials.hmac_keys.len(), "HMAC keys held");
+                if kept < credentials.hmac_keys.len() {
+                    self.stats.set_last_error(format!(
+                        "{} HMAC key(s) of the bundle could not be obtained",
+                        credentials.hmac_keys.len() - kept
+                    ));
+                }
+            }
+            Err(ControlError::Revoked) => self.mark_revoked(),
+            Err(error) => tracing::warn!(%error, "could not fetch the HMAC keys; signatures by keys not held are refused"),
         }
     }
 

@@ -36,6 +36,7 @@ fn estate() -> Snapshot {
             protection: serde_json::from_value(json!({"data": {"otherwise": otherwise}})).unwrap(),
             response_classes: classes,
             response_fields,
+            ..Default::default()
         }
     };
     let customer = [
@@ -61,9 +62,11 @@ fn estate() -> Snapshot {
                 operation(23, "/compressed", "mask", &[("email", "200.body.email")]),
                 operation(24, "/plain", "mask", &[]),
             ],
+            ..Default::default()
         }],
         client_apps: BTreeMap::new(),
         known_classes: vec!["email".into(), "payment_card".into()],
+        ..Default::default()
     }
 }
 

@@ -5,47 +5,11 @@ mod common;
 
 use agent::config::Mode;
 use agent::proxy;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use common::{API, agent, jwt, proxy_for, records, serve, signed_bundle};
+use common::{API, agent, echo_upstream as upstream, jwt, proxy_for, records, serve, signed_bundle};
 use ed25519_dalek::SigningKey;
-use serde_json::{Value, json};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use serde_json::Value;
+use std::sync::atomic::Ordering;
 use store::protection::Enforcement;
-
-/// The upstream: answers every request with what it received.
-async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let router = Router::new()
-        .fallback(
-            |State(hits): State<Arc<AtomicUsize>>, request: Request| async move {
-                hits.fetch_add(1, Ordering::SeqCst);
-                let (parts, body) = request.into_parts();
-                let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-                let headers: serde_json::Map<String, Value> = parts
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap_or("?"))))
-                    .collect();
-                let answer = json!({
-                    "method": parts.method.as_str(),
-                    "target": parts.uri.path_and_query().map(|pq| pq.as_str()),
-                    "headers": headers,
-                    "body_len": body.len(),
-                    "body_head": String::from_utf8_lossy(&body[..body.len().min(16)]),
-                });
-                (
-                    [("x-upstream", "yes"), ("keep-alive", "timeout=5")],
-                    axum::Json(answer),
-                )
-            },
-        )
-        .with_state(hits.clone());
-    (serve(router).await, hits)
-}
 
 async fn json_of(response: reqwest::Response) -> Value {
     serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()

@@ -25,11 +25,13 @@ pub mod ssr {
     use policy::diff::PolicyDiff;
     use policy::inspect::ResponseField;
     use policy::bundle::{self, AnnouncedKey, Bundle, Origin};
-    use policy::model::{ApiInput, CompiledPolicy, Diagnostic, OperationInput, Snapshot};
+    use policy::credentials::{Credentials, IssuedKey};
+    use policy::model::{ApiInput, CompiledPolicy, Diagnostic, OperationInput, OperationSchemas, Snapshot};
+    use store::protection::Protection;
     use store::audit::AuditContext;
     use store::bundles::{self, BundleRecord, NewBundle};
     use store::signing::{KeyPurpose, MasterKey, Signer};
-    use store::{Db, Labels, StoreError, apis, client_apps, custom_classes, signing};
+    use store::{CredentialKind, Db, Labels, StoreError, apis, client_apps, custom_classes, signing};
 
     /// The inventory and its settings as the compiler reads them.
     pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
@@ -57,6 +59,12 @@ pub mod ssr {
                         .collect();
                     response_fields.sort();
                     response_fields.dedup();
+                    // The OpenAPI description goes along only where a request contract
+                    // will be made from it.
+                    let openapi = Protection::effective(&api.protection, &operation.protection)
+                        .contract
+                        .is_some()
+                        .then_some(OperationSchemas { parameters: operation.parameters, request_body: operation.request_body });
                     OperationInput {
                         id: operation.id,
                         method: operation.method,
@@ -64,20 +72,56 @@ pub mod ssr {
                         protection: operation.protection,
                         response_classes: classes,
                         response_fields,
+                        openapi,
                     }
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            let components = match operations.iter().any(|operation| operation.openapi.is_some()) {
+                true => apis::find_components(db, api.summary.id).await?,
+                false => serde_json::Value::Null,
+            };
             inputs.push(ApiInput {
                 id: api.summary.id.0,
                 name: api.summary.name,
                 environment: api.summary.environment,
                 protection: api.protection,
                 operations,
+                components,
+                openapi_version: api.openapi_version,
             });
         }
         let client_apps = client_apps::list_client_apps(db).await?.into_iter().map(|app| (app.id.0, app.name)).collect();
         let known_classes = custom_classes::known_classes(db).await?.into_iter().collect();
-        Ok(Snapshot { apis: inputs, client_apps, known_classes })
+        let credentials = current_credentials(db).await?;
+        Ok(Snapshot { apis: inputs, client_apps, known_classes, credentials })
+    }
+
+    /// The client credentials that work now, as bundles carry them.
+    pub async fn current_credentials(db: &Db) -> Result<Credentials, StoreError> {
+        let mut credentials = Credentials::default();
+        for key in client_apps::list_active_keys(db, CredentialKind::ApiKey).await? {
+            let issued = IssuedKey {
+                client_app: key.client_app.0,
+                credential_id: key.credential_id.0,
+                instance: key.instance,
+                prefix: key.prefix,
+                expires_at: key.expires_at,
+                secret_sha256: None,
+            };
+            credentials.api_keys.insert(key.digest, issued);
+        }
+        for key in client_apps::list_active_keys(db, CredentialKind::Hmac).await? {
+            let issued = IssuedKey {
+                client_app: key.client_app.0,
+                credential_id: key.credential_id.0,
+                instance: key.instance,
+                prefix: key.prefix.clone(),
+                expires_at: key.expires_at,
+                secret_sha256: Some(key.digest),
+            };
+            credentials.hmac_keys.insert(key.prefix, issued);
+        }
+        Ok(credentials)
     }
 
     /// The policy of the active revision, read back from its signed bytes.
@@ -188,6 +232,18 @@ pub mod ssr {
         Ok(old.policy)
     }
 
+    /// An earlier revision's rules with today's client credentials: re-issuing an old
+    /// policy (rollback, promotion, pin, key announcement) must never bring back a key
+    /// revoked since, nor cut off one issued since.
+    async fn reissued_policy(db: &Db, revision: i64) -> Result<CompiledPolicy, StoreError> {
+        let mut policy = stored_policy(db, revision).await?;
+        policy.credentials = current_credentials(db).await?;
+        for app in client_apps::list_client_apps(db).await? {
+            policy.client_apps.entry(app.id.0).or_insert(app.name);
+        }
+        Ok(policy)
+    }
+
     async fn published(db: &Db, revision: i64) -> Result<BundleRecord, StoreError> {
         let record = bundles::find_bundle(db, revision).await?;
         if record.published_at.is_none() {
@@ -198,7 +254,7 @@ pub mod ssr {
 
     /// Re-issues an earlier revision's policy to every agent as a new, published revision.
     pub async fn rollback(db: &Db, master: &MasterKey, revision: i64, reason: &str, context: &AuditContext) -> Result<BundleRecord, StoreError> {
-        let policy = stored_policy(db, revision).await?;
+        let policy = reissued_policy(db, revision).await?;
         let origin = Origin::Rollback { of: revision as u64 };
         store_signed(db, master, None, &policy, &Labels::new(), origin, Some(reason), context).await
     }
@@ -209,7 +265,7 @@ pub mod ssr {
         if canary.target.is_empty() {
             return Err(StoreError::invalid("revision", "already went to every agent; only a canary is promoted"));
         }
-        let policy = stored_policy(db, revision).await?;
+        let policy = reissued_policy(db, revision).await?;
         let origin = Origin::Promotion { of: revision as u64 };
         store_signed(db, master, None, &policy, &Labels::new(), origin, Some(reason), context).await
     }
@@ -222,7 +278,7 @@ pub mod ssr {
             return Err(StoreError::invalid("labels", "name the label group to pin; to hold every agent, roll back instead"));
         }
         published(db, revision).await?;
-        let policy = stored_policy(db, revision).await?;
+        let policy = reissued_policy(db, revision).await?;
         store_signed(db, master, None, &policy, labels, Origin::Pin { of: revision as u64 }, Some(reason), context).await
     }
 
@@ -246,32 +302,69 @@ pub mod ssr {
         if reason.trim().is_empty() {
             return Err(StoreError::invalid("reason", "say why: it is kept in the revision history and the audit trail"));
         }
-        let pins = bundles::list_pins(db).await?;
-        let groups = bundles::newest_by_target(db).await?;
+        let running = running_now(db, |of| Origin::KeyAnnouncement { of }).await?;
         let (new, retired) = signing::rotate(db, master, KeyPurpose::Bundle, overlap_ms, context).await?;
         let Some(retired) = retired else { return Ok((new.key_id, Vec::new())) };
         let old = signing::signer_by_id(db, master, KeyPurpose::Bundle, &retired).await?;
-        // What each group runs now: pinned groups their pin's re-issue; every other target
-        // its newest revision when that is newer than the fleet's (the fleet's included).
+        let mut announced = Vec::new();
+        for (target, revision, origin) in running {
+            let policy = reissued_policy(db, revision).await?;
+            let why = format!("bundle key rotated to {}: {}", new.key_id, reason.trim());
+            announced.push(store_signed(db, master, Some(&old), &policy, &target, origin, Some(&why), context).await?);
+        }
+        Ok((new.key_id, announced))
+    }
+
+    /// What each group of agents runs now, oldest first, with the origin its re-issue
+    /// takes: pinned groups their pin's revision (re-issued as a pin again, so the group
+    /// stays pinned); every other target its newest revision when that is newer than the
+    /// fleet's (the fleet's included), re-issued as `reissue(of)`.
+    async fn running_now(db: &Db, reissue: impl Fn(u64) -> Origin) -> Result<Vec<(Labels, i64, Origin)>, StoreError> {
+        let pins = bundles::list_pins(db).await?;
+        let groups = bundles::newest_by_target(db).await?;
         let fleet = groups.iter().find(|(target, _)| target.is_empty()).map_or(0, |(_, revision)| *revision);
-        let mut reissues: Vec<(Labels, i64, Origin)> = pins
+        let mut running: Vec<(Labels, i64, Origin)> = pins
             .iter()
             .map(|pin| (pin.labels.clone(), pin.revision, Origin::Pin { of: pin.pinned_to as u64 }))
             .collect();
         for (target, revision) in groups {
             let pinned = pins.iter().any(|pin| pin.labels == target);
             if !pinned && (target.is_empty() || revision > fleet) {
-                reissues.push((target, revision, Origin::KeyAnnouncement { of: revision as u64 }));
+                running.push((target, revision, reissue(revision as u64)));
             }
         }
-        reissues.sort_by_key(|(_, revision, _)| *revision);
-        let mut announced = Vec::new();
-        for (target, revision, origin) in reissues {
-            // A pinned group stays pinned: its re-issue is a pin again, to the same policy.
-            let policy = stored_policy(db, revision).await?;
-            let why = format!("bundle key rotated to {}: {}", new.key_id, reason.trim());
-            announced.push(store_signed(db, master, Some(&old), &policy, &target, origin, Some(&why), context).await?);
+        running.sort_by_key(|(_, revision, _)| *revision);
+        Ok(running)
+    }
+
+    /// [`reissue_for_credentials`] after a credential change that has already been
+    /// committed: a failure is logged, not returned (the change stands, and the next
+    /// publish carries it).
+    pub async fn credentials_changed(db: &Db, master: &MasterKey, why: &str, context: &AuditContext) {
+        match reissue_for_credentials(db, master, why, context).await {
+            Ok(reissued) if !reissued.is_empty() => {
+                let revisions: Vec<i64> = reissued.iter().map(|record| record.revision).collect();
+                tracing::info!(?revisions, why, "re-issued bundles with the current client credentials");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, why, "could not re-issue bundles after a credential change; the next publish carries it"),
         }
-        Ok((new.key_id, announced))
+    }
+
+    /// After a client credential was issued, rotated or revoked: re-issues what each group
+    /// of agents runs now with today's credentials, so a revoked key is refused and a new
+    /// one accepted within a second, not at the next publish. The rules are not touched;
+    /// groups whose credentials are already current are left alone.
+    pub async fn reissue_for_credentials(db: &Db, master: &MasterKey, why: &str, context: &AuditContext) -> Result<Vec<BundleRecord>, StoreError> {
+        let current = current_credentials(db).await?;
+        let mut reissued = Vec::new();
+        for (target, revision, origin) in running_now(db, |of| Origin::Credentials { of }).await? {
+            if stored_policy(db, revision).await?.credentials == current {
+                continue;
+            }
+            let policy = reissued_policy(db, revision).await?;
+            reissued.push(store_signed(db, master, None, &policy, &target, origin, Some(why), context).await?);
+        }
+        Ok(reissued)
     }
 }

@@ -40,8 +40,10 @@ fn estate(apis: i64) -> Snapshot {
                         protection: Default::default(),
                         response_classes: vec![],
                         response_fields: Vec::new(),
+                        ..Default::default()
                     })
                     .collect(),
+                ..Default::default()
             })
             .collect(),
         ..Snapshot::default()

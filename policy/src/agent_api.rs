@@ -120,6 +120,29 @@ pub struct BatchReceipt {
     pub duplicates: u64,
 }
 
+/// `GET /agent/v1/agents/{id}/hmac-keys`: the secrets of the HMAC keys that work now.
+/// Agents keep only those whose SHA-256 their signed bundle names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacSecrets {
+    pub keys: Vec<HmacSecret>,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacSecret {
+    pub key_id: String,
+    /// The secret as issued to the caller; its bytes are the HMAC key.
+    pub secret: String,
+}
+
+/// Never the secret in logs.
+impl std::fmt::Debug for HmacSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HmacSecret").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
 /// The text a signed call's signature covers.
 pub fn signing_text(method: &str, path_and_query: &str, timestamp_millis: i64, nonce: &str, body: &[u8]) -> String {
     let body_digest = hex::encode(Sha256::digest(body));

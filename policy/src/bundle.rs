@@ -60,6 +60,9 @@ pub enum Origin {
     Pin { of: u64 },
     /// `of` re-issued, signed by the retiring key, to announce a new bundle key.
     KeyAnnouncement { of: u64 },
+    /// `of`'s rules re-issued with the client credentials as they are now (one was
+    /// issued, rotated or revoked).
+    Credentials { of: u64 },
 }
 
 impl Origin {
@@ -67,7 +70,9 @@ impl Origin {
     pub fn reissue_of(self) -> Option<u64> {
         match self {
             Origin::Compiled => None,
-            Origin::Rollback { of } | Origin::Promotion { of } | Origin::Pin { of } | Origin::KeyAnnouncement { of } => Some(of),
+            Origin::Rollback { of } | Origin::Promotion { of } | Origin::Pin { of } | Origin::KeyAnnouncement { of } | Origin::Credentials { of } => {
+                Some(of)
+            }
         }
     }
 
@@ -78,6 +83,7 @@ impl Origin {
             Origin::Promotion { .. } => "promotion",
             Origin::Pin { .. } => "pin",
             Origin::KeyAnnouncement { .. } => "key_announcement",
+            Origin::Credentials { .. } => "credentials",
         }
     }
 }

@@ -84,6 +84,26 @@ pub fn compile(snapshot: &Snapshot) -> Result<CompiledPolicy, Vec<Diagnostic>> {
                     add(format!("{at}.data.grants"), format!("{class:?} is not a data class"));
                 }
             }
+            let contract = match (&rules.contract, &operation.openapi) {
+                (Some(rule), Some(schemas)) => {
+                    match crate::contract::build(rule, &schemas.parameters, &schemas.request_body, &api.components, &api.openapi_version) {
+                        Ok(contract) => {
+                            #[cfg(feature = "schemas")]
+                            if let Some(problem) = crate::contract::first_problem(&contract) {
+                                add(format!("{at}.contract"), problem);
+                            }
+                            Some(contract)
+                        }
+                        Err(problems) => {
+                            for (path, message) in problems {
+                                add(format!("{at}.contract.{path}"), message);
+                            }
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
             routes.entry(operation.method.clone()).or_default().push(Route {
                 api_id: api.id,
                 api_name: api.name.clone(),
@@ -93,14 +113,24 @@ pub fn compile(snapshot: &Snapshot) -> Result<CompiledPolicy, Vec<Diagnostic>> {
                 rules,
                 response_classes: operation.response_classes.clone(),
                 response_fields: operation.response_fields.clone(),
+                contract,
             });
         }
         check_conflicts(&mut routes, &mut add);
         let monitor = api.protection.enforcement == Some(Enforcement::Monitor);
         compiled.insert(api.id, CompiledApi { name: api.name.clone(), environment: api.environment.clone(), routes, monitor });
     }
+    for (digest, key) in &snapshot.credentials.api_keys {
+        let at = format!("credentials.api_keys[{}]", key.credential_id);
+        if !crate::credentials::is_digest(digest) {
+            add(at.clone(), "is not a SHA-256 digest in lower-case hex".into());
+        }
+        if !snapshot.client_apps.contains_key(&key.client_app) {
+            add(at, format!("no client application has id {}", key.client_app));
+        }
+    }
     if diagnostics.is_empty() {
-        Ok(CompiledPolicy { apis: compiled, client_apps: snapshot.client_apps.clone() })
+        Ok(CompiledPolicy { apis: compiled, client_apps: snapshot.client_apps.clone(), credentials: snapshot.credentials.clone() })
     } else {
         diagnostics.sort();
         diagnostics.dedup();
@@ -147,6 +177,7 @@ mod tests {
             protection: serde_json::from_value(protection).unwrap(),
             response_classes: Vec::new(),
             response_fields: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -157,6 +188,7 @@ mod tests {
             environment: "production".into(),
             protection: serde_json::from_value(protection).unwrap(),
             operations,
+            ..Default::default()
         }
     }
 
@@ -188,6 +220,7 @@ mod tests {
             ],
             client_apps: BTreeMap::new(),
             known_classes: vec!["email".into()],
+            ..Default::default()
         };
         let paths: Vec<String> = compile(&snapshot).unwrap_err().into_iter().map(|d| d.path).collect();
         assert_eq!(
@@ -217,6 +250,32 @@ mod tests {
         let other = Snapshot { apis: vec![api(1, json!({}), operations(&[3, 1, 2]))], ..Snapshot::default() };
         let bytes = |snapshot: &Snapshot| serde_jcs::to_vec(&compile(snapshot).unwrap()).unwrap();
         assert_eq!(bytes(&one), bytes(&other));
+    }
+
+    #[test]
+    fn a_contract_is_made_where_the_rules_ask_for_one() {
+        use crate::model::OperationSchemas;
+        let described = |id: i64, schema: serde_json::Value| OperationInput {
+            openapi: Some(OperationSchemas { parameters: json!([{"name": "q", "in": "query", "schema": schema}]), request_body: serde_json::Value::Null }),
+            ..operation(id, "GET", &format!("/things{id}"), json!({}))
+        };
+        let snapshot = |protection: serde_json::Value, operations: Vec<OperationInput>| Snapshot {
+            apis: vec![api(1, protection, operations)],
+            ..Snapshot::default()
+        };
+        let public = json!({"authentication": {"mode": "public"}});
+        let with_contract = json!({"authentication": {"mode": "public"}, "contract": {}});
+
+        let compiled = compile(&snapshot(with_contract.clone(), vec![described(1, json!({"type": "string"})), operation(2, "GET", "/bare", json!({}))])).unwrap();
+        let routes = &compiled.apis[&1].routes["GET"];
+        let contract = routes.iter().find(|r| r.operation_id == 1).unwrap().contract.as_ref().expect("a contract");
+        assert_eq!(contract.parameters[0].name, "q");
+        assert!(routes.iter().find(|r| r.operation_id == 2).unwrap().contract.is_none(), "no description (policy files): none");
+        let compiled = compile(&snapshot(public, vec![described(1, json!({"type": "string"}))])).unwrap();
+        assert!(compiled.apis[&1].routes["GET"][0].contract.is_none(), "not asked for");
+
+        let problems = compile(&snapshot(with_contract, vec![described(1, json!({"$ref": "#/components/schemas/Gone"}))])).unwrap_err();
+        assert_eq!(problems[0].path, "apis[1].operations[1].contract.parameters[0].schema");
     }
 
     #[test]

@@ -48,6 +48,9 @@ fn changed_parts(old: &Route, new: &Route) -> Vec<&'static str> {
     if a.rate_limits != b.rate_limits {
         parts.push("rate limits");
     }
+    if a.contract != b.contract || old.contract != new.contract {
+        parts.push("request contract");
+    }
     parts
 }
 
@@ -66,6 +69,16 @@ pub fn diff(old: &CompiledPolicy, new: &CompiledPolicy) -> PolicyDiff {
         }
     }
     diff.removed = before.keys().filter(|name| !after.contains_key(*name)).cloned().collect();
+    // Credentials read like operations: added, removed, or changed (a rotation's expiry).
+    let (before, after) = (old.credentials.describe(&old.client_apps), new.credentials.describe(&new.client_apps));
+    for (name, state) in &after {
+        match before.get(name) {
+            None => diff.added.push(name.clone()),
+            Some(old) if old != state => diff.changed.push(format!("{name}: {state}")),
+            Some(_) => {}
+        }
+    }
+    diff.removed.extend(before.keys().filter(|name| !after.contains_key(*name)).cloned());
     diff
 }
 
@@ -92,8 +105,10 @@ mod tests {
                         protection: serde_json::from_value(protection.clone()).unwrap(),
                         response_classes: vec![],
                         response_fields: Vec::new(),
+                        ..Default::default()
                     })
                     .collect(),
+                ..Default::default()
             }],
             ..Snapshot::default()
         };
@@ -109,5 +124,22 @@ mod tests {
         assert_eq!(diff.removed, ["GET /a in Pets"]);
         assert_eq!(diff.changed, ["GET /b in Pets: authentication"]);
         assert!(super::diff(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn issued_revoked_and_rotated_keys_are_named() {
+        use crate::credentials::{IssuedKey, digest};
+        let key = |id: i64, expires_at| IssuedKey { client_app: 7, credential_id: id, instance: format!("i-{id}"), prefix: format!("pak_{id}"), expires_at, secret_sha256: None };
+        let mut old = policy(&[("/a", json!({}))]);
+        old.client_apps.insert(7, "Orders".into());
+        let mut new = old.clone();
+        old.credentials.api_keys.insert(digest("one"), key(1, None));
+        old.credentials.api_keys.insert(digest("two"), key(2, None));
+        new.credentials.api_keys.insert(digest("two"), key(2, Some(5)));
+        new.credentials.api_keys.insert(digest("three"), key(3, None));
+        let diff = diff(&old, &new);
+        assert_eq!(diff.added, ["API key pak_3… of Orders (i-3)"]);
+        assert_eq!(diff.removed, ["API key pak_1… of Orders (i-1)"]);
+        assert_eq!(diff.changed, ["API key pak_2… of Orders (i-2): expires 1970-01-01T00:00:00.005Z"]);
     }
 }

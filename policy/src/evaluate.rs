@@ -115,6 +115,9 @@ pub struct MatchedOperation {
     pub api_name: String,
     pub operation_id: i64,
     pub template: String,
+    /// The path parameters' values (decoded), for the request contract.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +212,7 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
         api_name: route.api_name.clone(),
         operation_id: route.operation_id,
         template: route.template.clone(),
+        parameters: found.parameters.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect(),
     });
     trace.pass(Level::Route, "matched", format!("{} {} in {}", request.method, route.template, route.api_name));
     let rules: &Protection = &route.rules;

@@ -321,6 +321,7 @@ pub fn snapshot(document: &PolicyDocument) -> Result<Snapshot, Vec<Diagnostic>> 
                 protection: rules,
                 response_classes: operation.response_classes.clone(),
                 response_fields: Vec::new(),
+                ..Default::default()
             });
         }
         apis.push(ApiInput {
@@ -329,6 +330,7 @@ pub fn snapshot(document: &PolicyDocument) -> Result<Snapshot, Vec<Diagnostic>> 
             environment: api.environment.clone(),
             protection,
             operations,
+            ..Default::default()
         });
     }
     if !problems.is_empty() {
@@ -336,7 +338,7 @@ pub fn snapshot(document: &PolicyDocument) -> Result<Snapshot, Vec<Diagnostic>> 
         return Err(problems);
     }
     let client_apps = ids.into_iter().map(|(name, id)| (id, name)).collect();
-    Ok(Snapshot { apis, client_apps, known_classes: known.into_iter().collect() })
+    Ok(Snapshot { apis, client_apps, known_classes: known.into_iter().collect(), ..Snapshot::default() })
 }
 
 fn check_classes(protection: &Protection, known: &BTreeSet<String>, at: &str, problems: &mut Vec<Diagnostic>) {

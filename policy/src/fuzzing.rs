@@ -26,6 +26,7 @@ pub fn seed_snapshot() -> Snapshot {
         protection: protection(rules),
         response_classes: Vec::new(),
         response_fields: Vec::new(),
+        ..Default::default()
     };
     Snapshot {
         apis: vec![ApiInput {
@@ -42,9 +43,11 @@ pub fn seed_snapshot() -> Snapshot {
                 operation(3, "GET", "/pets/{id}/photos/{photo}", serde_json::json!({})),
                 operation(4, "GET", "/healthz", serde_json::json!({"authentication": {"mode": "public"}})),
             ],
+            ..Default::default()
         }],
         client_apps: BTreeMap::from([(7, "Portal".to_owned())]),
         known_classes: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -8,6 +8,8 @@ pub mod agent_api;
 pub mod bundle;
 pub mod cases;
 pub mod compile;
+pub mod contract;
+pub mod credentials;
 pub mod diff;
 pub mod files;
 pub mod evaluate;

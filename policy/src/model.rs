@@ -2,8 +2,11 @@
 //! (the compiled policy an agent evaluates). Both serialize canonically, so the same
 //! snapshot always compiles to the same bytes.
 
+use crate::contract::RequestContract;
+use crate::credentials::Credentials;
 use crate::inspect::ResponseField;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use store::protection::Protection;
 
@@ -15,18 +18,27 @@ pub struct Snapshot {
     pub client_apps: BTreeMap<i64, String>,
     /// Every data class a rule may name (built-in and custom).
     pub known_classes: Vec<String>,
+    /// The client credentials agents accept (active ones only).
+    #[serde(default, skip_serializing_if = "Credentials::is_empty")]
+    pub credentials: Credentials,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApiInput {
     pub id: i64,
     pub name: String,
     pub environment: String,
     pub protection: Protection,
     pub operations: Vec<OperationInput>,
+    /// The OpenAPI `components` request contracts refer to (`null` when no operation has
+    /// a contract) and the document's OpenAPI version.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub components: Value,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub openapi_version: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OperationInput {
     pub id: i64,
     /// Upper case.
@@ -41,6 +53,17 @@ pub struct OperationInput {
     /// the serialised form when empty, so policies without it keep their bytes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_fields: Vec<ResponseField>,
+    /// What the OpenAPI description says requests carry, for a request contract; given
+    /// where the operation's rules set one (policy files offline have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openapi: Option<OperationSchemas>,
+}
+
+/// An operation's `parameters` and `requestBody`, with their `$ref`s resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationSchemas {
+    pub parameters: Value,
+    pub request_body: Value,
 }
 
 /// What agents enforce: per API, per method, a route table, and each route's effective
@@ -50,6 +73,9 @@ pub struct OperationInput {
 pub struct CompiledPolicy {
     pub apis: BTreeMap<i64, CompiledApi>,
     pub client_apps: BTreeMap<i64, String>,
+    /// Left out when there are none, so policies without credentials keep their bytes.
+    #[serde(default, skip_serializing_if = "Credentials::is_empty")]
+    pub credentials: Credentials,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -89,6 +115,9 @@ pub struct Route {
     pub response_classes: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_fields: Vec<ResponseField>,
+    /// The request contract, when the rules set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<RequestContract>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ fn operation(id: i64, method: &str, path: &str, protection: serde_json::Value, c
         protection: serde_json::from_value(protection).unwrap(),
         response_classes: classes.iter().map(|c| (*c).to_owned()).collect(),
         response_fields: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -48,9 +49,11 @@ fn estate() -> Prepared {
                 operation(4, "GET", "/healthz", json!({"authentication": {"mode": "public"}}), &[]),
                 operation(5, "GET", "/pets/mine", json!({}), &[]),
             ],
+            ..Default::default()
         }],
         client_apps: BTreeMap::from([(7, "Portal".to_owned())]),
         known_classes: vec!["email".into(), "person_name".into()],
+        ..Default::default()
     };
     Prepared::new(compile(&snapshot).expect("the estate compiles"))
 }
@@ -191,6 +194,7 @@ fn monitor_mode_is_set_per_api_and_an_operation_may_opt_out() {
         environment: "production".into(),
         protection: serde_json::from_value(json!({"authentication": {"mode": "required", "methods": [{"type": "api_key"}]}, "enforcement": enforcement})).unwrap(),
         operations,
+        ..Default::default()
     };
     let operations = vec![
         operation(1, "GET", "/pets/{id}", json!({}), &[]),

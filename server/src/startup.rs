@@ -34,6 +34,11 @@ pub async fn serve(data: DataArgs, args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("audit signing key: {e}"))?;
     tracing::info!(key_id = %signer.key_id, "audit checkpoints are signed with this key");
+    // Bundles pin HMAC secrets by digest; keys issued before that get theirs now.
+    let filled = store::client_apps::backfill_hmac_digests(&db, &master).await.map_err(|e| format!("HMAC key digests: {e}"))?;
+    if filled > 0 {
+        tracing::info!(filled, "HMAC keys given the digest bundles pin them by");
+    }
     if args.demo {
         let loaded = demo::load(&db, &passwords, &master).await.map_err(|e| format!("demo data: {e}"))?;
         match loaded.password {

@@ -269,6 +269,36 @@ app_test!(signed_calls_refuse_forgery_replay_stale_times_and_other_agents, |app:
     assert_eq!(app.send(bad).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
 });
 
+app_test!(agents_fetch_hmac_secrets_for_themselves_only, |app: TestApp| async move {
+    let context = store::audit::AuditContext::system("test");
+    let team = store::teams::create_team(&app.db, "Orders", &context).await.unwrap().id;
+    let security = app.create_user("ciso@example.com", Role::Security, &[]).await;
+    let token = app.token_for(&security).await;
+    let client = store::client_apps::create_client_app(&app.db, team, "Orders", store::ClientKind::Service, "", 90, &context).await.unwrap();
+    let issued = store::client_apps::issue_credential(&app.db, &app.state.master, client.id, store::CredentialKind::Hmac, "orders-1", None, &context)
+        .await
+        .unwrap();
+    let (key_id, secret) = (issued.credential.prefix.unwrap(), issued.secret.unwrap());
+    let agent = enroll(&app, &enrollment_token(&app, &token, serde_json::json!({})).await).await;
+    let other = enroll(&app, &enrollment_token(&app, &token, serde_json::json!({})).await).await;
+
+    let path = format!("/agent/v1/agents/{}/hmac-keys", agent.id);
+    let answer = app.send(agent.request("GET", &path, Vec::new())).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()[header::CACHE_CONTROL], "no-store");
+    let secrets: policy::agent_api::HmacSecrets = serde_json::from_value(body_json(answer).await).unwrap();
+    assert_eq!(secrets.keys.len(), 1);
+    assert_eq!((secrets.keys[0].key_id.as_str(), secrets.keys[0].secret.as_str()), (key_id.as_str(), secret.as_str()));
+
+    // Only for itself, only signed, and not once revoked.
+    let theirs = agent.request("GET", &format!("/agent/v1/agents/{}/hmac-keys", other.id), Vec::new());
+    assert_eq!(code_of(app.send(theirs).await).await, (StatusCode::FORBIDDEN, "not_your_agent".into()));
+    assert_eq!(app.send(bearer_get(&path, Some(&token))).await.status(), StatusCode::UNAUTHORIZED);
+    let revoked = app.send(post_json(&format!("/api/v1/agents/{}/revoke", agent.id), &token, serde_json::json!({"reason": "lost"}))).await;
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert_eq!(code_of(app.send(agent.request("GET", &path, Vec::new())).await).await, (StatusCode::UNAUTHORIZED, "agent_revoked".into()));
+});
+
 app_test!(agents_get_the_bundle_meant_for_their_labels_with_etags_and_pushed_notices, |app: TestApp| async move {
     let app = app;
     let security = app.create_user("ciso@example.com", Role::Security, &[]).await;

@@ -241,6 +241,7 @@ fn server_functions(world: &World, caller: Caller) -> Vec<(&'static str, Allowed
         ("set_data_rule", Allowed::PaymentsWriters, format!("api_id={api}&client_app_id={client_app}&classes=email&otherwise=mask")),
         ("set_rate_limit", Allowed::PaymentsWriters, format!("api_id={api}&client_app_id=0&requests=10&window_seconds=60")),
         ("set_enforcement", Allowed::PaymentsWriters, format!("api_id={api}&mode=monitor")),
+        ("set_contract", Allowed::PaymentsWriters, format!("api_id={api}&enabled=on&reject_unknown_query=on&max_body_kib=64")),
         (
             "set_class_edit",
             Allowed::PaymentsWriters,

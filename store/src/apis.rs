@@ -313,6 +313,17 @@ pub async fn list_apis(db: &Db) -> Result<Vec<ApiSummary>, StoreError> {
 }
 
 /// One API with its operations, ordered by path then method.
+/// The API's OpenAPI `components` as imported, which schemas refer into (`null` when
+/// the document has none).
+pub async fn find_components(db: &Db, api: ApiId) -> Result<serde_json::Value, StoreError> {
+    let text: String = sqlx::query_scalar("SELECT components FROM api WHERE api_id = $1")
+        .bind(api.0)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(StoreError::NotFound("API"))?;
+    Ok(serde_json::from_str(&text).unwrap_or_default())
+}
+
 pub async fn find_api(db: &Db, api: ApiId) -> Result<ApiDetail, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {SUMMARY_COLUMNS}, a.description, a.base_urls, a.tags, a.contacts, a.openapi_version, \

@@ -18,7 +18,7 @@ pub struct NewBundle<'a> {
     pub signing_key_id: &'a str,
     pub target: &'a Labels,
     /// `compiled`, `rollback`, `promotion`, `pin` (which also pins the target group to
-    /// this revision) or `key_announcement`.
+    /// this revision), `key_announcement` or `credentials`.
     pub origin: &'a str,
     pub reissue_of: Option<i64>,
     pub summary: &'a serde_json::Value,
@@ -26,7 +26,7 @@ pub struct NewBundle<'a> {
 
 const COLUMNS: &str =
     "revision, created_at, created_by, content_hash, signing_key_id, target, origin, reissue_of, summary, published_at, published_by, reason";
-const ORIGINS: [&str; 5] = ["compiled", "rollback", "promotion", "pin", "key_announcement"];
+const ORIGINS: [&str; 6] = ["compiled", "rollback", "promotion", "pin", "key_announcement", "credentials"];
 
 fn record_from_row(row: &AnyRow) -> Result<BundleRecord, StoreError> {
     let json = |column: &str| -> Result<serde_json::Value, StoreError> {
@@ -121,6 +121,7 @@ pub async fn insert_bundle(
         ("rollback", _) => "bundle.rollback",
         ("promotion", _) => "bundle.promote",
         ("pin", _) => "bundle.pin",
+        ("credentials", _) => "bundle.credentials",
         _ => "bundle.key_announcement",
     };
     let details = serde_json::json!({

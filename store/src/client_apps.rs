@@ -249,7 +249,9 @@ async fn insert_credential(
             let key_id = generate_secret(HMAC_KEY_ID_PREFIX)[..HMAC_KEY_ID_PREFIX.len() + 16].to_owned();
             let secret = generate_secret("");
             let sealed = hex::encode(master.seal(&hmac_context(&key_id), secret.as_bytes()));
-            (Some(secret), Some(key_id), None, Some(sealed))
+            // The digest is what bundles pin the secret by (agents fetch the secret itself).
+            let digest_of_secret = digest(&secret);
+            (Some(secret), Some(key_id), Some(digest_of_secret), Some(sealed))
         }
         CredentialKind::Mtls => (None, None, None, None),
     };
@@ -374,6 +376,50 @@ pub async fn authenticate_api_key(db: &Db, key: &str) -> Result<Option<ClientApp
     }))
 }
 
+/// An active API or HMAC key as the compiler reads it, with no secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveKey {
+    pub credential_id: CredentialId,
+    pub client_app: ClientAppId,
+    pub instance: String,
+    /// An API key's shown prefix, or an HMAC key's id.
+    pub prefix: String,
+    /// Hex SHA-256 of the API key, or of the HMAC secret.
+    pub digest: String,
+    /// When a rotated key stops working.
+    pub expires_at: Option<i64>,
+}
+
+/// Every API or HMAC key (`kind`) that works now (not revoked, not past a rotation's
+/// overlap), by id. mTLS credentials hold no key and are never listed.
+pub async fn list_active_keys(db: &Db, kind: CredentialKind) -> Result<Vec<ActiveKey>, StoreError> {
+    // id, application, instance, prefix, digest, expiry.
+    type KeyRow = (i64, i64, String, Option<String>, Option<String>, Option<i64>);
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "SELECT client_credential_id, client_app_id, instance, key_prefix, key_digest, expires_at FROM client_credential \
+         WHERE kind = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) ORDER BY client_credential_id",
+    )
+    .bind(kind.as_str())
+    .bind(now_millis())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        // Every key row has both (insert_credential writes them together; HMAC keys
+        // issued before their digest was kept get it from `backfill_hmac_digests`).
+        .filter_map(|(id, app, instance, prefix, digest, expires_at)| {
+            Some(ActiveKey {
+                credential_id: CredentialId(id),
+                client_app: ClientAppId(app),
+                instance,
+                prefix: prefix?,
+                digest: digest?,
+                expires_at,
+            })
+        })
+        .collect())
+}
+
 /// An active HMAC key, opened, for compiling into what agents verify signatures with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HmacKey {
@@ -403,6 +449,31 @@ pub async fn active_hmac_keys(db: &Db, master: &MasterKey) -> Result<Vec<HmacKey
             Ok(HmacKey { client_app: ClientAppId(app), key_id, secret, expires_at })
         })
         .collect()
+}
+
+/// Gives every HMAC key issued before bundles pinned secrets by digest its digest,
+/// opening the secret with the master key; returns how many. Run at start.
+pub async fn backfill_hmac_digests(db: &Db, master: &MasterKey) -> Result<usize, StoreError> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT client_credential_id, key_prefix, sealed_secret FROM client_credential WHERE kind = 'hmac' AND key_digest IS NULL",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut filled = 0;
+    for (id, key_id, sealed) in rows {
+        let Some(secret) = hex::decode(&sealed).ok().and_then(|sealed| master.open(&hmac_context(&key_id), &sealed)) else {
+            tracing::warn!(key_id, "an HMAC key does not open with this master key; its callers are refused");
+            continue;
+        };
+        let digest_of_secret = digest(&String::from_utf8_lossy(&secret));
+        sqlx::query("UPDATE client_credential SET key_digest = $1 WHERE client_credential_id = $2 AND key_digest IS NULL")
+            .bind(digest_of_secret)
+            .bind(id)
+            .execute(db.pool())
+            .await?;
+        filled += 1;
+    }
+    Ok(filled)
 }
 
 /// Active API keys older than their application's rotation period, by application name.

@@ -745,7 +745,7 @@ pub struct BundleRecord {
     /// Agent labels it is meant for; empty: every agent.
     pub target: Labels,
     /// `compiled`, or how it re-issues `reissue_of`: `rollback`, `promotion`, `pin`,
-    /// `key_announcement`.
+    /// `key_announcement`, `credentials`.
     pub origin: String,
     pub reissue_of: Option<i64>,
     /// `{"apis": n, "routes": n}`.

@@ -46,6 +46,31 @@ pub struct Protection {
     /// through, to try a new rule on live traffic before it bites.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcement: Option<Enforcement>,
+    /// The request contract: when set, agents check each request against the operation's
+    /// OpenAPI description (parameters and JSON body) before forwarding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractRule>,
+}
+
+/// How strictly requests are held to the operation's OpenAPI description.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractRule {
+    /// Query parameters the operation does not declare are refused (the default), or
+    /// let through when false.
+    #[serde(default = "yes")]
+    pub reject_unknown_query: bool,
+    /// The largest request body accepted, in bytes (default 1 MiB, at most 16 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u32>,
+}
+
+/// The largest body a contract may accept: agents hold a checked body in memory.
+pub const MAX_CONTRACT_BODY_BYTES: u32 = 16 * 1024 * 1024;
+pub const DEFAULT_CONTRACT_BODY_BYTES: u32 = 1024 * 1024;
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +319,7 @@ impl Protection {
             consent: operation.consent.clone().or_else(|| api.consent.clone()),
             rate_limits: operation.rate_limits.clone().or_else(|| api.rate_limits.clone()),
             enforcement: operation.enforcement.or(api.enforcement),
+            contract: operation.contract.clone().or_else(|| api.contract.clone()),
         }
     }
 
@@ -336,6 +362,11 @@ impl Protection {
         }
         if let Some(limits) = &self.rate_limits {
             check_rate_limits(limits, &mut found);
+        }
+        if let Some(limit) = self.contract.as_ref().and_then(|contract| contract.max_body_bytes)
+            && !(1..=MAX_CONTRACT_BODY_BYTES).contains(&limit)
+        {
+            found.add("contract.max_body_bytes", format!("between 1 and {MAX_CONTRACT_BODY_BYTES} bytes"));
         }
         let mut problems = found.0;
         problems.sort();

@@ -13,6 +13,8 @@ use agent::proxy::{self, Proxy};
 use agent::spool;
 use agent::status::Stats;
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -24,6 +26,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const API: i64 = 1;
 pub const ISSUER: &str = "https://login.example.com";
@@ -49,6 +52,38 @@ pub async fn serve(router: Router) -> SocketAddr {
         .unwrap();
     });
     address
+}
+
+/// An upstream that answers every request with what it received (method, target,
+/// headers, body length), and counts the requests that reached it.
+pub async fn echo_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let router = Router::new()
+        .fallback(
+            |State(hits): State<Arc<AtomicUsize>>, request: Request| async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                let (parts, body) = request.into_parts();
+                let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let headers: serde_json::Map<String, Value> = parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap_or("?"))))
+                    .collect();
+                let answer = json!({
+                    "method": parts.method.as_str(),
+                    "target": parts.uri.path_and_query().map(|pq| pq.as_str()),
+                    "headers": headers,
+                    "body_len": body.len(),
+                    "body_head": String::from_utf8_lossy(&body[..body.len().min(16)]),
+                });
+                (
+                    [("x-upstream", "yes"), ("keep-alive", "timeout=5")],
+                    axum::Json(answer),
+                )
+            },
+        )
+        .with_state(hits.clone());
+    (serve(router).await, hits)
 }
 
 fn signing_key() -> EncodingKey {
@@ -83,6 +118,7 @@ fn operation(id: i64, method: &str, path: &str, protection: Value) -> OperationI
         protection: serde_json::from_value(protection).unwrap(),
         response_classes: vec![],
         response_fields: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -106,9 +142,11 @@ pub fn snapshot(jwks_url: &str) -> Snapshot {
                 operation(13, "GET", "/limited", json!({"authentication": {"mode": "public"}, "rate_limits": [{"requests": 2, "window_seconds": 60}]})),
                 operation(14, "GET", "/admin", json!({"requestor": {"roles": ["admin"]}})),
             ],
+            ..Default::default()
         }],
         client_apps: BTreeMap::new(),
         known_classes: vec![],
+        ..Default::default()
     }
 }
 
@@ -168,6 +206,8 @@ pub async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_ope
         stats,
         log: spool.log.clone(),
         record_ids: Default::default(),
+        keyring: Arc::new(agent::signatures::Keyring::in_memory()),
+        replay: Default::default(),
     });
     Agent {
         decider,

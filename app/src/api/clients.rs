@@ -98,7 +98,11 @@ pub async fn create_client_app(
 #[server(prefix = "/rpc", endpoint = "delete_client_app")]
 pub async fn delete_client_app(client_app_id: i64) -> Result<(), AppError> {
     let (db, principal) = owned(client_app_id).await?;
-    client_apps::delete_client_app(&db, ClientAppId(client_app_id), &audit_context(&principal)).await.map_err(store_error)
+    let context = audit_context(&principal);
+    client_apps::delete_client_app(&db, ClientAppId(client_app_id), &context).await.map_err(store_error)?;
+    let why = format!("client application {client_app_id} deleted with its credentials");
+    crate::publishing::ssr::credentials_changed(&db, &state()?.master, &why, &context).await;
+    Ok(())
 }
 
 /// The owning team's developers, security and admins: issues a credential for one
@@ -108,9 +112,12 @@ pub async fn issue_credential(client_app_id: i64, kind: String, instance: String
     let (db, principal) = owned(client_app_id).await?;
     let kind = kind.parse().map_err(|message: String| fail(AppError::invalid("kind", message)))?;
     let identity = Some(identity.trim()).filter(|i| !i.is_empty());
-    let issued = client_apps::issue_credential(&db, &state()?.master, ClientAppId(client_app_id), kind, &instance, identity, &audit_context(&principal))
+    let (master, context) = (state()?.master, audit_context(&principal));
+    let issued = client_apps::issue_credential(&db, &master, ClientAppId(client_app_id), kind, &instance, identity, &context)
         .await
         .map_err(store_error)?;
+    let why = format!("credential issued for {}", instance.trim());
+    crate::publishing::ssr::credentials_changed(&db, &master, &why, &context).await;
     announce(issued, "Credential issued").await
 }
 
@@ -121,16 +128,11 @@ pub async fn rotate_credential(client_app_id: i64, credential_id: i64, overlap_m
     crate::auth::ssr::require_recent(|_| true).await?;
     let (db, principal) = owned(client_app_id).await?;
     let overlap = overlap_minutes.checked_mul(60).ok_or_else(|| fail(AppError::invalid("overlap_minutes", "is too large")))?;
-    let issued = client_apps::rotate_credential(
-        &db,
-        &state()?.master,
-        ClientAppId(client_app_id),
-        CredentialId(credential_id),
-        Some(overlap),
-        &audit_context(&principal),
-    )
-    .await
-    .map_err(store_error)?;
+    let (master, context) = (state()?.master, audit_context(&principal));
+    let issued = client_apps::rotate_credential(&db, &master, ClientAppId(client_app_id), CredentialId(credential_id), Some(overlap), &context)
+        .await
+        .map_err(store_error)?;
+    crate::publishing::ssr::credentials_changed(&db, &master, &format!("credential {credential_id} rotated"), &context).await;
     announce(issued, "Key rotated").await
 }
 
@@ -138,9 +140,9 @@ pub async fn rotate_credential(client_app_id: i64, credential_id: i64, overlap_m
 #[server(prefix = "/rpc", endpoint = "revoke_credential")]
 pub async fn revoke_credential(client_app_id: i64, credential_id: i64) -> Result<(), AppError> {
     let (db, principal) = owned(client_app_id).await?;
-    client_apps::revoke_credential(&db, ClientAppId(client_app_id), CredentialId(credential_id), &audit_context(&principal))
-        .await
-        .map_err(store_error)?;
+    let context = audit_context(&principal);
+    client_apps::revoke_credential(&db, ClientAppId(client_app_id), CredentialId(credential_id), &context).await.map_err(store_error)?;
+    crate::publishing::ssr::credentials_changed(&db, &state()?.master, &format!("credential {credential_id} revoked"), &context).await;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use store::ApiDetail;
 #[cfg(feature = "ssr")]
 use crate::auth::ssr::{audit_context, fail, require_signed_in, state, store_error};
 #[cfg(feature = "ssr")]
-use store::protection::{AuthMethod, AuthMode, Authentication, ClassEdits, DataAction, DataGrant, DataRule, Enforcement, RateLimit};
+use store::protection::{AuthMethod, AuthMode, Authentication, ClassEdits, ContractRule, DataAction, DataGrant, DataRule, Enforcement, RateLimit};
 #[cfg(feature = "ssr")]
 use store::{ApiId, ClientAppId, DataClassHit, Db, Principal, Protection, apis, settings};
 
@@ -158,6 +158,29 @@ pub async fn set_enforcement(api_id: i64, mode: String) -> Result<ApiDetail, App
     };
     let mut protection = apis::find_api(&db, ApiId(api_id)).await.map_err(store_error)?.protection;
     protection.enforcement = Some(mode);
+    settings::update_api_protection(&db, ApiId(api_id), &protection, &audit_context(&principal)).await.map_err(store_error)
+}
+
+/// The owning team's developers, security and admins: the API's request contract.
+/// `enabled` is `on` or `off`; `reject_unknown_query` is a checkbox (`on` when ticked);
+/// `max_body_kib` is the largest body in KiB (empty: 1 MiB). The rest is kept.
+#[server(prefix = "/rpc", endpoint = "set_contract")]
+pub async fn set_contract(api_id: i64, enabled: String, reject_unknown_query: Option<String>, max_body_kib: String) -> Result<ApiDetail, AppError> {
+    let (db, principal) = owned(api_id).await?;
+    let enabled = match enabled.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => return Err(fail(AppError::invalid("enabled", "on or off"))),
+    };
+    let max_body_bytes = match max_body_kib.trim() {
+        "" => None,
+        kib => {
+            let kib: u32 = kib.parse().map_err(|_| fail(AppError::invalid("max_body_kib", "a whole number of KiB")))?;
+            Some(kib.checked_mul(1024).ok_or_else(|| fail(AppError::invalid("max_body_kib", "is too large")))?)
+        }
+    };
+    let mut protection = apis::find_api(&db, ApiId(api_id)).await.map_err(store_error)?.protection;
+    protection.contract = enabled.then(|| ContractRule { reject_unknown_query: reject_unknown_query.as_deref() == Some("on"), max_body_bytes });
     settings::update_api_protection(&db, ApiId(api_id), &protection, &audit_context(&principal)).await.map_err(store_error)
 }
 

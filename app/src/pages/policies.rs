@@ -382,6 +382,7 @@ fn origin_note(bundle: &BundleRecord) -> String {
         ("promotion", Some(of)) => format!(" (promotes {of})"),
         ("pin", Some(of)) => format!(" (pins {of})"),
         ("key_announcement", Some(of)) => format!(" (re-signs {of} to announce a new key)"),
+        ("credentials", Some(of)) => format!(" (re-issues {of} with the client credentials of now)"),
         _ => String::new(),
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::api::clients::{DataClasses, list_client_apps, list_data_classes};
 use crate::api::inventory::get_api;
-use crate::api::protection::{SetAuthentication, SetClassEdit, SetDataRule, SetEnforcement, SetOperationProtection, SetProtection, SetRateLimit};
+use crate::api::protection::{SetAuthentication, SetClassEdit, SetContract, SetDataRule, SetEnforcement, SetOperationProtection, SetProtection, SetRateLimit};
 use crate::auth::use_me;
 use crate::components::{ActionOutcome, Loaded};
 use leptos::form::ActionForm;
@@ -117,8 +117,17 @@ pub fn describe(protection: &Protection, apps: &[ClientApp]) -> Vec<(&'static st
         Some(Enforcement::Enforce) => "enforced".to_owned(),
         Some(Enforcement::Monitor) => "monitor: agents record what they would refuse and let it through".to_owned(),
     };
+    let contract = match &protection.contract {
+        None => "none: requests are not checked against the OpenAPI description".to_owned(),
+        Some(contract) => format!(
+            "parameters and JSON bodies checked against the OpenAPI description; unknown query parameters {}; bodies up to {} KiB",
+            if contract.reject_unknown_query { "refused" } else { "let through" },
+            contract.max_body_bytes.unwrap_or(store::protection::DEFAULT_CONTRACT_BODY_BYTES) / 1024
+        ),
+    };
     vec![
         ("Enforcement", enforcement),
+        ("Request contract", contract),
         ("Authentication", authentication),
         ("L1 network", network),
         ("L2 requestor", requestor),
@@ -150,6 +159,7 @@ pub struct ProtectionActions {
     pub data: ServerAction<SetDataRule>,
     pub rate_limit: ServerAction<SetRateLimit>,
     pub enforcement: ServerAction<SetEnforcement>,
+    pub contract: ServerAction<SetContract>,
     pub document: ServerAction<SetProtection>,
     saved: RwSignal<usize>,
 }
@@ -173,6 +183,7 @@ impl ProtectionActions {
             data: ServerAction::new(),
             rate_limit: ServerAction::new(),
             enforcement: ServerAction::new(),
+            contract: ServerAction::new(),
             document: ServerAction::new(),
             saved: RwSignal::new(0),
         };
@@ -180,6 +191,7 @@ impl ProtectionActions {
         count_successes(actions.data, actions.saved);
         count_successes(actions.rate_limit, actions.saved);
         count_successes(actions.enforcement, actions.saved);
+        count_successes(actions.contract, actions.saved);
         count_successes(actions.document, actions.saved);
         actions
     }
@@ -229,6 +241,10 @@ pub fn ProtectionForms(api: ApiDetail, actions: ProtectionActions, apps: Vec<Cli
         })
         .unwrap_or_default();
     let monitoring = api.protection.enforcement == Some(Enforcement::Monitor);
+    let contract = api.protection.contract.clone();
+    let contract_on = contract.is_some();
+    let reject_unknown = contract.as_ref().is_none_or(|c| c.reject_unknown_query);
+    let max_body_kib = contract.and_then(|c| c.max_body_bytes).map_or_else(String::new, |bytes| (bytes / 1024).to_string());
     let otherwise = api.protection.data.as_ref().map_or("mask", |d| d.otherwise.as_str());
     let otherwise_option = move |value: &'static str, label: &'static str| view! { <option value=value selected=otherwise == value>{label}</option> };
     let class_names = classes.names().join(", ");
@@ -272,6 +288,23 @@ pub fn ProtectionForms(api: ApiDetail, actions: ProtectionActions, apps: Vec<Cli
                 <button type="submit">"Save enforcement"</button>
             </ActionForm>
             <ActionOutcome value=actions.enforcement.value() success="Enforcement saved."/>
+        </section>
+        <section class="card" id="contract">
+            <h2>"Request contract"</h2>
+            <p>"Agents check each request against the imported OpenAPI description before forwarding it: path, query and header parameters, and JSON bodies against their schemas. A request that breaks it is refused with what is wrong (400, 413 or 415). A gateway that keeps bodies from the agent refuses operations whose body has a schema."</p>
+            <ActionForm action=actions.contract>
+                <input type="hidden" name="api_id" value=api_id/>
+                <label>"Contract"
+                    <select name="enabled">
+                        <option value="off" selected=!contract_on>"off"</option>
+                        <option value="on" selected=contract_on>"on"</option>
+                    </select>
+                </label>
+                <label><input type="checkbox" name="reject_unknown_query" checked=reject_unknown/>" Refuse query parameters the operation does not declare"</label>
+                <label>"Largest body (KiB; empty: 1024)" <input type="text" name="max_body_kib" inputmode="numeric" value=max_body_kib/></label>
+                <button type="submit">"Save request contract"</button>
+            </ActionForm>
+            <ActionOutcome value=actions.contract.value() success="Request contract saved."/>
         </section>
         <section class="card" id="authentication">
             <h2>"Authentication"</h2>

@@ -58,8 +58,10 @@ fn palisade_estate(apis: i64) -> Prepared {
                         protection: Default::default(),
                         response_classes: vec![],
                         response_fields: Vec::new(),
+                        ..Default::default()
                     })
                     .collect(),
+                ..Default::default()
             })
             .collect(),
         ..Snapshot::default()

@@ -21,7 +21,7 @@ use axum::{Extension, Json, Router};
 use futures::Stream;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use policy::agent_api::{
-    AgentStatus, BatchReceipt, DecisionRecord, EnrollRequest, EnrollResponse, MAX_BATCH_BYTES, MAX_BATCH_INFLATED_BYTES,
+    AgentStatus, BatchReceipt, DecisionRecord, EnrollRequest, EnrollResponse, HmacSecret, HmacSecrets, MAX_BATCH_BYTES, MAX_BATCH_INFLATED_BYTES,
     MAX_BATCH_RECORDS, RevisionNotice,
 };
 use std::convert::Infallible;
@@ -57,6 +57,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/agent/v1/agents/{id}/events", get(events))
         .route("/agent/v1/agents/{id}/status", post(status))
         .route("/agent/v1/agents/{id}/decisions", post(decisions))
+        .route("/agent/v1/agents/{id}/hmac-keys", get(hmac_keys))
         .route(
             "/agent/v1/{*rest}",
             axum::routing::any(|| async { AgentError::new(StatusCode::NOT_FOUND, "not_found", "no such agent API route") }),
@@ -133,6 +134,19 @@ async fn bundle(State(state): State<AppState>, Extension(api): Extension<AgentAp
         signed.to_string(),
     )
         .into_response())
+}
+
+/// `GET /agent/v1/agents/{id}/hmac-keys`: the secrets of the HMAC keys that work now, so
+/// the agent verifies signatures. Signed like every call (only an enrolled, unrevoked
+/// agent asking for itself); never cached. The agent keeps a secret only when its signed
+/// bundle names the secret's digest, so what this answers cannot widen what it accepts.
+async fn hmac_keys(State(state): State<AppState>, call: SignedRequest) -> Result<Response, AgentError> {
+    let keys = store::client_apps::active_hmac_keys(&state.db, &state.master).await?;
+    let secrets = HmacSecrets {
+        keys: keys.into_iter().map(|key| HmacSecret { key_id: key.key_id, secret: String::from_utf8_lossy(&key.secret).into_owned() }).collect(),
+    };
+    tracing::debug!(agent = call.agent.id, keys = secrets.keys.len(), "HMAC secrets handed to an agent");
+    Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(secrets)).into_response())
 }
 
 /// `GET /agent/v1/agents/{id}/events`: server-sent events. `revision` at once and whenever

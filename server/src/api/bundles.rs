@@ -34,7 +34,7 @@ pub struct BundleBody {
     #[schema(value_type = Object)]
     pub target: Labels,
     /// `compiled`, or how it re-issues `reissue_of`: `rollback`, `promotion`, `pin`,
-    /// `key_announcement`.
+    /// `key_announcement`, `credentials`.
     pub origin: String,
     /// For a re-issue: the revision whose policy it carries.
     pub reissue_of: Option<i64>,

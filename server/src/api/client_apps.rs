@@ -254,6 +254,7 @@ pub async fn delete_client_app(
     let principal = owner_of(&state, caller, app).await?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
     client_apps::delete_client_app(&state.db, app, &context).await?;
+    credentials_changed(&state, &format!("client application {app} deleted with its credentials"), &context).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -288,6 +289,7 @@ pub async fn issue_credential(
     let kind = new.kind.parse().map_err(ApiError::Invalid)?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
     let issued = client_apps::issue_credential(&state.db, &state.master, app, kind, &new.instance, new.identity.as_deref(), &context).await?;
+    credentials_changed(&state, &format!("credential issued for {}", new.instance.trim()), &context).await;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 
@@ -321,6 +323,7 @@ pub async fn rotate_credential(
     let rotation = parse_body(body)?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
     let issued = client_apps::rotate_credential(&state.db, &state.master, app, credential, rotation.overlap_seconds, &context).await?;
+    credentials_changed(&state, &format!("credential {credential} rotated"), &context).await;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 
@@ -349,5 +352,12 @@ pub async fn revoke_credential(
     let (app, credential) = credential_ids(ids)?;
     let principal = owner_of(&state, caller, app).await?;
     let context = audit_context_for(&headers, &extensions, Actor::token(&principal));
-    Ok(Json(client_apps::revoke_credential(&state.db, app, credential, &context).await?.into()))
+    let revoked = client_apps::revoke_credential(&state.db, app, credential, &context).await?;
+    credentials_changed(&state, &format!("credential {credential} revoked"), &context).await;
+    Ok(Json(revoked.into()))
+}
+
+/// Agents hear of a credential change at once (see `publishing::ssr::reissue_for_credentials`).
+async fn credentials_changed(state: &AppState, why: &str, context: &store::audit::AuditContext) {
+    app::publishing::ssr::credentials_changed(&state.db, &state.master, why, context).await;
 }
