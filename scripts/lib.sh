@@ -8,6 +8,9 @@ cd "$repo"
 
 # Builds live outside the clone so a fresh clone (and CI after a session) is incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/palisade/target}"
+# Incremental caches of the workspace crates grew to about 20 GB beside 1.4 GB test
+# binaries and filled the disk; the dependencies (most of the build) are never incremental.
+export CARGO_INCREMENTAL=0
 # cargo-leptos sets this when it builds the server; setting it for plain cargo too lets
 # `cargo nextest` reuse that build instead of recompiling leptos.
 export LEPTOS_OUTPUT_NAME=palisade

@@ -14,7 +14,7 @@ use crate::proxy::{self, Proxy};
 use crate::signatures::Keyring;
 use crate::status::Stats;
 use crate::sync::Sync;
-use crate::{bundle_store, fsutil, spool};
+use crate::{bundle_store, fsutil, spool, tls};
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,6 +60,17 @@ async fn serve(
         .await
     {
         tracing::error!(%error, what, "listener failed");
+    }
+}
+
+/// [`serve`] over TLS: handlers see the peer as `ConnectInfo<TlsPeer>`.
+async fn serve_tls(listener: tls::TlsListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+    let service = router.into_make_service_with_connect_info::<tls::TlsPeer>();
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    if let Err(error) = axum::serve(listener, service).with_graceful_shutdown(stop).await {
+        tracing::error!(%error, "TLS listener failed");
     }
 }
 
@@ -149,13 +160,20 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
             proxy::upstream_client(),
         )
         .map_err(Failure::Other)?;
-        tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, "reverse proxy listening");
-        servers.push(tokio::spawn(serve(
-            listener,
-            proxy::router(Arc::new(proxy)),
-            shutdown.clone(),
-            "proxy",
-        )));
+        let router = proxy::router(Arc::new(proxy));
+        match &proxy_config.tls {
+            None => {
+                tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, "reverse proxy listening");
+                servers.push(tokio::spawn(serve(listener, router, shutdown.clone(), "proxy")));
+            }
+            Some(files) => {
+                let config = tls::server_config(&files.cert, &files.key, files.client_ca.as_deref()).map_err(Failure::Other)?;
+                let listener = tls::TlsListener::new(listener, config).map_err(|e| Failure::Other(e.to_string()))?;
+                let mtls = files.client_ca.is_some();
+                tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, mtls, "reverse proxy listening over TLS");
+                servers.push(tokio::spawn(serve_tls(listener, router, shutdown.clone())));
+            }
+        }
     }
     if let Some(address) = config.decision_listen {
         let listener = tokio::net::TcpListener::bind(address)

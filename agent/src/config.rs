@@ -62,6 +62,16 @@ pub struct Args {
     /// The name to enroll under (the control plane may choose one otherwise).
     #[arg(long, env = "PALISADE_AGENT_NAME")]
     pub name: Option<String>,
+    /// Serve the reverse proxy over TLS with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, env = "PALISADE_AGENT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "PALISADE_AGENT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Verify client certificates signed by these CAs (PEM) and know callers by them (mTLS);
+    /// needs --tls-cert. Certificates stay optional at the handshake.
+    #[arg(long, env = "PALISADE_AGENT_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// What the agent runs with, once checked.
@@ -82,6 +92,15 @@ pub struct Config {
 pub struct ProxyConfig {
     pub listen: SocketAddr,
     pub upstream: Url,
+    pub tls: Option<TlsFiles>,
+}
+
+/// The files the proxy's TLS listener is made from.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -102,7 +121,14 @@ impl Config {
                 if upstream.query().is_some() || upstream.fragment().is_some() {
                     return Err("--upstream must not carry a query or fragment".into());
                 }
-                Some(ProxyConfig { listen, upstream })
+                let tls = match (args.tls_cert, args.tls_key) {
+                    (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: args.client_ca }),
+                    _ => None,
+                };
+                Some(ProxyConfig { listen, upstream, tls })
+            }
+            (None, None) if args.tls_cert.is_some() => {
+                return Err("--tls-cert serves the reverse proxy: give --listen and --upstream".into());
             }
             (None, None) => None,
             _ => return Err("--listen and --upstream go together".into()),
@@ -174,5 +200,16 @@ mod tests {
         assert!(config.proxy.is_some() && config.decision_listen.is_none());
         let config = parse(&["--decision-listen", "127.0.0.1:8081", "--fail-open"]).unwrap();
         assert!(config.fail_open && config.proxy.is_none());
+    }
+
+    #[test]
+    fn tls_needs_its_key_and_the_proxy() {
+        let proxy = ["--listen", "127.0.0.1:8443", "--upstream", "http://127.0.0.1:9000"];
+        let with = |extra: &[&'static str]| parse(&[&proxy[..], extra].concat());
+        assert!(with(&["--tls-cert", "c.pem"]).is_err(), "no key");
+        assert!(with(&["--client-ca", "ca.pem"]).is_err(), "a CA without TLS");
+        let config = with(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "--client-ca", "ca.pem"]).unwrap();
+        assert!(config.proxy.unwrap().tls.unwrap().client_ca.is_some());
+        assert!(parse(&["--decision-listen", "127.0.0.1:8081", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_err());
     }
 }

@@ -37,6 +37,9 @@ pub struct Facts<'a> {
     pub source: IpAddr,
     /// The request's headers (the gateway's copy of them at the decision endpoint).
     pub headers: &'a HeaderMap,
+    /// The identities of the client certificate the caller presented over TLS and the
+    /// configured CA verified, most specific first; empty without one.
+    pub peer_identities: &'a [String],
     /// Whether the request and its response pass through the agent, so a request
     /// contract can read the body and L3 can inspect the response (the proxy), or not (the
     /// gateway decision endpoint).
@@ -275,16 +278,47 @@ impl Decider {
         if let AuthResult::Refused(reason) = &auth {
             tracing::debug!(%reason, method = facts.method, path, ?scheme, "credential refused");
         }
+        // mTLS: a verified client certificate authenticates a request that presents nothing
+        // else when its identity is registered, and names the caller's service identity
+        // (for L1) whatever else it presents; an unregistered one only names it.
+        let credentials = &enforced.prepared.policy.credentials;
+        let registered = facts
+            .peer_identities
+            .iter()
+            .find_map(|identity| credentials.mtls_identity(identity, crate::now_millis()).map(|issued| (identity, issued)));
+        let certificate = registered.map(|(identity, _)| identity).or(facts.peer_identities.first()).cloned();
+        let (auth, scheme) = match (auth, registered) {
+            (AuthResult::Absent, Some((identity, issued))) => {
+                let credential = policy::VerifiedCredential {
+                    method: "mtls".into(),
+                    client_app: Some(issued.client_app),
+                    subject: Some(issued.instance.clone()),
+                    identity: Some(identity.clone()),
+                    ..policy::VerifiedCredential::default()
+                };
+                (AuthResult::Verified(Arc::new(credential)), Scheme::Certificate)
+            }
+            (auth, _) => (auth, scheme),
+        };
         let caller = match &auth {
             AuthResult::Verified(credential) => caller_of(credential),
             _ => None,
         };
+        let mut credential = auth.credential();
+        match (&mut credential, certificate) {
+            (Some(credential), Some(identity)) if credential.identity.is_none() => credential.identity = Some(identity),
+            // Verified by the CA, registered nowhere: an identity, not a credential.
+            (None, Some(identity)) if !matches!(auth, AuthResult::Refused(_)) => {
+                credential = Some(policy::VerifiedCredential { method: "certificate".into(), identity: Some(identity), ..Default::default() });
+            }
+            _ => {}
+        }
         let request = Request {
             api: self.enforcer.api(),
             method: facts.method.to_owned(),
             path: path.to_owned(),
             source: facts.source,
-            credential: auth.credential(),
+            credential,
             risk: None,
             device: false,
             consent: None,
@@ -345,13 +379,14 @@ impl Decider {
                     (true, Scheme::Bearer) => "Bearer error=\"invalid_token\"",
                     (true, Scheme::ApiKey) => "ApiKey",
                     (true, Scheme::Signature) => "Signature",
-                    (false, _) => "Bearer",
+                    (true, Scheme::Certificate) | (false, _) => "Bearer",
                 });
             }
             Some(denial)
         };
         match denial {
-            None if body_check.is_some() || content_digest.is_some() => {
+            // Work left before the record is complete: the body's check, the response's.
+            None if body_check.is_some() || content_digest.is_some() || inspect => {
                 let record = self.record(
                     facts,
                     path,
@@ -364,28 +399,14 @@ impl Decider {
                     started,
                 );
                 let obligations = decision.obligations;
-                let response = inspect.then_some((obligations.mask, obligations.block, obligations.response_fields));
-                Verdict::CheckBody(Box::new(BodyDuty { checker: body_check, content_digest, monitor, record, response }))
-            }
-            None if inspect => {
-                let record = self.record(
-                    facts,
-                    path,
-                    Some(enforced.revision),
-                    matched,
-                    "allow",
-                    200,
-                    None,
-                    caller,
-                    started,
-                );
-                Verdict::Forward(Some(Box::new(ResponseDuty {
-                    mask: decision.obligations.mask,
-                    block: decision.obligations.block,
-                    fields: decision.obligations.response_fields,
-                    monitor,
-                    record,
-                })))
+                let response = (obligations.mask, obligations.block, obligations.response_fields);
+                if body_check.is_some() || content_digest.is_some() {
+                    let response = inspect.then_some(response);
+                    Verdict::CheckBody(Box::new(BodyDuty { checker: body_check, content_digest, monitor, record, response }))
+                } else {
+                    let (mask, block, fields) = response;
+                    Verdict::Forward(Some(Box::new(ResponseDuty { mask, block, fields, monitor, record })))
+                }
             }
             None => {
                 self.finish_allowed(
@@ -621,6 +642,7 @@ enum Scheme {
     ApiKey,
     Signature,
     Bearer,
+    Certificate,
 }
 
 /// Who called, for decision logs: the client application and its instance, or the subject.

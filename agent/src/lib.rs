@@ -26,6 +26,7 @@ pub mod spool;
 pub mod sse;
 pub mod status;
 pub mod sync;
+pub mod tls;
 
 /// Unix milliseconds now (0 before 1970, which no clock here reports).
 pub fn now_millis() -> i64 {

@@ -10,6 +10,7 @@ use crate::decide::{BodyDuty, Decider, Denial, Facts, Inspected, ReadBody, Verdi
 use axum::body::Bytes;
 use http_body_util::BodyExt;
 use crate::problem::Problem;
+use crate::tls::TlsPeer;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -85,13 +86,18 @@ impl Proxy {
     }
 
     async fn handle(&self, request: Request) -> Response {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0);
+        // Plain HTTP gives the socket address; TLS also the client certificate's identities.
+        let tls = request.extensions().get::<ConnectInfo<TlsPeer>>().map(|info| info.0.clone());
+        let peer = tls.as_ref().map(|tls| tls.address).or_else(|| {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0)
+        });
         let source = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| {
             peer.ip().to_canonical()
         });
+        let identities = tls.map(|tls| tls.identities).unwrap_or_default();
         let target = request.uri().path_and_query().map_or_else(
             || request.uri().path().to_owned(),
             |pq| pq.as_str().to_owned(),
@@ -102,6 +108,7 @@ impl Proxy {
             target: &target,
             source,
             headers: request.headers(),
+            peer_identities: &identities,
             sees_response: true,
         };
         let verdict = self.decider.decide(&facts).await;
@@ -180,7 +187,8 @@ impl Proxy {
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
         strip_hop_by_hop(&mut parts.headers);
-        add_forwarding(&mut parts.headers, source, original_host.as_deref());
+        let scheme = if parts.extensions.get::<ConnectInfo<TlsPeer>>().is_some() { "https" } else { "http" };
+        add_forwarding(&mut parts.headers, source, original_host.as_deref(), scheme);
         if let Ok(host) = HeaderValue::from_str(&self.authority) {
             parts.headers.insert(header::HOST, host);
         }
@@ -263,8 +271,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`
-/// (appended, RFC 7239). The agent's listener is plain HTTP, so the protocol is `http`.
-pub fn add_forwarding(headers: &mut HeaderMap, source: IpAddr, original_host: Option<&str>) {
+/// (appended, RFC 7239); `scheme` is how the caller reached the agent (`http`, `https`).
+pub fn add_forwarding(headers: &mut HeaderMap, source: IpAddr, original_host: Option<&str>, scheme: &'static str) {
     let client = source.to_string();
     let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(previous) if !previous.trim().is_empty() => format!("{previous}, {client}"),
@@ -273,7 +281,7 @@ pub fn add_forwarding(headers: &mut HeaderMap, source: IpAddr, original_host: Op
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert("x-forwarded-for", value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
     // A host is quoted only when it is plainly a host (letters, digits, `.-:[]`); anything
     // else is left out rather than escaped into a header the upstream might misread.
     let host = original_host.filter(|h| {
@@ -293,7 +301,7 @@ pub fn add_forwarding(headers: &mut HeaderMap, source: IpAddr, original_host: Op
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => format!("\"[{ip}]\""),
     };
-    let mut element = format!("for={node};proto=http");
+    let mut element = format!("for={node};proto={scheme}");
     if let Some(host) = host {
         element.push_str(&format!(";host=\"{host}\""));
     }
@@ -341,6 +349,8 @@ async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Respon
         target,
         source,
         headers,
+        // A gateway terminates TLS itself: no client certificate reaches this endpoint.
+        peer_identities: &[],
         sees_response: false,
     };
     match decider.decide(&facts).await {
@@ -410,6 +420,7 @@ mod tests {
             &mut headers,
             "198.51.100.7".parse().unwrap(),
             Some("api.example.com:8443"),
+            "http",
         );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 198.51.100.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
@@ -425,6 +436,7 @@ mod tests {
             &mut headers,
             "2001:db8::1".parse().unwrap(),
             Some("evil\";for=1.2.3.4"),
+            "http",
         );
         assert_eq!(
             headers[header::FORWARDED],

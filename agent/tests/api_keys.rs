@@ -7,11 +7,11 @@ mod common;
 
 use agent::config::Mode;
 use agent::proxy;
-use common::{API, agent, echo_upstream, proxy_for, records, serve, signed_snapshot};
+use common::{API, agent, echo_upstream, operation, proxy_for, records, serve, signed_snapshot};
 use ed25519_dalek::SigningKey;
 use policy::Snapshot;
 use policy::credentials::{Credentials, IssuedKey, digest};
-use policy::model::{ApiInput, OperationInput};
+use policy::model::ApiInput;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -21,18 +21,6 @@ const BILLING: i64 = 8;
 const ORDERS_KEY: &str = "pak_orders_instance_one_0123456789abcdef";
 const BILLING_KEY: &str = "pak_billing_instance_one_0123456789abcdef";
 const ROTATED_KEY: &str = "pak_orders_rotated_away_0123456789abcdef";
-
-fn operation(id: i64, method: &str, path: &str, protection: Value) -> OperationInput {
-    OperationInput {
-        id,
-        method: method.into(),
-        path: path.into(),
-        protection: serde_json::from_value(protection).unwrap(),
-        response_classes: vec![],
-        response_fields: Vec::new(),
-        ..Default::default()
-    }
-}
 
 fn issued(client_app: i64, credential_id: i64, instance: &str, expires_at: Option<i64>) -> IssuedKey {
     IssuedKey { client_app, credential_id, instance: instance.into(), prefix: "pak_".into(), expires_at, secret_sha256: None }

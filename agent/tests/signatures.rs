@@ -8,13 +8,13 @@ mod common;
 use agent::config::Mode;
 use agent::proxy;
 use agent::signatures::{Message, byte_sequence, sign};
-use common::{API, agent, echo_upstream, proxy_for, records, serve, signed_snapshot};
+use common::{API, agent, echo_upstream, operation, proxy_for, records, serve, signed_snapshot};
 use ed25519_dalek::SigningKey;
 use http::{HeaderMap, HeaderValue};
 use policy::Snapshot;
 use policy::agent_api::{HmacSecret, HmacSecrets};
 use policy::credentials::{Credentials, IssuedKey, digest};
-use policy::model::{ApiInput, OperationInput};
+use policy::model::ApiInput;
 use serde_json::json;
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -26,13 +26,6 @@ const SECRET: &str = "secret-of-orders-instance-one";
 fn estate() -> Snapshot {
     let hmac = |components: &[&str]| json!({"authentication": {"mode": "required", "methods": [
         {"type": "hmac", "algorithm": "hmac-sha256", "signed_components": components, "clock_skew_seconds": 60}]}});
-    let operation = |id: i64, method: &str, path: &str, protection: serde_json::Value| OperationInput {
-        id,
-        method: method.into(),
-        path: path.into(),
-        protection: serde_json::from_value(protection).unwrap(),
-        ..Default::default()
-    };
     let issued = IssuedKey {
         client_app: 7,
         credential_id: 1,

@@ -98,28 +98,23 @@ pub mod ssr {
 
     /// The client credentials that work now, as bundles carry them.
     pub async fn current_credentials(db: &Db) -> Result<Credentials, StoreError> {
+        let issued = |key: &client_apps::ActiveKey, secret_sha256: Option<String>| IssuedKey {
+            client_app: key.client_app.0,
+            credential_id: key.credential_id.0,
+            instance: key.instance.clone(),
+            prefix: key.prefix.clone(),
+            expires_at: key.expires_at,
+            secret_sha256,
+        };
         let mut credentials = Credentials::default();
         for key in client_apps::list_active_keys(db, CredentialKind::ApiKey).await? {
-            let issued = IssuedKey {
-                client_app: key.client_app.0,
-                credential_id: key.credential_id.0,
-                instance: key.instance,
-                prefix: key.prefix,
-                expires_at: key.expires_at,
-                secret_sha256: None,
-            };
-            credentials.api_keys.insert(key.digest, issued);
+            credentials.api_keys.insert(key.digest.clone(), issued(&key, None));
         }
         for key in client_apps::list_active_keys(db, CredentialKind::Hmac).await? {
-            let issued = IssuedKey {
-                client_app: key.client_app.0,
-                credential_id: key.credential_id.0,
-                instance: key.instance,
-                prefix: key.prefix.clone(),
-                expires_at: key.expires_at,
-                secret_sha256: Some(key.digest),
-            };
-            credentials.hmac_keys.insert(key.prefix, issued);
+            credentials.hmac_keys.insert(key.prefix.clone(), issued(&key, Some(key.digest.clone())));
+        }
+        for identity in client_apps::list_active_identities(db).await? {
+            credentials.mtls_identities.insert(identity.prefix.clone(), issued(&identity, None));
         }
         Ok(credentials)
     }

@@ -104,6 +104,8 @@ test('a security user previews, publishes with a reason, rolls back, runs a cana
   expect(page.url()).toContain('path=%2Fentries%2F7');
   const shared = page.url();
   await page.goto(shared);
+  // A reload: the forms below must not be filled before hydration, which would reset them.
+  await waitForHydration(page);
   await expect(page.getByTestId('decision')).toContainText('authentication_undeclared');
   await explorer.getByLabel('Path').fill('/entries//7');
   await explorer.getByRole('button', { name: 'Decide' }).click();

@@ -3,7 +3,8 @@
 //! its holder and kept nowhere), HMAC keys by their key id and the SHA-256 of their secret.
 //! Keys and secrets are high-entropy random strings, so a plain digest cannot be reversed;
 //! a leaked bundle gives no usable credential. An agent fetches HMAC secrets over its own
-//! signed channel and takes only those whose digest the signed bundle names.
+//! signed channel and takes only those whose digest the signed bundle names. mTLS
+//! credentials are certificate identities, which are no secret.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,6 +20,10 @@ pub struct Credentials {
     /// the hex SHA-256 of its secret in `IssuedKey::secret_sha256`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hmac_keys: BTreeMap<String, IssuedKey>,
+    /// Client-certificate identity (`spiffe://acme/orders`, `CN=orders,O=Acme`) → whose it
+    /// is; `IssuedKey::prefix` repeats the identity.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mtls_identities: BTreeMap<String, IssuedKey>,
 }
 
 /// One instance's credential of one client application.
@@ -49,7 +54,7 @@ impl IssuedKey {
 
 impl Credentials {
     pub fn is_empty(&self) -> bool {
-        self.api_keys.is_empty() && self.hmac_keys.is_empty()
+        self.api_keys.is_empty() && self.hmac_keys.is_empty() && self.mtls_identities.is_empty()
     }
 
     /// The holder of `key`, if it is a key this bundle accepts at `now_millis`.
@@ -62,6 +67,11 @@ impl Credentials {
         self.hmac_keys.get(key_id).filter(|issued| issued.is_live(now_millis))
     }
 
+    /// The holder of client-certificate identity `identity`, if registered and live.
+    pub fn mtls_identity(&self, identity: &str, now_millis: i64) -> Option<&IssuedKey> {
+        self.mtls_identities.get(identity).filter(|issued| issued.is_live(now_millis))
+    }
+
     /// One line per credential, for the publish diff.
     pub fn describe(&self, client_apps: &BTreeMap<i64, String>) -> BTreeMap<String, String> {
         let line = |kind: &str, shown: &str, key: &IssuedKey| {
@@ -72,7 +82,8 @@ impl Credentials {
         };
         let api_keys = self.api_keys.values().map(|key| line("API key", &format!("{}…", key.prefix), key));
         let hmac_keys = self.hmac_keys.iter().map(|(key_id, key)| line("HMAC key", key_id, key));
-        api_keys.chain(hmac_keys).collect()
+        let identities = self.mtls_identities.iter().map(|(identity, key)| line("mTLS identity", identity, key));
+        api_keys.chain(hmac_keys).chain(identities).collect()
     }
 }
 

@@ -11,10 +11,11 @@
 
 mod common;
 
+use common::processes::{ControlPlane, agent_binary, free_address, signal};
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use store::{Backend, Role, teams};
@@ -22,54 +23,6 @@ use store::{Backend, Role, teams};
 const ISSUER: &str = "https://issuer.palisade.test";
 const PROVIDER_KEY: &str = include_str!("fixtures/oidc_provider_key.pem");
 const IMPOSTOR_KEY: &str = include_str!("fixtures/oidc_impostor_key.pem");
-
-fn agent_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_palisade")).with_file_name("palisade-agent");
-    assert!(path.exists(), "{} is missing: build the workspace (cargo build -p agent)", path.display());
-    path
-}
-
-fn free_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
-    assert!(status.success(), "kill -{name}");
-}
-
-struct ControlPlane {
-    child: Child,
-    base: String,
-}
-
-impl ControlPlane {
-    fn start(app: &TestApp, data_dir: &Path, listen: SocketAddr) -> ControlPlane {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["serve", "--listen", &listen.to_string()])
-            .env("PALISADE_DATABASE_URL", app.database_url())
-            .env("PALISADE_MASTER_KEY", app.master_key_hex())
-            .env("PALISADE_DATA_DIR", data_dir)
-            .env("PALISADE_ADMIN_PASSWORD", "an admin password for the fleet test")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let reader = std::io::BufReader::new(child.stdout.take().unwrap());
-        for line in reader.lines() {
-            if let Some(base) = line.unwrap().strip_prefix("Palisade is listening on ") {
-                return ControlPlane { child, base: base.to_owned() };
-            }
-        }
-        panic!("palisade did not start");
-    }
-
-    fn kill(mut self) {
-        signal(&self.child, "KILL");
-        self.child.wait().unwrap();
-    }
-}
 
 struct Agent {
     child: Child,
@@ -100,13 +53,6 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
     }
 }

@@ -110,11 +110,21 @@ app_test!(keys_reach_agents_as_digests_and_a_revoked_key_never_comes_back, |app:
     assert_eq!((held.instance.as_str(), held.secret_sha256.as_deref()), ("orders-3", Some(digest(&secret).as_str())));
     assert!(!text.contains(&secret), "an HMAC secret is never in a bundle");
 
-    // A change that leaves the credentials as they are (mTLS identities are not in
-    // bundles yet) re-issues nothing.
-    let before = bundles::active_bundle(&app.db).await.unwrap().unwrap().revision;
+    // An mTLS credential goes out as its certificate identity.
     let mtls = serde_json::json!({"kind": "mtls", "instance": "orders-4", "identity": "spiffe://acme/orders"});
     let mtls = app.send(post_json(&format!("/api/v1/client-apps/{client_app}/credentials"), &dev_token, mtls)).await;
     assert_eq!(mtls.status(), StatusCode::CREATED);
+    let (bundle, _) = active(&app).await;
+    let held = &bundle.policy.credentials.mtls_identities["spiffe://acme/orders"];
+    assert_eq!((held.client_app, held.instance.as_str()), (client_app, "orders-4"));
+
+    // A change that leaves the credentials as they are re-issues nothing: an application
+    // with no credentials deleted.
+    let spare = app
+        .send(post_json(&format!("/api/v1/client-apps?team={}", team.0), &dev_token, serde_json::json!({"name": "Spare", "kind": "service"})))
+        .await;
+    let spare = body_json(spare).await["id"].as_i64().unwrap();
+    let before = bundles::active_bundle(&app.db).await.unwrap().unwrap().revision;
+    assert_eq!(app.send(delete(&format!("/api/v1/client-apps/{spare}"), &dev_token)).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(bundles::active_bundle(&app.db).await.unwrap().unwrap().revision, before);
 });

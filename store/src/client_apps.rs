@@ -451,6 +451,31 @@ pub async fn active_hmac_keys(db: &Db, master: &MasterKey) -> Result<Vec<HmacKey
         .collect()
 }
 
+/// Every registered mTLS credential that works now, by id: `prefix` holds the certificate
+/// identity and `digest` is empty (an identity is no secret).
+pub async fn list_active_identities(db: &Db) -> Result<Vec<ActiveKey>, StoreError> {
+    let rows: Vec<(i64, i64, String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT client_credential_id, client_app_id, instance, identity, expires_at FROM client_credential \
+         WHERE kind = 'mtls' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) ORDER BY client_credential_id",
+    )
+    .bind(now_millis())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, app, instance, identity, expires_at)| {
+            Some(ActiveKey {
+                credential_id: CredentialId(id),
+                client_app: ClientAppId(app),
+                instance,
+                prefix: identity?,
+                digest: String::new(),
+                expires_at,
+            })
+        })
+        .collect())
+}
+
 /// Gives every HMAC key issued before bundles pinned secrets by digest its digest,
 /// opening the secret with the master key; returns how many. Run at start.
 pub async fn backfill_hmac_digests(db: &Db, master: &MasterKey) -> Result<usize, StoreError> {

@@ -110,7 +110,8 @@ pub fn jwt(sub: &str, roles: &[&str]) -> String {
     jsonwebtoken::encode(&header, &claims, &signing_key()).unwrap()
 }
 
-fn operation(id: i64, method: &str, path: &str, protection: Value) -> OperationInput {
+/// An operation of the estate with `protection` as its override.
+pub fn operation(id: i64, method: &str, path: &str, protection: Value) -> OperationInput {
     OperationInput {
         id,
         method: method.into(),

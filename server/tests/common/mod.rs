@@ -14,6 +14,8 @@ use store::testing::TestDb;
 use store::{Account, Backend, Db, Role, TeamId, tokens};
 use tower::ServiceExt;
 
+pub mod processes;
+
 pub const PASSWORD: &str = "a long enough password";
 pub const ORIGIN: &str = "http://palisade.test";
 pub const HOST: &str = "palisade.test";

@@ -1,0 +1,144 @@
+//! mTLS end to end inside the agent: the real reverse proxy behind its TLS listener with a
+//! client CA, callers with certificates made in the test. A registered certificate identity
+//! authenticates its client application; an unregistered one (signed by the CA) names a
+//! service identity for L1 but authenticates nothing; another CA's certificate never
+//! completes the handshake.
+
+mod common;
+
+use agent::config::Mode;
+use agent::tls::{TlsListener, TlsPeer, server_config};
+use common::{API, agent, echo_upstream, operation, records, signed_snapshot};
+use ed25519_dalek::SigningKey;
+use policy::Snapshot;
+use policy::credentials::{Credentials, IssuedKey};
+use policy::model::ApiInput;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+const BILLING: &str = "spiffe://acme/billing";
+const REPORTS: &str = "spiffe://acme/reports";
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A leaf signed by `issuer`: its PEM certificate and PEM key.
+fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>, sans: Vec<SanType>, usage: ExtendedKeyUsagePurpose) -> (String, String) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = sans;
+    params.extended_key_usages = vec![usage];
+    params.distinguished_name.push(DnType::CommonName, "leaf");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn uri(text: &str) -> SanType {
+    SanType::URI(text.try_into().unwrap())
+}
+
+fn estate() -> Snapshot {
+    let issued = IssuedKey {
+        client_app: 7,
+        credential_id: 1,
+        instance: "billing-1".into(),
+        prefix: BILLING.into(),
+        expires_at: None,
+        secret_sha256: None,
+    };
+    Snapshot {
+        apis: vec![ApiInput {
+            id: API,
+            name: "Ledger".into(),
+            environment: "production".into(),
+            protection: serde_json::from_value(json!({"authentication": {"mode": "required", "methods": [{"type": "mtls"}]}})).unwrap(),
+            operations: vec![
+                operation(1, "GET", "/ledger", json!({})),
+                operation(2, "GET", "/reports", json!({"authentication": {"mode": "public"}, "network": {"service_identities": [REPORTS]}})),
+            ],
+            ..Default::default()
+        }],
+        client_apps: BTreeMap::from([(7, "Billing".to_owned())]),
+        credentials: Credentials { mtls_identities: BTreeMap::from([(BILLING.to_owned(), issued)]), ..Credentials::default() },
+        ..Default::default()
+    }
+}
+
+/// The agent's proxy behind TLS with `ca` as the client CA; its https base URL.
+async fn tls_proxy(agent: &common::Agent, upstream: SocketAddr, ca: &CertifiedIssuer<'static, KeyPair>, dir: &std::path::Path) -> String {
+    let (cert, key) = leaf(ca, vec![SanType::IpAddress("127.0.0.1".parse().unwrap())], ExtendedKeyUsagePurpose::ServerAuth);
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let config = server_config(&write("cert.pem", &cert), &write("key.pem", &key), Some(&write("ca.pem", &ca.pem()))).unwrap();
+    let url = format!("http://{upstream}").parse().unwrap();
+    let proxy = agent::proxy::Proxy::new(agent.decider.clone(), &url, agent::proxy::upstream_client()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let listener = TlsListener::new(listener, config).unwrap();
+    let router = agent::proxy::router(Arc::new(proxy));
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<TlsPeer>()).await.unwrap();
+    });
+    format!("https://{address}")
+}
+
+fn client(ca: &CertifiedIssuer<'static, KeyPair>, identity: Option<(String, String)>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().use_rustls_tls().add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap());
+    if let Some((cert, key)) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+async fn code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or_default();
+    (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn client_certificates_authenticate_registered_identities_only() {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let agent = agent(Some(&signed_snapshot(&key, 1, &estate())), &key, Mode::Enforce, false).await;
+    let (upstream, _) = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let authority = ca("Palisade test CA");
+    let base = tls_proxy(&agent, upstream, &authority, dir.path()).await;
+
+    let billing = client(&authority, Some(leaf(&authority, vec![uri(BILLING)], ExtendedKeyUsagePurpose::ClientAuth)));
+    let answer = billing.get(format!("{base}/ledger")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let seen: Value = answer.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+    // A service identity rule names another identity.
+    assert_eq!(code(billing.get(format!("{base}/reports")).send().await.unwrap()).await, (403, "identity_not_allowed".into()));
+
+    let anonymous = client(&authority, None);
+    assert_eq!(code(anonymous.get(format!("{base}/ledger")).send().await.unwrap()).await, (401, "unauthenticated".into()));
+    assert_eq!(code(anonymous.get(format!("{base}/reports")).send().await.unwrap()).await, (403, "identity_not_allowed".into()));
+
+    // Signed by the CA but registered nowhere: an identity for L1, no credential.
+    let reports = client(&authority, Some(leaf(&authority, vec![uri(REPORTS)], ExtendedKeyUsagePurpose::ClientAuth)));
+    assert_eq!(code(reports.get(format!("{base}/ledger")).send().await.unwrap()).await, (401, "credential_not_accepted".into()));
+    assert_eq!(reports.get(format!("{base}/reports")).send().await.unwrap().status(), 200);
+
+    // Another CA's certificate claiming the registered identity: no connection at all.
+    let rogue = ca("Rogue CA");
+    let impostor = client(&authority, Some(leaf(&rogue, vec![uri(BILLING)], ExtendedKeyUsagePurpose::ClientAuth)));
+    assert!(impostor.get(format!("{base}/ledger")).send().await.is_err(), "the handshake must fail");
+
+    let records = records(&agent).await;
+    assert_eq!(records[0].caller.as_deref(), Some("app:7/billing-1"));
+}
