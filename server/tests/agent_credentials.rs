@@ -119,13 +119,7 @@ async fn keys_and_signatures_reach_the_running_agent(backend: Backend) {
     let team = teams::create_team(&app.db, "Orders", &store::audit::AuditContext::system("test")).await.unwrap().id;
     let document = serde_json::json!({"openapi": "3.0.3", "info": {"title": "Orders", "version": "1"},
         "paths": {"/orders/{id}": {"get": {"responses": {"200": {"description": "an order"}}}}}});
-    let request = http::Request::post(format!("/api/v1/apis?team={}", team.0))
-        .header(http::header::HOST, "localhost")
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(serde_json::to_vec(&document).unwrap()))
-        .unwrap();
-    let api = body_json(app.send(request).await).await["id"].as_i64().unwrap();
+    let api = register_document(&app, &token, team.0, &document).await;
     let protection = serde_json::json!({"authentication": {"mode": "required", "methods": [
         {"type": "api_key", "header": "x-api-key"},
         {"type": "hmac", "algorithm": "hmac-sha256", "signed_components": ["@method", "@path"], "clock_skew_seconds": 60}]}});

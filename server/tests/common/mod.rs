@@ -205,6 +205,19 @@ pub async fn publish(app: &TestApp, token: &str, revision: i64) {
     assert_eq!(published.status(), StatusCode::OK, "{}", body_text(published).await);
 }
 
+/// Registers an OpenAPI `document` for `team` through REST; the API's id.
+pub async fn register_document(app: &TestApp, token: &str, team: i64, document: &serde_json::Value) -> i64 {
+    let request = http::Request::post(format!("/api/v1/apis?team={team}"))
+        .header(http::header::HOST, "localhost")
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(serde_json::to_vec(document).unwrap()))
+        .unwrap();
+    let response = app.send(request).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    body_json(response).await["id"].as_i64().unwrap()
+}
+
 /// Makes a draft for `target` labels through REST; its revision.
 pub async fn draft(app: &TestApp, token: &str, target: serde_json::Value) -> i64 {
     let created = app.send(post_json("/api/v1/bundles", token, serde_json::json!({"target": target}))).await;
