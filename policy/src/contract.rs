@@ -326,35 +326,42 @@ mod checker {
         }
     }
 
-    /// The text forms a parameter's values may stand for, most literal first.
-    pub(super) fn candidates(values: &[&str]) -> Vec<Value> {
-        let number = |text: &str| serde_json::from_str::<serde_json::Number>(text.trim()).ok().map(Value::Number);
-        let boolean = |text: &str| match text {
-            "true" => Some(Value::Bool(true)),
-            "false" => Some(Value::Bool(false)),
+    /// What a parameter's values may stand for besides their literal text, made one at a
+    /// time as asked for: the number or boolean one value spells, then the list it spells
+    /// (`ids=1,2,3`, form style without explode) or several values make, as strings,
+    /// numbers or booleans.
+    pub(super) fn readings<'v>(values: &'v [&'v str]) -> impl Iterator<Item = Value> + 'v {
+        fn number(text: &str) -> Option<Value> {
+            serde_json::from_str::<serde_json::Number>(text.trim()).ok().map(Value::Number)
+        }
+        fn boolean(text: &str) -> Option<Value> {
+            match text {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                _ => None,
+            }
+        }
+        fn lists<'i>(items: impl Iterator<Item = &'i str> + Clone + 'i, strings: bool) -> impl Iterator<Item = Value> + 'i {
+            let as_strings = {
+                let items = items.clone();
+                std::iter::once_with(move || Some(Value::Array(items.map(|item| Value::String(item.to_owned())).collect())))
+            };
+            let as_numbers = {
+                let items = items.clone();
+                std::iter::once_with(move || items.map(number).collect::<Option<Vec<_>>>().map(Value::Array))
+            };
+            let as_booleans = std::iter::once_with(move || items.map(boolean).collect::<Option<Vec<_>>>().map(Value::Array));
+            as_strings.filter(move |_| strings).chain(as_numbers).chain(as_booleans).flatten()
+        }
+        let one = match values {
+            [one] => Some(*one),
             _ => None,
         };
-        let lists = |items: Vec<&str>| {
-            let mut lists = vec![Value::Array(items.iter().map(|item| Value::String((*item).to_owned())).collect())];
-            if let Some(numbers) = items.iter().map(|item| number(item)).collect::<Option<Vec<_>>>() {
-                lists.push(Value::Array(numbers));
-            }
-            if let Some(booleans) = items.iter().map(|item| boolean(item)).collect::<Option<Vec<_>>>() {
-                lists.push(Value::Array(booleans));
-            }
-            lists
-        };
-        match values {
-            [one] => {
-                let mut found = vec![Value::String((*one).to_owned())];
-                found.extend(number(one));
-                found.extend(boolean(one));
-                // A list in one value: `ids=1,2,3` (form style without explode).
-                found.extend(lists(one.split(',').collect()));
-                found
-            }
-            many => lists(many.to_vec()),
-        }
+        let scalars = one.into_iter().flat_map(|one| std::iter::once_with(move || number(one)).chain(std::iter::once_with(move || boolean(one))).flatten());
+        // One value: its list reading (strings too); several: the strings were the literal.
+        let split = one.into_iter().flat_map(|one| lists(one.split(','), true));
+        let several = (one.is_none()).then(|| lists(values.iter().copied(), false)).into_iter().flatten();
+        scalars.chain(split).chain(several)
     }
 
     /// One operation's contract with its schemas compiled.
@@ -424,9 +431,9 @@ mod checker {
             query: Option<&str>,
             header: impl Fn(&str) -> Vec<&'a str>,
         ) -> Result<(), Violation> {
-            let query: Vec<(String, String)> = query
-                .map(|query| url::form_urlencoded::parse(query.as_bytes()).into_owned().collect())
-                .unwrap_or_default();
+            // Decoded in place: most names and values need no copy.
+            let query: Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> =
+                query.map(|query| url::form_urlencoded::parse(query.as_bytes()).collect()).unwrap_or_default();
             if self.contract.reject_unknown_query
                 && let Some((unknown, _)) = query.iter().find(|(name, _)| {
                     !self.contract.parameters.iter().any(|p| p.location == Location::Query && p.name == *name)
@@ -437,7 +444,7 @@ mod checker {
             for (parameter, validator) in self.contract.parameters.iter().zip(&self.parameters) {
                 let values: Vec<&str> = match parameter.location {
                     Location::Path => path.iter().filter(|(name, _)| *name == parameter.name).map(|(_, value)| value.as_str()).collect(),
-                    Location::Query => query.iter().filter(|(name, _)| *name == parameter.name).map(|(_, value)| value.as_str()).collect(),
+                    Location::Query => query.iter().filter(|(name, _)| *name == parameter.name).map(|(_, value)| value.as_ref()).collect(),
                     Location::Header => header(&parameter.name),
                 };
                 let place = match parameter.location {
@@ -452,9 +459,17 @@ mod checker {
                     continue;
                 }
                 let Some(validator) = validator else { continue };
-                let candidates = candidates(&values);
-                if !candidates.iter().any(|candidate| validator.is_valid(candidate)) {
-                    let detail = describe(validator, &candidates[0]);
+                // The text as it is first: most values are strings, and most pass; the
+                // other readings are made only when it does not.
+                let literal = match values.as_slice() {
+                    [one] => Value::String((*one).to_owned()),
+                    many => Value::Array(many.iter().map(|item| Value::String((*item).to_owned())).collect()),
+                };
+                if validator.is_valid(&literal) {
+                    continue;
+                }
+                if !readings(&values).any(|reading| validator.is_valid(&reading)) {
+                    let detail = describe(validator, &literal);
                     return Err(Violation::new(400, "invalid_parameter", format!("the {place} {:?}: {detail}", parameter.name)));
                 }
             }
@@ -574,13 +589,16 @@ mod tests {
     #[cfg(feature = "schemas")]
     mod checking {
         use super::*;
-        use crate::contract::checker::candidates;
+        use crate::contract::checker::readings;
 
         #[test]
         fn text_values_stand_for_numbers_booleans_and_lists() {
-            assert_eq!(candidates(&["7"]), [json!("7"), json!(7), json!(["7"]), json!([7])]);
-            assert_eq!(candidates(&["a", "b"]), [json!(["a", "b"])]);
-            assert!(candidates(&["true"]).contains(&json!(true)));
+            let all = |values: &[&str]| readings(values).collect::<Vec<_>>();
+            assert_eq!(all(&["7"]), [json!(7), json!(["7"]), json!([7])]);
+            assert_eq!(all(&["a", "b"]), Vec::<Value>::new(), "several strings are the literal reading");
+            assert_eq!(all(&["1", "2"]), [json!([1, 2])]);
+            assert!(all(&["true"]).contains(&json!(true)));
+            assert_eq!(all(&["true", "false"]), [json!([true, false])]);
         }
 
         fn headers(values: &[&'static str]) -> impl Fn(&str) -> Vec<&'static str> {
