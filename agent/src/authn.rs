@@ -126,8 +126,8 @@ pub struct JwtIssuer {
 }
 
 impl JwtIssuer {
-    /// The issuer for a `jwt` method; other methods are `None` (API keys, HMAC and mTLS
-    /// credentials are not in bundles yet, so those callers get no credential).
+    /// The issuer for a `jwt` method; other methods are `None` (API keys, HMAC signatures
+    /// and client certificates are checked by `api_keys`, `signatures` and `decide`).
     pub fn from_method(method: &AuthMethod) -> Option<JwtIssuer> {
         let AuthMethod::Jwt {
             issuer,
@@ -197,7 +197,7 @@ pub fn issuers_of(policy: &policy::CompiledPolicy, api: i64) -> Vec<Arc<JwtIssue
 /// What authentication found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AuthResult {
-    /// No bearer token (or another scheme, not in bundles yet).
+    /// No credential of this kind was presented (other kinds are tried in `decide`).
     Absent,
     Verified(Arc<VerifiedCredential>),
     /// A bearer token was presented and refused, and why.
@@ -420,7 +420,7 @@ impl Authenticator {
         revision: u64,
     ) -> AuthResult {
         let Some(token) = authorization.and_then(bearer_token) else {
-            // API keys, HMAC signatures and mTLS: not in bundles yet, so no credential.
+            // Another scheme, or none: API keys, signatures and certificates are read elsewhere.
             return AuthResult::Absent;
         };
         if token.len() > MAX_TOKEN_BYTES {
