@@ -1,5 +1,5 @@
 //! The bundle in force, as request handling reads it: the prepared route tables, and the
-//! JWT issuers, API-key headers, HMAC rules and compiled request contracts of the fronted API,
+//! JWT issuers, API-key headers and compiled request contracts of the fronted API,
 //! swapped whole with one atomic pointer store when a bundle is accepted. Readers never
 //! lock; a request keeps the snapshot it started with.
 
@@ -19,8 +19,9 @@ pub struct Enforced {
     pub issuers: Vec<Arc<JwtIssuer>>,
     /// The headers the fronted API's API-key methods read.
     pub api_key_headers: Vec<http::HeaderName>,
-    /// The fronted API's HMAC signature methods.
-    pub hmac_rules: Vec<crate::signatures::HmacRule>,
+    /// Whether the fronted API takes HMAC signatures anywhere (each request is held to
+    /// its own route's rules).
+    pub takes_signatures: bool,
     /// Request contracts of the fronted API's operations, by operation id, compiled once.
     /// A contract whose schemas do not compile (the control plane checks that they do)
     /// refuses its operation's requests rather than let them through unchecked.
@@ -74,7 +75,7 @@ impl Enforcer {
             content_hash: bundle.header.content_hash.clone(),
             issuers: authn::issuers_of(&bundle.policy, self.api),
             api_key_headers: crate::api_keys::headers_of(&bundle.policy, self.api),
-            hmac_rules: crate::signatures::rules_of(&bundle.policy, self.api),
+            takes_signatures: crate::signatures::takes_signatures(&bundle.policy, self.api),
             contracts: contracts_of(&bundle.policy, self.api),
             prepared: Prepared::new(bundle.policy.clone()),
         });
@@ -84,6 +85,12 @@ impl Enforcer {
 
     pub fn current(&self) -> Option<Arc<Enforced>> {
         self.current.load_full()
+    }
+
+    /// Reads the bundle in force without holding a reference to it beyond `read`: cheaper
+    /// than [`Enforcer::current`] for a quick second look on the request path.
+    pub fn with_current<R>(&self, read: impl FnOnce(&Enforced) -> R) -> Option<R> {
+        self.current.load().as_deref().map(read)
     }
 
     /// The revision in force, `0` when none is.

@@ -16,19 +16,7 @@ const MAX_KEY_BYTES: usize = 512;
 /// The distinct headers the API-key methods of `api` read, in the order first declared.
 pub fn headers_of(policy: &policy::CompiledPolicy, api: i64) -> Vec<HeaderName> {
     let mut names: Vec<HeaderName> = Vec::new();
-    let methods = policy
-        .apis
-        .get(&api)
-        .into_iter()
-        .flat_map(|api| api.routes.values().flatten())
-        .flat_map(|route| {
-            route
-                .rules
-                .authentication
-                .iter()
-                .flat_map(|a| a.methods.iter())
-        });
-    for method in methods {
+    for method in policy.auth_methods(api) {
         if let AuthMethod::ApiKey { header } = method {
             match HeaderName::from_bytes(header.trim().as_bytes()) {
                 Ok(name) if !names.contains(&name) => names.push(name),

@@ -170,21 +170,9 @@ impl JwtIssuer {
 /// Every distinct JWT method of `api` in `policy`.
 pub fn issuers_of(policy: &policy::CompiledPolicy, api: i64) -> Vec<Arc<JwtIssuer>> {
     let mut methods: Vec<&AuthMethod> = Vec::new();
-    let routes = policy
-        .apis
-        .get(&api)
-        .into_iter()
-        .flat_map(|api| api.routes.values().flatten());
-    for route in routes {
-        for method in route
-            .rules
-            .authentication
-            .iter()
-            .flat_map(|a| a.methods.iter())
-        {
-            if matches!(method, AuthMethod::Jwt { .. }) && !methods.contains(&method) {
-                methods.push(method);
-            }
+    for method in policy.auth_methods(api) {
+        if matches!(method, AuthMethod::Jwt { .. }) && !methods.contains(&method) {
+            methods.push(method);
         }
     }
     methods

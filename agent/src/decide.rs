@@ -228,27 +228,24 @@ impl Decider {
         };
 
         // One credential per request: a Palisade API key when the API takes them and one
-        // is sent, else the bearer token.
-        let api_key = crate::api_keys::authenticate(
-            facts.headers,
-            &enforced.api_key_headers,
-            &enforced.prepared.policy.credentials,
-            crate::now_millis(),
-        );
+        // is sent, else a signature, else the bearer token, else a client certificate.
+        let now = crate::now_millis();
+        let credentials = &enforced.prepared.policy.credentials;
+        let api_key = crate::api_keys::authenticate(facts.headers, &enforced.api_key_headers, credentials, now);
         // Held to the rules of the operation called; a route that takes no signatures
         // leaves a `Signature-Input` to the upstream and tries the bearer token.
-        let signature = match (&api_key, enforced.hmac_rules.is_empty()) {
-            (None, false) if facts.headers.contains_key("signature-input") => {
+        let signature = match (&api_key, enforced.takes_signatures) {
+            (None, true) if facts.headers.contains_key("signature-input") => {
                 let rules = signatures::rules_for(&enforced.prepared, self.enforcer.api(), facts.method, path);
                 (!rules.is_empty())
                     .then(|| {
                         signatures::verify(
                             &Message { method: facts.method, target: facts.target, headers: facts.headers },
                             &rules,
-                            &enforced.prepared.policy.credentials,
+                            credentials,
                             &self.keyring,
                             &self.replay,
-                            crate::now_millis(),
+                            now,
                         )
                     })
                     .flatten()
@@ -281,11 +278,10 @@ impl Decider {
         // mTLS: a verified client certificate authenticates a request that presents nothing
         // else when its identity is registered, and names the caller's service identity
         // (for L1) whatever else it presents; an unregistered one only names it.
-        let credentials = &enforced.prepared.policy.credentials;
         let registered = facts
             .peer_identities
             .iter()
-            .find_map(|identity| credentials.mtls_identity(identity, crate::now_millis()).map(|issued| (identity, issued)));
+            .find_map(|identity| credentials.mtls_identity(identity, now).map(|issued| (identity, issued)));
         let certificate = registered.map(|(identity, _)| identity).or(facts.peer_identities.first()).cloned();
         let (auth, scheme) = match (auth, registered) {
             (AuthResult::Absent, Some((identity, issued))) => {

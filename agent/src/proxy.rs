@@ -113,9 +113,8 @@ impl Proxy {
         };
         let verdict = self.decider.decide(&facts).await;
         let mut request = request;
-        if let Some(enforced) = self.decider.enforcer.current() {
-            crate::api_keys::strip(request.headers_mut(), &enforced.api_key_headers);
-        }
+        let headers = request.headers_mut();
+        self.decider.enforcer.with_current(|enforced| crate::api_keys::strip(headers, &enforced.api_key_headers));
         let (verdict, request) = match verdict {
             Verdict::CheckBody(duty) => self.check_body(*duty, request).await,
             verdict => (verdict, request),

@@ -43,20 +43,9 @@ pub struct HmacRule {
     pub clock_skew_seconds: u32,
 }
 
-/// The distinct `hmac` methods of `api` in `policy`.
-pub fn rules_of(policy: &policy::CompiledPolicy, api: i64) -> Vec<HmacRule> {
-    let routes = policy
-        .apis
-        .get(&api)
-        .into_iter()
-        .flat_map(|api| api.routes.values().flatten());
-    rules_from(routes.flat_map(|route| {
-        route
-            .rules
-            .authentication
-            .iter()
-            .flat_map(|a| a.methods.iter())
-    }))
+/// Whether any route of `api` in `policy` takes HMAC signatures.
+pub fn takes_signatures(policy: &policy::CompiledPolicy, api: i64) -> bool {
+    policy.auth_methods(api).any(|method| matches!(method, AuthMethod::Hmac { .. }))
 }
 
 /// The `hmac` methods of the route `method path` of `api` in `prepared`: a signature is held

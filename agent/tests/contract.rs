@@ -12,7 +12,8 @@ use ed25519_dalek::SigningKey;
 use policy::Snapshot;
 use policy::model::{ApiInput, OperationInput, OperationSchemas};
 use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn operation(id: i64, method: &str, path: &str, parameters: Value, request_body: Value) -> OperationInput {
     OperationInput {
@@ -67,13 +68,20 @@ async fn problem(response: reqwest::Response) -> (u16, String, String) {
     (status, body["code"].as_str().unwrap().to_owned(), body["detail"].as_str().unwrap().to_owned())
 }
 
-#[tokio::test]
-async fn requests_that_break_the_contract_never_reach_the_upstream() {
+/// An agent enforcing the estate in `enforcement` mode, its proxy in front of an echo
+/// upstream, and the upstream's hit counter.
+async fn proxied(enforcement: &str) -> (common::Agent, String, Arc<AtomicUsize>) {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let bundle = signed_snapshot(&key, 1, &estate("enforce"));
+    let bundle = signed_snapshot(&key, 1, &estate(enforcement));
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
     let (upstream, hits) = echo_upstream().await;
     let base = proxy_for(&agent, upstream).await;
+    (agent, base, hits)
+}
+
+#[tokio::test]
+async fn requests_that_break_the_contract_never_reach_the_upstream() {
+    let (agent, base, hits) = proxied("enforce").await;
     let http = reqwest::Client::new();
     let list = |query: &str| http.get(format!("{base}/pets{query}")).header("x-tenant", "acme");
 
@@ -134,11 +142,7 @@ async fn requests_that_break_the_contract_never_reach_the_upstream() {
 
 #[tokio::test]
 async fn monitor_mode_records_a_broken_contract_and_forwards_the_request() {
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let bundle = signed_snapshot(&key, 1, &estate("monitor"));
-    let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
-    let (upstream, hits) = echo_upstream().await;
-    let base = proxy_for(&agent, upstream).await;
+    let (agent, base, hits) = proxied("monitor").await;
     let http = reqwest::Client::new();
     let broken = http.post(format!("{base}/pets")).json(&json!({"owner": "nobody"}));
     assert_eq!(broken.send().await.unwrap().status(), 200);

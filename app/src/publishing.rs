@@ -113,7 +113,7 @@ pub mod ssr {
         for key in client_apps::list_active_keys(db, CredentialKind::Hmac).await? {
             credentials.hmac_keys.insert(key.prefix.clone(), issued(&key, Some(key.digest.clone())));
         }
-        for identity in client_apps::list_active_identities(db).await? {
+        for identity in client_apps::list_active_keys(db, CredentialKind::Mtls).await? {
             credentials.mtls_identities.insert(identity.prefix.clone(), issued(&identity, None));
         }
         Ok(credentials)
@@ -231,8 +231,13 @@ pub mod ssr {
     /// policy (rollback, promotion, pin, key announcement) must never bring back a key
     /// revoked since, nor cut off one issued since.
     async fn reissued_policy(db: &Db, revision: i64) -> Result<CompiledPolicy, StoreError> {
-        let mut policy = stored_policy(db, revision).await?;
-        policy.credentials = current_credentials(db).await?;
+        let stored = stored_policy(db, revision).await?;
+        with_credentials(db, stored, current_credentials(db).await?).await
+    }
+
+    /// `policy` carrying `credentials`, with the names of the applications they belong to.
+    async fn with_credentials(db: &Db, mut policy: CompiledPolicy, credentials: Credentials) -> Result<CompiledPolicy, StoreError> {
+        policy.credentials = credentials;
         for app in client_apps::list_client_apps(db).await? {
             policy.client_apps.entry(app.id.0).or_insert(app.name);
         }
@@ -354,10 +359,11 @@ pub mod ssr {
         let current = current_credentials(db).await?;
         let mut reissued = Vec::new();
         for (target, revision, origin) in running_now(db, |of| Origin::Credentials { of }).await? {
-            if stored_policy(db, revision).await?.credentials == current {
+            let stored = stored_policy(db, revision).await?;
+            if stored.credentials == current {
                 continue;
             }
-            let policy = reissued_policy(db, revision).await?;
+            let policy = with_credentials(db, stored, current.clone()).await?;
             reissued.push(store_signed(db, master, None, &policy, &target, origin, Some(why), context).await?);
         }
         Ok(reissued)

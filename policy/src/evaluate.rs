@@ -115,7 +115,8 @@ pub struct MatchedOperation {
     pub api_name: String,
     pub operation_id: i64,
     pub template: String,
-    /// The path parameters' values (decoded), for the request contract.
+    /// The path parameters' values (decoded), for the request contract: given only where
+    /// the route has one, so other requests copy nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<(String, String)>,
 }
@@ -212,7 +213,10 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
         api_name: route.api_name.clone(),
         operation_id: route.operation_id,
         template: route.template.clone(),
-        parameters: found.parameters.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect(),
+        parameters: match route.contract {
+            Some(_) => found.parameters.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect(),
+            None => Vec::new(),
+        },
     });
     trace.pass(Level::Route, "matched", format!("{} {} in {}", request.method, route.template, route.api_name));
     let rules: &Protection = &route.rules;

@@ -99,6 +99,13 @@ impl CompiledPolicy {
     pub fn routes(&self) -> impl Iterator<Item = (&str, &Route)> {
         self.apis.values().flat_map(|api| api.routes.iter().flat_map(|(method, routes)| routes.iter().map(move |r| (method.as_str(), r))))
     }
+
+    /// Every authentication method any route of `api` accepts (repeats included), for
+    /// agents to prepare what verifying them needs.
+    pub fn auth_methods(&self, api: i64) -> impl Iterator<Item = &store::protection::AuthMethod> {
+        let routes = self.apis.get(&api).into_iter().flat_map(|api| api.routes.values().flatten());
+        routes.flat_map(|route| route.rules.authentication.iter().flat_map(|a| a.methods.iter()))
+    }
 }
 
 /// One operation as an agent matches and enforces it.

@@ -376,27 +376,29 @@ pub async fn authenticate_api_key(db: &Db, key: &str) -> Result<Option<ClientApp
     }))
 }
 
-/// An active API or HMAC key as the compiler reads it, with no secret.
+/// An active credential as the compiler reads it, with no secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActiveKey {
     pub credential_id: CredentialId,
     pub client_app: ClientAppId,
     pub instance: String,
-    /// An API key's shown prefix, or an HMAC key's id.
+    /// An API key's shown prefix, an HMAC key's id, or an mTLS certificate identity.
     pub prefix: String,
-    /// Hex SHA-256 of the API key, or of the HMAC secret.
+    /// Hex SHA-256 of the API key or of the HMAC secret; empty for mTLS (an identity is
+    /// no secret).
     pub digest: String,
     /// When a rotated key stops working.
     pub expires_at: Option<i64>,
 }
 
-/// Every API or HMAC key (`kind`) that works now (not revoked, not past a rotation's
-/// overlap), by id. mTLS credentials hold no key and are never listed.
+/// Every credential of `kind` that works now (not revoked, not past a rotation's
+/// overlap), by id.
 pub async fn list_active_keys(db: &Db, kind: CredentialKind) -> Result<Vec<ActiveKey>, StoreError> {
-    // id, application, instance, prefix, digest, expiry.
+    // id, application, instance, prefix or identity, digest, expiry.
     type KeyRow = (i64, i64, String, Option<String>, Option<String>, Option<i64>);
     let rows: Vec<KeyRow> = sqlx::query_as(
-        "SELECT client_credential_id, client_app_id, instance, key_prefix, key_digest, expires_at FROM client_credential \
+        "SELECT client_credential_id, client_app_id, instance, COALESCE(key_prefix, identity), \
+         CASE WHEN kind = 'mtls' THEN '' ELSE key_digest END, expires_at FROM client_credential \
          WHERE kind = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) ORDER BY client_credential_id",
     )
     .bind(kind.as_str())
@@ -405,8 +407,9 @@ pub async fn list_active_keys(db: &Db, kind: CredentialKind) -> Result<Vec<Activ
     .await?;
     Ok(rows
         .into_iter()
-        // Every key row has both (insert_credential writes them together; HMAC keys
-        // issued before their digest was kept get it from `backfill_hmac_digests`).
+        // Every row has both (insert_credential writes a key with its digest, an mTLS
+        // credential with its identity; HMAC keys issued before their digest was kept get
+        // it from `backfill_hmac_digests`).
         .filter_map(|(id, app, instance, prefix, digest, expires_at)| {
             Some(ActiveKey {
                 credential_id: CredentialId(id),
@@ -449,31 +452,6 @@ pub async fn active_hmac_keys(db: &Db, master: &MasterKey) -> Result<Vec<HmacKey
             Ok(HmacKey { client_app: ClientAppId(app), key_id, secret, expires_at })
         })
         .collect()
-}
-
-/// Every registered mTLS credential that works now, by id: `prefix` holds the certificate
-/// identity and `digest` is empty (an identity is no secret).
-pub async fn list_active_identities(db: &Db) -> Result<Vec<ActiveKey>, StoreError> {
-    let rows: Vec<(i64, i64, String, Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT client_credential_id, client_app_id, instance, identity, expires_at FROM client_credential \
-         WHERE kind = 'mtls' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) ORDER BY client_credential_id",
-    )
-    .bind(now_millis())
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, app, instance, identity, expires_at)| {
-            Some(ActiveKey {
-                credential_id: CredentialId(id),
-                client_app: ClientAppId(app),
-                instance,
-                prefix: identity?,
-                digest: String::new(),
-                expires_at,
-            })
-        })
-        .collect())
 }
 
 /// Gives every HMAC key issued before bundles pinned secrets by digest its digest,
