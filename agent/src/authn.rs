@@ -193,9 +193,10 @@ pub enum AuthResult {
 }
 
 impl AuthResult {
-    pub fn credential(&self) -> Option<VerifiedCredential> {
+    /// The verified credential, shared (the evaluator reads it where the cache holds it).
+    pub fn credential(&self) -> Option<Arc<VerifiedCredential>> {
         match self {
-            AuthResult::Verified(credential) => Some((**credential).clone()),
+            AuthResult::Verified(credential) => Some(credential.clone()),
             _ => None,
         }
     }

@@ -17,7 +17,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, header};
 use policy::agent_api::DecisionRecord;
 use policy::contract::{Checker, Violation};
-use policy::evaluate::{Request, evaluate};
+use policy::evaluate::{Request, decide};
 use policy::inspect::ResponseField;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -194,7 +194,9 @@ impl Default for RecordIds {
 impl RecordIds {
     pub fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        uuid::Uuid::from_u64_pair(self.run, n).to_string()
+        // Encoded straight into its buffer, without the formatting machinery.
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::from_u64_pair(self.run, n).hyphenated().encode_lower(&mut text).to_owned()
     }
 }
 
@@ -302,10 +304,11 @@ impl Decider {
         };
         let mut credential = auth.credential();
         match (&mut credential, certificate) {
-            (Some(credential), Some(identity)) if credential.identity.is_none() => credential.identity = Some(identity),
+            // Copied only here, to add the certificate's identity to the token's claims.
+            (Some(credential), Some(identity)) if credential.identity.is_none() => Arc::make_mut(credential).identity = Some(identity),
             // Verified by the CA, registered nowhere: an identity, not a credential.
             (None, Some(identity)) if !matches!(auth, AuthResult::Refused(_)) => {
-                credential = Some(policy::VerifiedCredential { method: "certificate".into(), identity: Some(identity), ..Default::default() });
+                credential = Some(Arc::new(policy::VerifiedCredential { method: "certificate".into(), identity: Some(identity), ..Default::default() }));
             }
             _ => {}
         }
@@ -319,7 +322,7 @@ impl Decider {
             device: false,
             consent: None,
         };
-        let decision = evaluate(&enforced.prepared, &request);
+        let decision = decide(&enforced.prepared, &request);
         let matched = decision
             .matched
             .as_ref()
@@ -587,7 +590,7 @@ impl Decider {
             outcome: outcome.to_owned(),
             status,
             reason,
-            source: facts.source.to_string(),
+            source: crate::ip_text(facts.source),
             caller,
             decision_micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         }

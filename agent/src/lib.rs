@@ -35,6 +35,31 @@ pub fn now_millis() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// An address as text, as `Display` writes it; IPv4 without the formatting machinery,
+/// which took more time than anything else in building a request's forwarding headers and
+/// decision record.
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            for (index, octet) in v4.octets().into_iter().enumerate() {
+                if index > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+            text
+        }
+        std::net::IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
 /// Sleeps `duration` unless shutdown comes first; `true` on shutdown.
 pub(crate) async fn pause(
     duration: std::time::Duration,
@@ -46,5 +71,20 @@ pub(crate) async fn pause(
     tokio::select! {
         _ = tokio::time::sleep(duration) => false,
         _ = shutdown.changed() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for octets in [[0, 0, 0, 0], [127, 0, 0, 1], [10, 9, 99, 100], [255, 255, 255, 255], [1, 20, 200, 7]] {
+            let ip = IpAddr::V4(Ipv4Addr::from(octets));
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(super::ip_text(v6), "2001:db8::1");
     }
 }

@@ -9,7 +9,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey, Verifier};
 use policy::bundle::{self, Bundle};
 use policy::model::{ApiInput, OperationInput, Snapshot};
-use policy::{Prepared, Request, VerifiedCredential, compile, evaluate};
+use policy::{Prepared, Request, VerifiedCredential, compile, decide, evaluate};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -56,7 +56,7 @@ fn request() -> Request {
         method: "GET".into(),
         path: "/resource-4/8812/part-8".into(),
         source: "10.1.2.3".parse().unwrap(),
-        credential: Some(VerifiedCredential {
+        credential: Some(std::sync::Arc::new(VerifiedCredential {
             method: "jwt".into(),
             subject: Some("user-1".into()),
             issuer: Some("https://login.example.com".into()),
@@ -64,7 +64,7 @@ fn request() -> Request {
             scopes: vec!["read".into()],
             roles: vec!["reader".into()],
             ..VerifiedCredential::default()
-        }),
+        })),
         risk: None,
         device: false,
         consent: None,
@@ -78,6 +78,9 @@ fn evaluation(c: &mut Criterion) {
         let request = request();
         assert!(evaluate(&prepared, &request).allow);
         group.bench_with_input(BenchmarkId::new("apis", apis), &prepared, |b, prepared| b.iter(|| evaluate(prepared, black_box(&request))));
+        // The agent's call: the same decision without the text of the levels that passed.
+        assert_eq!(decide(&prepared, &request).allow, evaluate(&prepared, &request).allow);
+        group.bench_with_input(BenchmarkId::new("decide, apis", apis), &prepared, |b, prepared| b.iter(|| decide(prepared, black_box(&request))));
     }
     group.finish();
 }

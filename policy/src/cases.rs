@@ -207,7 +207,7 @@ fn request(policy: &CompiledPolicy, case: &Case) -> Result<Request, String> {
         method: case.request.method.to_ascii_uppercase(),
         path: case.request.path.clone(),
         source,
-        credential,
+        credential: credential.map(std::sync::Arc::new),
         risk: case.request.risk,
         device: case.request.device,
         consent: case.request.consent,

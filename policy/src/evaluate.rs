@@ -10,7 +10,23 @@ use crate::routes::{Prepared, canonical_segments};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use store::protection::{AuthMethod, AuthMode, DataAction, Enforcement, Protection};
+
+/// `Option<Arc<T>>` as `Option<T>` on the wire (serde's `rc` feature would do it for every
+/// crate in the build).
+mod shared {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Option<Arc<T>>, serializer: S) -> Result<S::Ok, S::Error> {
+        value.as_deref().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Arc<T>>, D::Error> {
+        Ok(Option::<T>::deserialize(deserializer)?.map(Arc::new))
+    }
+}
 
 /// A credential the agent has already verified (signature, expiry, key digest).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -44,7 +60,9 @@ pub struct Request {
     /// The request target's path (a query string is ignored).
     pub path: String,
     pub source: IpAddr,
-    pub credential: Option<VerifiedCredential>,
+    /// Shared with the agent's cache of verified tokens, not copied per request.
+    #[serde(default, with = "shared")]
+    pub credential: Option<Arc<VerifiedCredential>>,
     /// The caller's risk score (0–100) from analytics, when known.
     pub risk: Option<u8>,
     /// Whether the caller presented a registered device.
@@ -147,18 +165,27 @@ fn step(level: Level, outcome: Outcome, code: &str, detail: impl Into<String>) -
 }
 
 struct Trace {
+    /// Whether passed and skipped levels are written down ([`evaluate`]) or only the
+    /// deciding denial ([`decide`], the agent's hot path: no text is made for a request
+    /// that is let through).
+    explain: bool,
     steps: Vec<Step>,
     matched: Option<MatchedOperation>,
     monitor: bool,
 }
 
 impl Trace {
-    fn pass(&mut self, level: Level, code: &str, detail: impl Into<String>) {
-        self.steps.push(step(level, Outcome::Pass, code, detail));
+    /// `detail` is made only when the trace is kept.
+    fn pass<D: Into<String>>(&mut self, level: Level, code: &str, detail: impl FnOnce() -> D) {
+        if self.explain {
+            self.steps.push(step(level, Outcome::Pass, code, detail()));
+        }
     }
 
     fn skip(&mut self, level: Level) {
-        self.steps.push(step(level, Outcome::Skip, "no_rule", "no rule at this level"));
+        if self.explain {
+            self.steps.push(step(level, Outcome::Skip, "no_rule", "no rule at this level"));
+        }
     }
 
     fn deny(mut self, status: u16, level: Level, code: &str, detail: impl Into<String>) -> Decision {
@@ -195,11 +222,21 @@ fn method_accepts(method: &AuthMethod, credential: &VerifiedCredential) -> bool 
     }
 }
 
-/// Decides one request.
+/// Decides one request and explains it: every level up to the deciding one is in `trace`.
 pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
+    evaluate_with(prepared, request, true)
+}
+
+/// Decides one request as [`evaluate`] does, keeping only the deciding denial in `trace`:
+/// what an agent needs for each request, without the text of the levels that passed.
+pub fn decide(prepared: &Prepared, request: &Request) -> Decision {
+    evaluate_with(prepared, request, false)
+}
+
+fn evaluate_with(prepared: &Prepared, request: &Request, explain: bool) -> Decision {
     // Until a route matches, the API's mode applies; then the route's (its override or the API's).
     let api_monitor = prepared.policy.apis.get(&request.api).is_some_and(|api| api.monitor);
-    let mut trace = Trace { steps: Vec::new(), matched: None, monitor: api_monitor };
+    let mut trace = Trace { explain, steps: Vec::new(), matched: None, monitor: api_monitor };
     let segments = match canonical_segments(&request.path) {
         Ok(segments) => segments,
         Err(error) => return trace.deny(400, Level::Route, "non_canonical_path", error.to_string()),
@@ -218,20 +255,17 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
             None => Vec::new(),
         },
     });
-    trace.pass(Level::Route, "matched", format!("{} {} in {}", request.method, route.template, route.api_name));
+    trace.pass(Level::Route, "matched", || format!("{} {} in {}", request.method, route.template, route.api_name));
     let rules: &Protection = &route.rules;
     trace.monitor = rules.enforcement == Some(Enforcement::Monitor);
-    let credential = request.credential.as_ref();
+    let credential = request.credential.as_deref();
 
     // L1: where the call comes from.
     match &rules.network {
         None => trace.skip(Level::Network),
         Some(network) => {
             let from_allowed = network.source_networks.is_empty()
-                || network.source_networks.iter().any(|allowed| match allowed.parse::<ipnet::IpNet>() {
-                    Ok(net) => net.contains(&request.source),
-                    Err(_) => allowed.parse::<IpAddr>().is_ok_and(|address| address == request.source),
-                });
+                || prepared.source_networks(route.operation_id).iter().any(|net| net.contains(&request.source));
             if !from_allowed {
                 return trace.deny(403, Level::Network, "source_not_allowed", format!("{} is not in an allowed network", request.source));
             }
@@ -239,14 +273,14 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
             if !network.service_identities.is_empty() && !identity.is_some_and(|id| network.service_identities.contains(id)) {
                 return trace.deny(403, Level::Network, "identity_not_allowed", "the caller's service identity may not reach this API");
             }
-            trace.pass(Level::Network, "allowed", "source and identity allowed");
+            trace.pass(Level::Network, "allowed", || "source and identity allowed");
         }
     }
 
     // Authentication.
     match &rules.authentication {
         None => return trace.deny(401, Level::Authentication, "authentication_undeclared", "no authentication is declared for this operation"),
-        Some(authentication) if authentication.mode == AuthMode::Public => trace.pass(Level::Authentication, "public", "open to anyone"),
+        Some(authentication) if authentication.mode == AuthMode::Public => trace.pass(Level::Authentication, "public", || "open to anyone"),
         Some(authentication) => {
             let Some(presented) = credential else {
                 return trace.deny(401, Level::Authentication, "unauthenticated", "credentials are required");
@@ -254,7 +288,7 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
             if !authentication.methods.iter().any(|method| method_accepts(method, presented)) {
                 return trace.deny(401, Level::Authentication, "credential_not_accepted", format!("a {} credential does not satisfy this operation", presented.method));
             }
-            trace.pass(Level::Authentication, "authenticated", format!("by {}", presented.method));
+            trace.pass(Level::Authentication, "authenticated", || format!("by {}", presented.method));
         }
     }
 
@@ -297,14 +331,14 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
             if rule.require_device && !request.device {
                 return trace.deny(403, Level::Requestor, "device_required", "a registered device is required");
             }
-            trace.pass(Level::Requestor, "allowed", "every requestor rule holds");
+            trace.pass(Level::Requestor, "allowed", || "every requestor rule holds");
         }
     }
 
     // L4: the data subject's consent.
     match &rules.consent {
         None => trace.skip(Level::Consent),
-        Some(consent) if request.consent == Some(true) => trace.pass(Level::Consent, "consented", format!("consent for {}", consent.purpose)),
+        Some(consent) if request.consent == Some(true) => trace.pass(Level::Consent, "consented", || format!("consent for {}", consent.purpose)),
         Some(consent) => {
             return trace.deny(403, Level::Consent, "consent_required", format!("no consent record covers the purpose {}", consent.purpose));
         }
@@ -312,9 +346,12 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
 
     let mut obligations = Obligations::default();
     // Rate limits: one counter per limit that applies, keyed by who calls.
-    let caller = credential
-        .and_then(|c| c.client_app.map(|app| format!("app:{app}")).or_else(|| c.subject.clone().map(|s| format!("sub:{s}"))))
-        .unwrap_or_else(|| format!("ip:{}", request.source));
+    // Made only when a limit applies.
+    let caller = || {
+        credential
+            .and_then(|c| c.client_app.map(|app| format!("app:{app}")).or_else(|| c.subject.as_ref().map(|s| format!("sub:{s}"))))
+            .unwrap_or_else(|| format!("ip:{}", request.source))
+    };
     for limit in rules.rate_limits.iter().flatten() {
         let applies = match limit.client_app {
             None => true,
@@ -323,7 +360,7 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
         if applies {
             let scope = limit.client_app.map_or_else(|| "each".to_owned(), |app| format!("app{app}"));
             obligations.rate_limits.push(RateLimitKey {
-                key: format!("{}:{}:{scope}:{caller}", route.api_id, route.operation_id),
+                key: format!("{}:{}:{scope}:{}", route.api_id, route.operation_id, caller()),
                 requests: limit.requests,
                 window_seconds: limit.window_seconds,
             });
@@ -332,7 +369,7 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
     if obligations.rate_limits.is_empty() {
         trace.skip(Level::RateLimit);
     } else {
-        trace.pass(Level::RateLimit, "counted", format!("{} counter(s)", obligations.rate_limits.len()));
+        trace.pass(Level::RateLimit, "counted", || format!("{} counter(s)", obligations.rate_limits.len()));
     }
 
     // L3: classes the caller may not receive.
@@ -343,7 +380,9 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
             let granted: Vec<&String> =
                 rule.grants.iter().filter(|grant| Some(grant.client_app.0) == app).flat_map(|grant| grant.classes.iter()).collect();
             let withheld: Vec<String> = route.response_classes.iter().filter(|class| !granted.contains(class)).cloned().collect();
-            let detail = if withheld.is_empty() { "every returned class is granted".to_owned() } else { format!("{}: {}", rule.otherwise.as_str(), withheld.join(", ")) };
+            trace.pass(Level::Data, "inspect", || {
+                if withheld.is_empty() { "every returned class is granted".to_owned() } else { format!("{}: {}", rule.otherwise.as_str(), withheld.join(", ")) }
+            });
             if rule.otherwise != DataAction::LogOnly {
                 obligations.response_fields =
                     route.response_fields.iter().filter(|field| withheld.contains(&field.class)).cloned().collect();
@@ -353,7 +392,6 @@ pub fn evaluate(prepared: &Prepared, request: &Request) -> Decision {
                 DataAction::Block => obligations.block = withheld,
                 DataAction::LogOnly => obligations.log = withheld,
             }
-            trace.pass(Level::Data, "inspect", detail);
         }
     }
     Decision { allow: true, status: 200, reason: None, trace: trace.steps, obligations, matched: trace.matched, monitor: trace.monitor }

@@ -102,7 +102,7 @@ pub fn evaluate_bytes(data: &[u8]) {
         ..VerifiedCredential::default()
     });
     let source = if flags & 4 == 4 { IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)) } else { IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)) };
-    let request = Request { api: 1, method: method.into(), path, source, credential, risk: None, device: false, consent: None };
+    let request = Request { api: 1, method: method.into(), path, source, credential: credential.map(std::sync::Arc::new), risk: None, device: false, consent: None };
     let decision = evaluate(estate(), &request);
     if decision.allow {
         let matched = decision.matched.as_ref().map(|m| m.template.as_str());

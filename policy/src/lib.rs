@@ -19,6 +19,6 @@ pub mod model;
 pub mod routes;
 
 pub use compile::compile;
-pub use evaluate::{Decision, Request, VerifiedCredential, evaluate};
+pub use evaluate::{Decision, Request, VerifiedCredential, decide, evaluate};
 pub use model::{CompiledPolicy, Diagnostic, Snapshot};
 pub use routes::Prepared;

@@ -6,6 +6,7 @@
 //! depends on the path's length, not on how many APIs the bundle holds.
 
 use crate::model::{CompiledPolicy, Route, Segment};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Why a path was refused before matching.
@@ -23,8 +24,8 @@ pub enum PathError {
     Encoding,
 }
 
-/// The decoded segments of a canonical path.
-pub fn canonical_segments(path: &str) -> Result<Vec<String>, PathError> {
+/// The decoded segments of a canonical path (borrowed from it where nothing is encoded).
+pub fn canonical_segments(path: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
     let path = path.split_once('?').map_or(path, |(path, _)| path);
     let Some(rest) = path.strip_prefix('/') else { return Err(PathError::NotAbsolute) };
     if rest.is_empty() {
@@ -33,12 +34,18 @@ pub fn canonical_segments(path: &str) -> Result<Vec<String>, PathError> {
     rest.split('/').map(decode_segment).collect()
 }
 
-fn decode_segment(segment: &str) -> Result<String, PathError> {
+fn decode_segment(segment: &str) -> Result<Cow<'_, str>, PathError> {
     if segment.is_empty() {
         return Err(PathError::EmptySegment);
     }
     if segment.contains(';') {
         return Err(PathError::MatrixParameter);
+    }
+    if !segment.contains('%') {
+        return match segment {
+            "." | ".." => Err(PathError::DotSegment),
+            _ => Ok(Cow::Borrowed(segment)),
+        };
     }
     let bytes = segment.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -65,7 +72,7 @@ fn decode_segment(segment: &str) -> Result<String, PathError> {
     if text == "." || text == ".." {
         return Err(PathError::DotSegment);
     }
-    Ok(text)
+    Ok(Cow::Owned(text))
 }
 
 #[derive(Default, Debug)]
@@ -80,8 +87,10 @@ struct Node {
 #[derive(Debug)]
 pub struct Prepared {
     pub policy: CompiledPolicy,
-    /// By API id and method.
-    trees: HashMap<(i64, String), Node>,
+    /// By API id, then method (looked up with the request's `&str`, no key built).
+    trees: HashMap<i64, HashMap<String, Node>>,
+    /// Each operation's allowed source networks, parsed once rather than per request.
+    networks: HashMap<i64, Vec<ipnet::IpNet>>,
 }
 
 /// A matched route and the values of its path parameters.
@@ -93,35 +102,44 @@ pub struct Matched<'a> {
 
 impl Prepared {
     pub fn new(policy: CompiledPolicy) -> Prepared {
-        let mut trees: HashMap<(i64, String), Node> = HashMap::new();
-        for (method, routes) in policy.apis.iter().flat_map(|(id, api)| api.routes.iter().map(move |(m, r)| ((*id, m.clone()), r))) {
-            let tree = trees.entry(method).or_default();
-            for (index, route) in routes.iter().enumerate() {
-                let mut node = &mut *tree;
-                for segment in &route.segments {
-                    node = match segment {
-                        Segment::Literal(text) => node.literals.entry(text.clone()).or_default(),
-                        Segment::Parameter(_) => node.parameter.get_or_insert_with(Default::default),
-                    };
+        let mut trees: HashMap<i64, HashMap<String, Node>> = HashMap::new();
+        let mut networks = HashMap::new();
+        for (id, api) in &policy.apis {
+            for (method, routes) in &api.routes {
+                let tree = trees.entry(*id).or_default().entry(method.clone()).or_default();
+                for (index, route) in routes.iter().enumerate() {
+                    let mut node = &mut *tree;
+                    for segment in &route.segments {
+                        node = match segment {
+                            Segment::Literal(text) => node.literals.entry(text.clone()).or_default(),
+                            Segment::Parameter(_) => node.parameter.get_or_insert_with(Default::default),
+                        };
+                    }
+                    // The compiler refuses two routes of one shape; the first one wins otherwise.
+                    node.route.get_or_insert(index);
+                    if let Some(network) = &route.rules.network {
+                        networks.insert(route.operation_id, parse_networks(&network.source_networks));
+                    }
                 }
-                // The compiler refuses two routes of one shape; the first one wins otherwise.
-                node.route.get_or_insert(index);
             }
         }
-        Prepared { policy, trees }
+        Prepared { policy, trees, networks }
     }
 
-    /// The route of API `api` for `method` and the canonical `segments`, literals
-    /// preferred over parameters at each position.
-    pub fn find<'a>(&'a self, api: i64, method: &str, segments: &[String]) -> Option<Matched<'a>> {
-        let index = walk(self.trees.get(&(api, method.to_owned()))?, segments)?;
+    /// The source networks an operation allows, parsed (empty: no such rule, or any source).
+    pub fn source_networks(&self, operation_id: i64) -> &[ipnet::IpNet] {
+        self.networks.get(&operation_id).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn find<'a>(&'a self, api: i64, method: &str, segments: &[Cow<'_, str>]) -> Option<Matched<'a>> {
+        let index = walk(self.trees.get(&api)?.get(method)?, segments)?;
         let route = &self.policy.apis.get(&api)?.routes.get(method)?[index];
         let parameters = route
             .segments
             .iter()
             .zip(segments)
             .filter_map(|(segment, value)| match segment {
-                Segment::Parameter(name) => Some((name.as_str(), value.clone())),
+                Segment::Parameter(name) => Some((name.as_str(), value.as_ref().to_owned())),
                 Segment::Literal(_) => None,
             })
             .collect();
@@ -129,9 +147,18 @@ impl Prepared {
     }
 }
 
-fn walk(node: &Node, segments: &[String]) -> Option<usize> {
+/// Networks (`10.0.0.0/8`) and single addresses (a host-length network); the compiler
+/// refuses anything else, and whatever still does not parse allows nothing.
+fn parse_networks(allowed: &[String]) -> Vec<ipnet::IpNet> {
+    allowed
+        .iter()
+        .filter_map(|text| text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from)))
+        .collect()
+}
+
+fn walk(node: &Node, segments: &[Cow<'_, str>]) -> Option<usize> {
     let Some((first, rest)) = segments.split_first() else { return node.route };
-    if let Some(found) = node.literals.get(first).and_then(|next| walk(next, rest)) {
+    if let Some(found) = node.literals.get(first.as_ref()).and_then(|next| walk(next, rest)) {
         return Some(found);
     }
     node.parameter.as_deref().and_then(|next| walk(next, rest))

@@ -71,7 +71,7 @@ fn jwt(sub: &str, roles: &[&str]) -> VerifiedCredential {
 }
 
 fn request(method: &str, path: &str, credential: Option<VerifiedCredential>) -> Request {
-    Request { api: 1, method: method.into(), path: path.into(), source: "10.1.2.3".parse().unwrap(), credential, risk: None, device: false, consent: None }
+    Request { api: 1, method: method.into(), path: path.into(), source: "10.1.2.3".parse().unwrap(), credential: credential.map(std::sync::Arc::new), risk: None, device: false, consent: None }
 }
 
 fn code(prepared: &Prepared, request: &Request) -> String {

@@ -204,7 +204,7 @@ fn explorer_request(case: &ExplorerCase) -> Result<policy::Request, AppError> {
         method: case.method.trim().to_ascii_uppercase(),
         path: case.path.trim().to_owned(),
         source,
-        credential,
+        credential: credential.map(std::sync::Arc::new),
         risk,
         device: case.device == "on",
         consent,

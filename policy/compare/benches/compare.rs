@@ -75,7 +75,7 @@ fn palisade_request() -> Request {
         method: METHOD.into(),
         path: PATH.into(),
         source: "10.1.2.3".parse().unwrap(),
-        credential: Some(VerifiedCredential {
+        credential: Some(std::sync::Arc::new(VerifiedCredential {
             method: "jwt".into(),
             subject: Some("user-1".into()),
             issuer: Some("https://login.example.com".into()),
@@ -83,7 +83,7 @@ fn palisade_request() -> Request {
             scopes: vec!["read".into()],
             roles: vec!["reader".into()],
             ..VerifiedCredential::default()
-        }),
+        })),
         risk: None,
         device: false,
         consent: None,
