@@ -17,7 +17,6 @@ use crate::sync::Sync;
 use crate::{bundle_store, fsutil, spool, tls};
 use axum::Router;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -51,11 +50,12 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
 ) {
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    // Each connection's address, and its own upstream connection for the proxy.
+    let service = router.into_make_service_with_connect_info::<proxy::Downstream>();
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    if let Err(error) = axum::serve(listener, service)
+    if let Err(error) = axum::serve(proxy::NoDelayListener(listener), service)
         .with_graceful_shutdown(stop)
         .await
     {

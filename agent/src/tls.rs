@@ -70,6 +70,8 @@ pub struct TlsPeer {
     /// The verified client certificate's identities, most specific first; empty when the
     /// caller presented none.
     pub identities: Arc<Vec<String>>,
+    /// The connection's own upstream connection (see [`crate::proxy::UpstreamSlot`]).
+    pub upstream: crate::proxy::UpstreamSlot,
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for TlsPeer {
@@ -104,6 +106,8 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                // As on the plain listener (`app::serve`): answers go out when written.
+                let _ = tcp.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -115,7 +119,7 @@ impl TlsListener {
                                 .and_then(|chain| chain.first())
                                 .map(|leaf| certificate_identities(leaf.as_ref()))
                                 .unwrap_or_default();
-                            let peer = TlsPeer { address, identities: Arc::new(identities) };
+                            let peer = TlsPeer { address, identities: Arc::new(identities), upstream: Default::default() };
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(error)) => tracing::debug!(%address, %error, "TLS handshake refused"),
@@ -141,7 +145,7 @@ impl Listener for TlsListener {
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(TlsPeer { address: self.local, identities: Arc::new(Vec::new()) })
+        Ok(TlsPeer { address: self.local, identities: Arc::new(Vec::new()), upstream: Default::default() })
     }
 }
 

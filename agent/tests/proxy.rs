@@ -379,3 +379,83 @@ async fn the_decision_endpoint_answers_a_gateway() {
         "without X-Real-IP, the peer"
     );
 }
+
+/// An upstream that counts the connections made to it and answers `ok`, closing each
+/// connection after its answer when `close` is set.
+async fn counting_upstream(close: bool) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::serve::ListenerExt;
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let listener = listener.tap_io(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    // Answers `ok` only to a request line in origin form (`GET /public`), as an upstream
+    // that is not a proxy expects it.
+    let router = axum::Router::new().fallback(move |uri: http::Uri| async move {
+        let connection = if close { "close" } else { "keep-alive" };
+        let body = if uri.scheme().is_none() && uri.authority().is_none() { "ok".to_owned() } else { format!("absolute form: {uri}") };
+        ([(http::header::CONNECTION, connection)], body)
+    });
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (address, connections)
+}
+
+#[tokio::test]
+async fn each_caller_connection_keeps_one_upstream_connection_and_a_closed_one_is_replaced() {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let jwks = common::jwks_server().await;
+    let bundle = signed_bundle(&key, 1, &jwks);
+    let enforcing = agent(Some(&bundle), &key, Mode::Enforce, false).await;
+
+    // Requests over one caller connection go over one upstream connection, one at a time;
+    // another caller connection gets one of its own.
+    let (upstream, connections) = counting_upstream(false).await;
+    let base = proxy_for(&enforcing, upstream).await;
+    let (first, second) = (reqwest::Client::new(), reqwest::Client::new());
+    for client in [&first, &first, &first, &second, &second, &first] {
+        let response = client.get(format!("{base}/public")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "one upstream connection per caller connection");
+    // A refused request never reaches the upstream and leaves the connection as it was.
+    assert_eq!(first.get(format!("{base}/admin")).send().await.unwrap().status(), 401);
+    assert_eq!(first.get(format!("{base}/public")).send().await.unwrap().status(), 200);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+
+    // An upstream that closes after every answer: each request finds the connection gone
+    // and opens another, and no caller sees an error.
+    let (closing, opened) = counting_upstream(true).await;
+    let base = proxy_for(&enforcing, closing).await;
+    let client = reqwest::Client::new();
+    for _ in 0..4 {
+        let response = client.get(format!("{base}/public")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+    assert_eq!(opened.load(Ordering::SeqCst), 4);
+
+    // Concurrent callers each get their answer (no connection is shared between them).
+    let (upstream, connections) = counting_upstream(false).await;
+    let base = proxy_for(&enforcing, upstream).await;
+    let calls = (0..8).map(|_| {
+        let base = base.clone();
+        tokio::spawn(async move { reqwest::Client::new().get(format!("{base}/public")).send().await.unwrap().status() })
+    });
+    for status in futures::future::join_all(calls).await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 8);
+
+    // Served without a connection of its own (as HTTP/2 callers are), a request goes
+    // through the pool, in origin form all the same.
+    let (upstream, _) = counting_upstream(false).await;
+    let url = format!("http://{upstream}").parse().unwrap();
+    let pooled = proxy::Proxy::new(enforcing.decider.clone(), &url, proxy::upstream_client()).unwrap();
+    let base = format!("http://{}", serve(proxy::router(std::sync::Arc::new(pooled))).await);
+    let response = reqwest::get(format!("{base}/public")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "ok");
+}

@@ -217,10 +217,18 @@ pub async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_ope
     }
 }
 
+/// The reverse proxy in front of `upstream`, served as the agent serves it: each caller
+/// connection with its own upstream connection.
 pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
     let url = format!("http://{upstream}").parse().unwrap();
     let proxy = Proxy::new(agent.decider.clone(), &url, proxy::upstream_client()).unwrap();
-    format!("http://{}", serve(proxy::router(Arc::new(proxy))).await)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = proxy::router(Arc::new(proxy)).into_make_service_with_connect_info::<proxy::Downstream>();
+    tokio::spawn(async move {
+        axum::serve(proxy::NoDelayListener(listener), service).await.unwrap();
+    });
+    format!("http://{address}")
 }
 
 /// The records the agent spooled, once sealed.
