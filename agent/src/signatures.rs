@@ -25,12 +25,14 @@ use sha2::{Digest, Sha256, Sha512};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use store::protection::AuthMethod;
 
 const KEYRING_FILE: &str = "hmac_keys.json";
 /// Signature headers longer than this are refused unread.
 const MAX_HEADER_BYTES: usize = 8 * 1024;
-/// Signatures remembered against replay; past this, expired ones are dropped first.
+/// Signatures remembered against replay; past this, expired ones are dropped first, and
+/// while every one is still live a new signature is refused rather than forgotten.
 const REPLAY_CAPACITY: usize = 200_000;
 
 /// One `hmac` method of the fronted API.
@@ -194,32 +196,60 @@ impl Keyring {
 }
 
 /// Signatures already accepted, until their window closes.
-#[derive(Default)]
 pub struct ReplayGuard {
     /// SHA-256 of key id and signature → Unix seconds after which it may be forgotten.
     seen: DashMap<[u8; 32], u64>,
+    capacity: usize,
+    /// The Unix second expired signatures were last dropped in.
+    pruned_at: AtomicU64,
+}
+
+impl Default for ReplayGuard {
+    fn default() -> Self {
+        ReplayGuard::with_capacity(REPLAY_CAPACITY)
+    }
 }
 
 impl ReplayGuard {
-    /// Records `signature` until `until`; `false` when it was seen already.
-    fn first_use(&self, key_id: &str, signature: &[u8], until: u64, now: u64) -> bool {
-        if self.seen.len() >= REPLAY_CAPACITY {
-            self.seen.retain(|_, expires| *expires > now);
-        }
+    /// A guard that remembers at most `capacity` live signatures.
+    pub fn with_capacity(capacity: usize) -> ReplayGuard {
+        ReplayGuard { seen: DashMap::new(), capacity, pruned_at: AtomicU64::new(0) }
+    }
+
+    /// Records `signature` until `until`; refused when it was seen already, or when the
+    /// guard is full of live signatures: one it could not remember could be replayed.
+    fn first_use(&self, key_id: &str, signature: &[u8], until: u64, now: u64) -> Result<(), &'static str> {
         let mut hasher = Sha256::new();
         hasher.update(key_id.as_bytes());
         hasher.update([0]);
         hasher.update(signature);
         let id: [u8; 32] = hasher.finalize().into();
+        if self.seen.get(&id).is_some_and(|expires| *expires > now) {
+            return Err("a replayed signature");
+        }
+        if self.seen.len() >= self.capacity {
+            // At most once a second: a full guard must not cost a scan on every request.
+            let last = self.pruned_at.load(Ordering::Relaxed);
+            if last != now && self.pruned_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                self.seen.retain(|_, expires| *expires > now);
+                if self.seen.len() >= self.capacity {
+                    // Once a second at most, with the pruning.
+                    tracing::warn!(capacity = self.capacity, "the replay guard is full of live signatures: signed requests are refused until some expire");
+                }
+            }
+            if self.seen.len() >= self.capacity {
+                return Err("too many signatures inside their window to remember another");
+            }
+        }
         match self.seen.entry(id) {
             Entry::Occupied(mut entry) if *entry.get() <= now => {
                 entry.insert(until);
-                true
+                Ok(())
             }
-            Entry::Occupied(_) => false,
+            Entry::Occupied(_) => Err("a replayed signature"),
             Entry::Vacant(entry) => {
                 entry.insert(until);
-                true
+                Ok(())
             }
         }
     }
@@ -382,9 +412,7 @@ fn check(
     let until = u64::try_from(created + skew)
         .unwrap_or(0)
         .max(u64::try_from(now).unwrap_or(0) + 1);
-    if !replay.first_use(&key_id, signature, until, u64::try_from(now).unwrap_or(0)) {
-        return Err("a replayed signature".into());
-    }
+    replay.first_use(&key_id, signature, until, u64::try_from(now).unwrap_or(0))?;
     let content_digest = components.iter().any(|c| c == "content-digest").then(|| {
         message
             .headers
@@ -554,6 +582,20 @@ pub(crate) mod tests {
     use http::HeaderValue;
     use policy::agent_api::HmacSecret;
     use policy::credentials::IssuedKey;
+
+    #[test]
+    fn a_full_replay_guard_refuses_new_signatures_until_old_ones_expire() {
+        let guard = ReplayGuard::with_capacity(2);
+        assert_eq!(guard.first_use("k", b"one", 110, 100), Ok(()));
+        assert_eq!(guard.first_use("k", b"two", 110, 100), Ok(()));
+        assert_eq!(guard.first_use("k", b"one", 110, 101), Err("a replayed signature"));
+        // Both still live: a third cannot be remembered, so it is refused, not forgotten.
+        assert!(guard.first_use("k", b"three", 120, 105).is_err());
+        assert!(guard.first_use("k", b"three", 120, 105).is_err(), "pruned once a second at most, and still full");
+        // Once they expire they are dropped and room is made.
+        assert_eq!(guard.first_use("k", b"three", 130, 111), Ok(()));
+        assert_eq!(guard.first_use("k", b"three", 130, 112), Err("a replayed signature"));
+    }
     use std::collections::BTreeMap;
 
     pub const KEY_ID: &str = "phk_0123456789abcdef";
