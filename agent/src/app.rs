@@ -157,7 +157,7 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
         let proxy = Proxy::new(
             decider.clone(),
             &proxy_config.upstream,
-            proxy::upstream_client(),
+            crate::upstream::upstream_client(),
         )
         .map_err(Failure::Other)?;
         let router = proxy::router(Arc::new(proxy));

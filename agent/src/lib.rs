@@ -2,8 +2,8 @@
 //! tests run the real proxy, decision endpoint, spool and control-plane client.
 //!
 //! The path of a request: `proxy` (or the decision endpoint) → `decide` (`api_keys`,
-//! `signatures` or `authn` for the credential, the evaluator over `active`, `limits`) → `spool`; `inspect`
-//! carries out L3 on the proxied response. Around it: `identity`
+//! `signatures` or `authn` for the credential, the evaluator over `active`, `limits`) → `spool`;
+//! `upstream` carries an allowed request on, and `inspect` carries out L3 on the response. Around it: `identity`
 //! and `control` talk to the control plane, `sync` keeps the bundle current through
 //! `bundle_store`, `app` starts and stops it all.
 
@@ -27,6 +27,7 @@ pub mod sse;
 pub mod status;
 pub mod sync;
 pub mod tls;
+pub mod upstream;
 
 /// Unix milliseconds now (0 before 1970, which no clock here reports).
 pub fn now_millis() -> i64 {

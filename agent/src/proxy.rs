@@ -7,79 +7,23 @@
 //! `X-Real-IP` because only the gateway is meant to reach it.
 
 use crate::decide::{BodyDuty, Decider, Denial, Facts, Inspected, ReadBody, Verdict};
-use axum::body::Bytes;
-use http_body_util::BodyExt;
 use crate::problem::Problem;
 use crate::tls::TlsPeer;
+use crate::upstream::{Upstream, UpstreamClient, UpstreamSlot};
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::routing::get;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{StatusCode, Uri, Version};
-use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use tokio::net::TcpListener;
-use hyper::client::conn::http1::SendRequest;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Version};
+use http_body_util::BodyExt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-use url::Url;
-
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Connections to the upstream: plain or TLS (Mozilla's roots), HTTP/1.1.
-fn upstream_connector() -> HttpsConnector<HttpConnector> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    http.set_nodelay(true);
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
-}
-
-/// A pooled upstream client, for requests that come without a connection of their own
-/// (HTTP/2 callers, whose requests run side by side on one connection).
-pub fn upstream_client() -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(upstream_connector())
-}
-
-/// One caller connection's own upstream connection. An HTTP/1.1 caller sends one request
-/// at a time, so its requests go one after another over a connection kept for it: no pool
-/// to look in and hand back to on every request (a sixth of the proxy's own work per
-/// request), and no upstream connection shared between callers, so nothing one caller
-/// sends can leave a connection in a state another caller's request then meets (request
-/// smuggling, response queue poisoning). It closes with the caller's connection.
-#[derive(Clone, Default)]
-pub struct UpstreamSlot(Arc<std::sync::Mutex<Option<SendRequest<Body>>>>);
-
-impl UpstreamSlot {
-    fn take(&self) -> Option<SendRequest<Body>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
-    }
-
-    fn put(&self, sender: SendRequest<Body>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sender);
-    }
-}
-
-impl std::fmt::Debug for UpstreamSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UpstreamSlot")
-    }
-}
+use tokio::net::TcpListener;
 
 /// What the proxy knows of a plain-TCP caller connection: the caller's address, and the
 /// connection's own upstream connection.
@@ -117,65 +61,18 @@ impl Connected<IncomingStream<'_, NoDelayListener>> for Downstream {
 
 pub struct Proxy {
     decider: Arc<Decider>,
-    client: UpstreamClient,
-    connector: HttpsConnector<HttpConnector>,
     upstream: Upstream,
-}
-
-/// Where requests go, parsed once: every request's URI is made from these parts.
-struct Upstream {
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
-    /// The upstream's path prefix without its trailing `/` (often empty).
-    prefix: String,
-    /// The authority, as the `Host` sent.
-    host: HeaderValue,
-}
-
-impl Upstream {
-    /// The upstream's path (with the query) for a request target: the request line a
-    /// connection of the agent's own sends (origin form, RFC 9112 §3.2.1).
-    fn path(&self, target: &http::uri::PathAndQuery) -> Result<Uri, http::Error> {
-        let path_and_query = if self.prefix.is_empty() {
-            // The caller's bytes, shared rather than copied.
-            target.clone()
-        } else {
-            format!("{}{}", self.prefix, target.as_str()).parse()?
-        };
-        Ok(Uri::from(path_and_query))
-    }
-
-    /// `path` with the upstream's scheme and authority: what the pool is asked for, and
-    /// (with the path `/`) where a connection is opened.
-    fn absolute(&self, path: &Uri) -> Result<Uri, http::Error> {
-        let path_and_query = path.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        Ok(Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()?)
-    }
 }
 
 impl Proxy {
     pub fn new(
         decider: Arc<Decider>,
-        upstream: &Url,
+        upstream: &url::Url,
         client: UpstreamClient,
     ) -> Result<Proxy, String> {
-        let (prefix, authority) = upstream_parts(upstream)?;
-        let invalid = |what: &str| format!("the upstream URL {upstream} has an invalid {what}");
-        let upstream = Upstream {
-            scheme: upstream.scheme().parse().map_err(|_| invalid("scheme"))?,
-            authority: authority.parse().map_err(|_| invalid("host or port"))?,
-            prefix,
-            host: HeaderValue::from_str(&authority).map_err(|_| invalid("host or port"))?,
-        };
         Ok(Proxy {
             decider,
-            client,
-            connector: upstream_connector(),
-            upstream,
+            upstream: Upstream::new(upstream, client)?,
         })
     }
 
@@ -291,23 +188,10 @@ impl Proxy {
             .or_else(|| parts.extensions.get::<ConnectInfo<Downstream>>().map(|info| info.0.upstream.clone()))
             .filter(|_| parts.version <= Version::HTTP_11);
         add_forwarding(&mut parts.headers, source, original_host.as_deref(), scheme);
-        parts.headers.insert(header::HOST, self.upstream.host.clone());
+        parts.headers.insert(header::HOST, self.upstream.host().clone());
         // The upstream client speaks HTTP/1.1 whatever the caller spoke.
         parts.version = Version::HTTP_11;
-        let answered = match slot {
-            Some(slot) => {
-                parts.uri = path;
-                self.send_on(&slot, http::Request::from_parts(parts, body)).await
-            }
-            None => match self.upstream.absolute(&path) {
-                Ok(uri) => {
-                    parts.uri = uri;
-                    self.client.request(http::Request::from_parts(parts, body)).await.map_err(BoxError::from)
-                }
-                Err(error) => Err(error.into()),
-            },
-        };
-        match answered {
+        match self.upstream.send(slot.as_ref(), parts, body, path).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -325,49 +209,6 @@ impl Proxy {
     }
 }
 
-impl Proxy {
-    /// Sends `request` over the caller connection's own upstream connection, opening one
-    /// when there is none or the upstream has closed it. A request a closing connection
-    /// never took is sent once more over a new one; one it took is not (it may have been
-    /// carried out).
-    async fn send_on(&self, slot: &UpstreamSlot, mut request: http::Request<Body>) -> Result<http::Response<hyper::body::Incoming>, BoxError> {
-        // Ready once the previous answer's body has been read to its end.
-        let mut kept = match slot.take() {
-            Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
-            None => None,
-        };
-        loop {
-            let fresh = kept.is_none();
-            let mut sender = match kept.take() {
-                Some(sender) => sender,
-                None => self.connect().await?,
-            };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    slot.put(sender);
-                    return Ok(response);
-                }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if !fresh => request = unsent,
-                    _ => return Err(error.into_error().into()),
-                },
-            }
-        }
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
-        let origin = self.upstream.absolute(&Uri::from_static("/"))?;
-        let io = tower::ServiceExt::oneshot(self.connector.clone(), origin).await?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "an upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
-    }
-}
-
 /// Marks an answer the agent made because the request never reached the upstream: there
 /// is no upstream response to inspect.
 #[derive(Clone, Copy, Debug)]
@@ -376,17 +217,6 @@ struct UpstreamFailed;
 fn not_forwarded(mut response: Response) -> Response {
     response.extensions_mut().insert(UpstreamFailed);
     response
-}
-
-/// The path prefix (no trailing `/`) and the authority of an upstream URL.
-fn upstream_parts(upstream: &Url) -> Result<(String, String), String> {
-    // `host_str` gives an IPv6 address in brackets, as an authority needs it.
-    let host = upstream.host_str().ok_or("the upstream URL has no host")?;
-    let authority = match upstream.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
-    Ok((upstream.path().trim_end_matches('/').to_owned(), authority))
 }
 
 /// The reverse proxy: every method and path.
@@ -624,25 +454,5 @@ mod tests {
             "an odd host is dropped, not passed on"
         );
         assert_eq!(headers["x-forwarded-for"], "2001:db8::1");
-    }
-
-    #[test]
-    fn the_upstream_uri_keeps_its_prefix() {
-        let uri = |upstream: &str, target: &'static str| {
-            let url: Url = upstream.parse().unwrap();
-            let (prefix, authority) = upstream_parts(&url).unwrap();
-            let upstream = Upstream {
-                scheme: url.scheme().parse().unwrap(),
-                authority: authority.parse().unwrap(),
-                prefix,
-                host: HeaderValue::from_str(&authority).unwrap(),
-            };
-            let path = upstream.path(&http::uri::PathAndQuery::from_static(target)).unwrap();
-            assert!(path.scheme().is_none() && path.authority().is_none(), "origin form on the agent's own connections");
-            (upstream.absolute(&path).unwrap().to_string(), upstream.host)
-        };
-        assert_eq!(uri("http://127.0.0.1:9000", "/a?b=1"), ("http://127.0.0.1:9000/a?b=1".into(), HeaderValue::from_static("127.0.0.1:9000")));
-        assert_eq!(uri("https://api.internal/v2/", "/pets"), ("https://api.internal/v2/pets".into(), HeaderValue::from_static("api.internal")));
-        assert_eq!(uri("http://[::1]:81/", "/"), ("http://[::1]:81/".into(), HeaderValue::from_static("[::1]:81")));
     }
 }

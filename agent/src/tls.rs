@@ -70,8 +70,8 @@ pub struct TlsPeer {
     /// The verified client certificate's identities, most specific first; empty when the
     /// caller presented none.
     pub identities: Arc<Vec<String>>,
-    /// The connection's own upstream connection (see [`crate::proxy::UpstreamSlot`]).
-    pub upstream: crate::proxy::UpstreamSlot,
+    /// The connection's own upstream connection (see [`crate::upstream::UpstreamSlot`]).
+    pub upstream: crate::upstream::UpstreamSlot,
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for TlsPeer {

@@ -83,7 +83,7 @@ async fn tls_proxy(agent: &common::Agent, upstream: SocketAddr, ca: &CertifiedIs
     };
     let config = server_config(&write("cert.pem", &cert), &write("key.pem", &key), Some(&write("ca.pem", &ca.pem()))).unwrap();
     let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = agent::proxy::Proxy::new(agent.decider.clone(), &url, agent::proxy::upstream_client()).unwrap();
+    let proxy = agent::proxy::Proxy::new(agent.decider.clone(), &url, agent::upstream::upstream_client()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let listener = TlsListener::new(listener, config).unwrap();

@@ -221,7 +221,7 @@ pub async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_ope
 /// connection with its own upstream connection.
 pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
     let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = Proxy::new(agent.decider.clone(), &url, proxy::upstream_client()).unwrap();
+    let proxy = Proxy::new(agent.decider.clone(), &url, agent::upstream::upstream_client()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let service = proxy::router(Arc::new(proxy)).into_make_service_with_connect_info::<proxy::Downstream>();

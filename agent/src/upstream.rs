@@ -1,0 +1,203 @@
+//! How a proxied request reaches the upstream: its address parsed once, each HTTP/1.1
+//! caller connection's own upstream connection, and a pool for requests without one.
+
+use axum::body::Body;
+use http::{HeaderValue, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use url::Url;
+
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connections to the upstream: plain or TLS (Mozilla's roots), HTTP/1.1.
+fn connector() -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.set_nodelay(true);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
+/// A pooled upstream client, for requests that come without a connection of their own
+/// (HTTP/2 callers, whose requests run side by side on one connection).
+pub fn upstream_client() -> UpstreamClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector())
+}
+
+/// One caller connection's own upstream connection. An HTTP/1.1 caller sends one request
+/// at a time, so its requests go one after another over a connection kept for it: no pool
+/// to look in and hand back to on every request (a sixth of the proxy's own work per
+/// request), and no upstream connection shared between callers, so nothing one caller
+/// sends can leave a connection in a state another caller's request then meets (request
+/// smuggling, response queue poisoning). It closes with the caller's connection.
+#[derive(Clone, Default)]
+pub struct UpstreamSlot(Arc<Mutex<Option<SendRequest<Body>>>>);
+
+impl UpstreamSlot {
+    fn take(&self) -> Option<SendRequest<Body>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn put(&self, sender: SendRequest<Body>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+    }
+}
+
+impl std::fmt::Debug for UpstreamSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamSlot")
+    }
+}
+
+/// The upstream, parsed once: every request's URI is made from these parts.
+pub struct Upstream {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The upstream's path prefix without its trailing `/` (often empty).
+    prefix: String,
+    /// The authority, as the `Host` sent.
+    host: HeaderValue,
+    connector: HttpsConnector<HttpConnector>,
+    pool: UpstreamClient,
+}
+
+impl Upstream {
+    pub fn new(url: &Url, pool: UpstreamClient) -> Result<Upstream, String> {
+        let (prefix, authority) = upstream_parts(url)?;
+        let invalid = |what: &str| format!("the upstream URL {url} has an invalid {what}");
+        Ok(Upstream {
+            scheme: url.scheme().parse().map_err(|_| invalid("scheme"))?,
+            authority: authority.parse().map_err(|_| invalid("host or port"))?,
+            prefix,
+            host: HeaderValue::from_str(&authority).map_err(|_| invalid("host or port"))?,
+            connector: connector(),
+            pool,
+        })
+    }
+
+    /// The `Host` sent upstream.
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// The upstream's path (with the query) for a request target: the request line a
+    /// connection of the agent's own sends (origin form, RFC 9112 §3.2.1).
+    pub fn path(&self, target: &http::uri::PathAndQuery) -> Result<Uri, http::Error> {
+        let path_and_query = if self.prefix.is_empty() {
+            // The caller's bytes, shared rather than copied.
+            target.clone()
+        } else {
+            format!("{}{}", self.prefix, target.as_str()).parse()?
+        };
+        Ok(Uri::from(path_and_query))
+    }
+
+    /// `path` with the upstream's scheme and authority: what the pool is asked for, and
+    /// (with the path `/`) where a connection is opened.
+    fn absolute(&self, path: &Uri) -> Result<Uri, http::Error> {
+        let path_and_query = path.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        Ok(Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()?)
+    }
+
+    /// Sends a request whose headers are ready to `path` ([`Upstream::path`]): over the
+    /// caller connection's own upstream connection when it has a slot, else the pool.
+    pub async fn send(&self, slot: Option<&UpstreamSlot>, mut parts: http::request::Parts, body: Body, path: Uri) -> Result<http::Response<Incoming>, BoxError> {
+        match slot {
+            Some(slot) => {
+                parts.uri = path;
+                self.send_on(slot, http::Request::from_parts(parts, body)).await
+            }
+            None => {
+                parts.uri = self.absolute(&path)?;
+                Ok(self.pool.request(http::Request::from_parts(parts, body)).await?)
+            }
+        }
+    }
+
+    /// Sends `request` over the caller connection's own upstream connection, opening one
+    /// when there is none or the upstream has closed it. A request a closing connection
+    /// never took is sent once more over a new one; one it took is not (it may have been
+    /// carried out).
+    async fn send_on(&self, slot: &UpstreamSlot, mut request: http::Request<Body>) -> Result<http::Response<Incoming>, BoxError> {
+        // Ready once the previous answer's body has been read to its end.
+        let mut kept = match slot.take() {
+            Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
+            None => None,
+        };
+        loop {
+            let fresh = kept.is_none();
+            let mut sender = match kept.take() {
+                Some(sender) => sender,
+                None => self.connect().await?,
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    slot.put(sender);
+                    return Ok(response);
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if !fresh => request = unsent,
+                    _ => return Err(error.into_error().into()),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
+        let origin = self.absolute(&Uri::from_static("/"))?;
+        let io = tower::ServiceExt::oneshot(self.connector.clone(), origin).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "an upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// The path prefix (no trailing `/`) and the authority of an upstream URL.
+fn upstream_parts(upstream: &Url) -> Result<(String, String), String> {
+    // `host_str` gives an IPv6 address in brackets, as an authority needs it.
+    let host = upstream.host_str().ok_or("the upstream URL has no host")?;
+    let authority = match upstream.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Ok((upstream.path().trim_end_matches('/').to_owned(), authority))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_uri_keeps_its_prefix() {
+        let uri = |upstream: &str, target: &'static str| {
+            let upstream = Upstream::new(&upstream.parse().unwrap(), upstream_client()).unwrap();
+            let path = upstream.path(&http::uri::PathAndQuery::from_static(target)).unwrap();
+            assert!(path.scheme().is_none() && path.authority().is_none(), "origin form on the agent's own connections");
+            (upstream.absolute(&path).unwrap().to_string(), upstream.host.clone())
+        };
+        assert_eq!(uri("http://127.0.0.1:9000", "/a?b=1"), ("http://127.0.0.1:9000/a?b=1".into(), HeaderValue::from_static("127.0.0.1:9000")));
+        assert_eq!(uri("https://api.internal/v2/", "/pets"), ("https://api.internal/v2/pets".into(), HeaderValue::from_static("api.internal")));
+        assert_eq!(uri("http://[::1]:81/", "/"), ("http://[::1]:81/".into(), HeaderValue::from_static("[::1]:81")));
+    }
+}
