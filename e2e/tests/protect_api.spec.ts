@@ -16,7 +16,7 @@ async function overviewScore(page: Page): Promise<number> {
   return Number((await row.locator('td').nth(2).textContent())!.trim());
 }
 
-test('a developer imports the petstore, corrects a data class, sets JWT authentication and an L3 rule, and the posture follows', async ({ page }) => {
+test('a developer imports the petstore, corrects a data class, sets JWT authentication, an L3 rule and a request contract, and the posture follows', async ({ page }) => {
   const problems = watchForViolations(page);
   await signInAsAdmin(page);
   await createTeam(page, TEAM);
@@ -108,6 +108,28 @@ test('a developer imports the petstore, corrects a data class, sets JWT authenti
   await expect(data.getByText('Data rule saved.')).toBeVisible();
   await expect(page.getByTestId('protection')).toContainText('Pet Portal may receive person_name; other classes: mask');
   await expect(findings).not.toContainText('no data (L3) rule');
+
+  // The request contract: a bound that is not a number is refused with what is wrong and
+  // changes nothing; then on, with undeclared query parameters let through and a 64 KiB bound.
+  const contract = page.locator('#contract');
+  const summary = page.getByTestId('protection');
+  await expect(summary).toContainText('none: requests are not checked against the OpenAPI description');
+  await contract.getByLabel('Contract').selectOption('on');
+  await contract.getByLabel(/Largest body/).fill('lots');
+  await contract.getByRole('button', { name: 'Save request contract' }).click();
+  await expect(contract.getByRole('alert')).toContainText('a whole number of KiB');
+  await expect(summary).toContainText('none: requests are not checked against the OpenAPI description');
+  await contract.getByLabel(/Largest body/).fill('64');
+  await contract.getByLabel(/Refuse query parameters/).uncheck();
+  await contract.getByRole('button', { name: 'Save request contract' }).click();
+  await expect(contract.getByText('Request contract saved.')).toBeVisible();
+  await expect(summary).toContainText('parameters and JSON bodies checked against the OpenAPI description; unknown query parameters let through; bodies up to 64 KiB');
+  // Kept: the form shows what was saved after a reload.
+  await page.reload();
+  await waitForHydration(page);
+  await expect(contract.getByLabel('Contract')).toHaveValue('on');
+  await expect(contract.getByLabel(/Largest body/)).toHaveValue('64');
+  await expect(contract.getByLabel(/Refuse query parameters/)).not.toBeChecked();
 
   // The Overview's score for this API follows.
   const after = await overviewScore(page);
