@@ -8,6 +8,7 @@ use crate::authn::Authenticator;
 use crate::config::Config;
 use crate::control::ControlClient;
 use crate::decide::Decider;
+use crate::gateway_certs::GatewayCertificates;
 use crate::identity::{self, IdentityError};
 use crate::limits::RateLimits;
 use crate::proxy::{self, Proxy};
@@ -131,7 +132,8 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
     }
 
     let keyring = Arc::new(Keyring::open(&dir));
-    let spool = spool::open(&dir, stats.clone())
+    let limits = spool::Limits { max_bytes: config.spool_max_bytes, ..spool::Limits::default() };
+    let spool = spool::open_with(&dir, stats.clone(), limits)
         .map_err(|e| Failure::Other(format!("cannot open the decision spool: {e}")))?;
     let decider = Arc::new(Decider {
         enforcer: enforcer.clone(),
@@ -179,10 +181,15 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|e| Failure::Other(format!("cannot listen on {address}: {e}")))?;
-        tracing::info!(listen = %address, "decision endpoint listening");
+        let certificates = match &config.decision_client_certs {
+            None => None,
+            Some((ca, header)) => Some(GatewayCertificates::new(ca, header.clone()).map_err(Failure::Other)?),
+        };
+        let certificate_header = certificates.as_ref().map(|c| c.header().to_string());
+        tracing::info!(listen = %address, client_certificates_from = ?certificate_header, "decision endpoint listening");
         servers.push(tokio::spawn(serve(
             listener,
-            proxy::decision_router(decider.clone()),
+            proxy::decision_router(decider.clone(), certificates),
             shutdown.clone(),
             "decision endpoint",
         )));

@@ -72,6 +72,21 @@ pub struct Args {
     /// needs --tls-cert. Certificates stay optional at the handshake.
     #[arg(long, env = "PALISADE_AGENT_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// At the decision endpoint, verify the client certificates a gateway passes on (see
+    /// --decision-client-cert-header) against these CAs (PEM) and know callers by them.
+    /// The gateway must set that header itself on every decision request, so a caller's
+    /// own header never reaches the agent.
+    #[arg(long, env = "PALISADE_AGENT_DECISION_CLIENT_CA", requires = "decision_listen")]
+    pub decision_client_ca: Option<PathBuf>,
+    /// The header the gateway puts the caller's certificate in: URL-escaped PEM (nginx
+    /// `$ssl_client_escaped_cert`) or base64 DER.
+    #[arg(long, env = "PALISADE_AGENT_DECISION_CLIENT_CERT_HEADER", requires = "decision_client_ca", default_value = crate::gateway_certs::DEFAULT_HEADER)]
+    pub decision_client_cert_header: String,
+    /// The most disk the decision records waiting for upload may take, in MiB. When an
+    /// outage fills it, the oldest are dropped (counted in the heartbeat) rather than the
+    /// disk filled.
+    #[arg(long, env = "PALISADE_AGENT_SPOOL_MAX_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub spool_max_mb: u64,
 }
 
 /// What the agent runs with, once checked.
@@ -83,6 +98,11 @@ pub struct Config {
     pub api: i64,
     pub proxy: Option<ProxyConfig>,
     pub decision_listen: Option<SocketAddr>,
+    /// The CAs and header of client certificates a gateway passes on to the decision
+    /// endpoint; none: such headers are not read.
+    pub decision_client_certs: Option<(PathBuf, http::HeaderName)>,
+    /// The sealed decision batches' size cap, in bytes.
+    pub spool_max_bytes: u64,
     pub mode: Mode,
     pub fail_open: bool,
     pub name: Option<String>,
@@ -139,6 +159,14 @@ impl Config {
         if args.api <= 0 {
             return Err("--api is the positive id of the API this agent fronts".into());
         }
+        let decision_client_certs = match args.decision_client_ca {
+            None => None,
+            Some(ca) => {
+                let header = http::HeaderName::from_bytes(args.decision_client_cert_header.trim().as_bytes())
+                    .map_err(|_| format!("--decision-client-cert-header {:?} is not a header name", args.decision_client_cert_header))?;
+                Some((ca, header))
+            }
+        };
         Ok(Config {
             control_plane: args.control_plane,
             enroll_token: args.enroll_token.filter(|token| !token.trim().is_empty()),
@@ -146,6 +174,8 @@ impl Config {
             api: args.api,
             proxy,
             decision_listen: args.decision_listen,
+            decision_client_certs,
+            spool_max_bytes: args.spool_max_mb * 1024 * 1024,
             mode: args.mode,
             fail_open: args.fail_open,
             name: args.name,
@@ -211,5 +241,30 @@ mod tests {
         let config = with(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "--client-ca", "ca.pem"]).unwrap();
         assert!(config.proxy.unwrap().tls.unwrap().client_ca.is_some());
         assert!(parse(&["--decision-listen", "127.0.0.1:8081", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_err());
+    }
+
+    #[test]
+    fn gateway_certificates_need_the_decision_endpoint_and_a_header_name() {
+        assert!(parse(&["--listen", "127.0.0.1:8080", "--upstream", "http://127.0.0.1:9000", "--decision-client-ca", "ca.pem"]).is_err());
+        let decide = ["--decision-listen", "127.0.0.1:8081"];
+        let with = |extra: &[&'static str]| parse(&[&decide[..], extra].concat());
+        assert!(with(&["--decision-client-cert-header", "x-cert"]).is_err(), "a header without the CAs");
+        assert!(with(&["--decision-client-ca", "ca.pem", "--decision-client-cert-header", "no spaces"]).is_err());
+        let (ca, header) = with(&["--decision-client-ca", "ca.pem"]).unwrap().decision_client_certs.unwrap();
+        assert_eq!((ca.to_str(), header.as_str()), (Some("ca.pem"), "x-client-cert"));
+        let (_, header) = with(&["--decision-client-ca", "ca.pem", "--decision-client-cert-header", "X-SSL-Client-Cert"]).unwrap().decision_client_certs.unwrap();
+        assert_eq!(header, "x-ssl-client-cert");
+        assert!(parse(&decide).unwrap().decision_client_certs.is_none());
+    }
+
+    #[test]
+    fn the_spool_cap_is_a_positive_number_of_mib() {
+        let decide = ["--decision-listen", "127.0.0.1:8081"];
+        let with = |extra: &[&'static str]| parse(&[&decide[..], extra].concat());
+        assert_eq!(parse(&decide).unwrap().spool_max_bytes, 1024 * 1024 * 1024);
+        assert_eq!(with(&["--spool-max-mb", "64"]).unwrap().spool_max_bytes, 64 * 1024 * 1024);
+        for bad in ["0", "-1", "lots", "99999999"] {
+            assert!(with(&["--spool-max-mb", bad]).is_err(), "{bad}");
+        }
     }
 }

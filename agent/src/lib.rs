@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod decide;
 pub mod fsutil;
+pub mod gateway_certs;
 pub mod identity;
 pub mod inspect;
 pub mod limits;

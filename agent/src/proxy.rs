@@ -1,12 +1,15 @@
 //! The two ways requests reach a decision: the reverse proxy (decide, then stream the
-//! request to the upstream and its answer back) and the decision endpoint for gateways
+//! request to the upstream and its answer back, or join the two connections when the
+//! upstream accepts a protocol switch such as WebSocket) and the decision endpoint for gateways
 //! (nginx `auth_request`: `GET|POST /decide` with `X-Original-Method`, `X-Original-URI`
 //! and `X-Real-IP`, answered 200 or with the denial).
 //!
 //! The proxy trusts only the socket for the caller's address; the decision endpoint trusts
-//! `X-Real-IP` because only the gateway is meant to reach it.
+//! `X-Real-IP` because only the gateway is meant to reach it. Client certificates a
+//! gateway passes on are verified by the agent itself (`gateway_certs`).
 
 use crate::decide::{BodyDuty, Decider, Denial, Facts, Inspected, ReadBody, Verdict};
+use crate::gateway_certs::{GatewayCertificates, Presented};
 use crate::problem::Problem;
 use crate::tls::TlsPeer;
 use crate::upstream::{Upstream, UpstreamClient, UpstreamSlot};
@@ -20,6 +23,7 @@ use axum::serve::{IncomingStream, Listener};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -117,13 +121,15 @@ impl Proxy {
             Verdict::Deny(denial) => denial.response(),
             // Settled above.
             Verdict::CheckBody(_) => Problem::new(500, "contract_unavailable").response(),
-            Verdict::Forward(None) => self.forward(request, &target, source).await,
+            Verdict::Forward(None) => self.forward(request, &target, source, true).await,
             Verdict::Forward(Some(duty)) => {
                 let (mut parts, body) = request.into_parts();
                 // A compressed answer could not be read: ask the upstream for plain text.
                 parts.headers.remove(header::ACCEPT_ENCODING);
                 let request = Request::from_parts(parts, body);
-                let response = self.forward(request, &target, source).await;
+                // A tunnel's traffic could not be inspected: the protocol switch is not
+                // passed on (the upstream sees a plain request and its answer is inspected).
+                let response = self.forward(request, &target, source, false).await;
                 if response.extensions().get::<UpstreamFailed>().is_some() {
                     self.decider
                         .finish_inspected(*duty, &Inspected::Clean)
@@ -168,8 +174,13 @@ impl Proxy {
         (verdict, Request::from_parts(parts, Body::from(bytes)))
     }
 
-    async fn forward(&self, request: Request, target: &http::uri::PathAndQuery, source: IpAddr) -> Response {
+    /// Forwards an allowed request and streams the answer back; with `may_upgrade`, a
+    /// protocol switch the caller asks for (WebSocket) is passed on, and if the upstream
+    /// agrees the two connections are joined.
+    async fn forward(&self, request: Request, target: &http::uri::PathAndQuery, source: IpAddr, may_upgrade: bool) -> Response {
         let (mut parts, body) = request.into_parts();
+        // Read before the hop-by-hop headers go: `Upgrade` is one of them.
+        let upgrade = if may_upgrade { upgrade_asked(&parts) } else { None };
         let Ok(path) = self.upstream.path(target) else {
             return not_forwarded(Problem::new(400, "bad_request").response());
         };
@@ -191,6 +202,9 @@ impl Proxy {
         parts.headers.insert(header::HOST, self.upstream.host().clone());
         // The upstream client speaks HTTP/1.1 whatever the caller spoke.
         parts.version = Version::HTTP_11;
+        if let Some(protocol) = upgrade {
+            return self.forward_upgrade(parts, body, path, protocol).await;
+        }
         match self.upstream.send(slot.as_ref(), parts, body, path).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -207,6 +221,74 @@ impl Proxy {
             }
         }
     }
+}
+
+impl Proxy {
+    /// Passes on a protocol switch: the request over a connection of its own, and on 101
+    /// the caller's connection and that one joined until either side closes.
+    async fn forward_upgrade(&self, mut parts: http::request::Parts, body: Body, path: http::Uri, protocol: HeaderValue) -> Response {
+        let Some(caller) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return not_forwarded(Problem::new(400, "bad_request").response());
+        };
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+        let mut response = match self.upstream.send_upgrade(parts, body, path).await {
+            Ok(response) => response,
+            Err(error) => {
+                self.decider.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %error, "the upstream is unreachable");
+                self.decider.stats.set_last_error(format!("upstream unreachable: {error}"));
+                return not_forwarded(Problem::new(502, "upstream_unavailable").response());
+            }
+        };
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            // Declined: an ordinary answer, and the upstream connection ends with it.
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            return Response::from_parts(parts, Body::new(body));
+        }
+        let upstream = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            let (caller, upstream) = match tokio::try_join!(caller, upstream) {
+                Ok(joined) => joined,
+                Err(error) => {
+                    tracing::debug!(%error, "a protocol switch was not completed");
+                    return;
+                }
+            };
+            let (mut caller, mut upstream) = (TokioIo::new(caller), TokioIo::new(upstream));
+            if let Err(error) = tokio::io::copy_bidirectional(&mut caller, &mut upstream).await {
+                tracing::debug!(%error, "a tunnel ended with an error");
+            }
+        });
+        let (mut parts, _) = response.into_parts();
+        // The switch's own headers stay (`Connection: upgrade`, `Upgrade`, the protocol's
+        // handshake); other hop-by-hop headers do not.
+        let protocol = parts.headers.remove(header::UPGRADE);
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(protocol) = protocol {
+            parts.headers.insert(header::UPGRADE, protocol);
+        }
+        Response::from_parts(parts, Body::empty())
+    }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` with
+/// `Upgrade`), if any. HTTP/2 has no such switch (RFC 9113 §8.6).
+fn upgrade_asked(parts: &http::request::Parts) -> Option<HeaderValue> {
+    if parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let protocol = parts.headers.get(header::UPGRADE)?;
+    let named = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    named.then(|| protocol.clone())
 }
 
 /// Marks an answer the agent made because the request never reached the upstream: there
@@ -320,15 +402,24 @@ pub fn add_forwarding(headers: &mut HeaderMap, source: IpAddr, original_host: Op
     }
 }
 
-/// The gateway decision endpoint: `GET|POST /decide` and any path under it.
-pub fn decision_router(decider: Arc<Decider>) -> Router {
+/// The gateway decision endpoint: `GET|POST /decide` and any path under it; with
+/// `certificates`, it knows callers by the client certificates the gateway passes on.
+pub fn decision_router(decider: Arc<Decider>, certificates: Option<GatewayCertificates>) -> Router {
+    let gateway = Arc::new(Gateway { decider, certificates });
     Router::new()
         .route("/decide", get(decide).post(decide))
         .route("/decide/{*rest}", get(decide).post(decide))
-        .with_state(decider)
+        .with_state(gateway)
 }
 
-async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Response {
+/// What the decision endpoint decides with.
+struct Gateway {
+    decider: Arc<Decider>,
+    certificates: Option<GatewayCertificates>,
+}
+
+async fn decide(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let decider = &gateway.decider;
     let headers = request.headers();
     let text = |name: &str| {
         headers
@@ -351,13 +442,26 @@ async fn decide(State(decider): State<Arc<Decider>>, request: Request) -> Respon
         .or(peer)
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
         .to_canonical();
+    // The gateway ended the caller's TLS: the certificate, if any, comes in its header.
+    let identities = match gateway.certificates.as_ref().map(|certificates| certificates.read(headers)) {
+        None | Some(Presented::Nothing) => Vec::new(),
+        Some(Presented::Verified(identities)) => identities,
+        Some(Presented::Refused(why)) => {
+            // As a certificate the TLS listener refuses ends the handshake, this ends the
+            // request before any decision (and so without a decision record); the
+            // operator sees why in the agent's status.
+            decider.stats.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%why, "a gateway passed on a client certificate that is not trusted");
+            decider.stats.set_last_error(format!("a gateway passed on a client certificate that is not trusted: {why}"));
+            return gateway_denial(Denial::new(401, "client_certificate_not_trusted"));
+        }
+    };
     let facts = Facts {
         method,
         target,
         source,
         headers,
-        // A gateway terminates TLS itself: no client certificate reaches this endpoint.
-        peer_identities: &[],
+        peer_identities: &identities,
         sees_response: false,
     };
     match decider.decide(&facts).await {

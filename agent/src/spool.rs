@@ -10,6 +10,11 @@
 //! The uploader sends sealed batches oldest first as gzip and deletes each only after the control plane took it.
 //! At start an `open.jsonl` left by a killed agent is sealed first; a torn last line is
 //! skipped when read.
+//!
+//! The sealed batches are held to a size cap (`--spool-max-mb`): an outage long enough
+//! to fill it must not fill the disk the API's host runs on. Past it, the oldest batches
+//! are dropped (never the one being uploaded, never the newest), counted in the heartbeat
+//! and named in the last error: a gap an auditor can see, rather than a host that stops.
 
 use crate::fsutil;
 use crate::pause;
@@ -39,6 +44,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const BUSY_BEAT: Duration = Duration::from_millis(5);
 /// Records waiting for the writer; beyond it requests wait for room.
 pub const CHANNEL_CAPACITY: usize = 16_384;
+/// The sealed batches' size cap unless configured: some three million records.
+pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Uploads are tried again at most this often while the agent is revoked or refused.
 const SLOW_RETRY: Duration = Duration::from_secs(60);
 
@@ -113,18 +120,29 @@ pub struct Spool {
     pub dir: PathBuf,
 }
 
-/// Opens the spool under `data_dir`, sealing a left-over open file, and starts the writer.
-pub fn open(data_dir: &Path, stats: Arc<Stats>) -> io::Result<Spool> {
-    open_with_capacity(data_dir, stats, CHANNEL_CAPACITY)
+/// How large the spool may grow.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Records waiting for the writer; beyond it requests wait for room.
+    pub channel: usize,
+    /// Bytes of sealed batches kept; beyond it the oldest are dropped.
+    pub max_bytes: u64,
 }
 
-/// [`open`] with a channel of `capacity` records (tests use a small one to make the writer
-/// fall behind).
-pub fn open_with_capacity(
-    data_dir: &Path,
-    stats: Arc<Stats>,
-    capacity: usize,
-) -> io::Result<Spool> {
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { channel: CHANNEL_CAPACITY, max_bytes: DEFAULT_MAX_BYTES }
+    }
+}
+
+/// Opens the spool under `data_dir`, sealing a left-over open file, and starts the writer.
+pub fn open(data_dir: &Path, stats: Arc<Stats>) -> io::Result<Spool> {
+    open_with(data_dir, stats, Limits::default())
+}
+
+/// [`open`] within `limits` (tests use small ones to make the writer fall behind or the
+/// spool fill up).
+pub fn open_with(data_dir: &Path, stats: Arc<Stats>, limits: Limits) -> io::Result<Spool> {
     let dir = data_dir.join(SPOOL_DIR);
     fsutil::create_private_dir(&dir)?;
     let mut next_seq = batches(&dir)?.last().map_or(1, |(seq, _)| seq + 1);
@@ -143,8 +161,12 @@ pub fn open_with_capacity(
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
-    // Counted in the background: a backlog left by a long outage must not delay serving.
-    let (counted, backlog) = (stats.clone(), batches(&dir)?);
+    // Sizes now (a directory listing); records counted in the background: a backlog left
+    // by a long outage must not delay serving.
+    let backlog = batches(&dir)?;
+    let bytes: u64 = backlog.iter().filter_map(|(_, path)| fs::metadata(path).ok()).map(|meta| meta.len()).sum();
+    stats.spool_bytes.fetch_add(bytes, Ordering::Relaxed);
+    let counted = stats.clone();
     std::thread::Builder::new()
         .name("spool-count".into())
         .spawn(move || {
@@ -155,7 +177,7 @@ pub fn open_with_capacity(
                 .sum();
             counted.spooled.fetch_add(waiting, Ordering::Relaxed);
         })?;
-    let (tx, rx) = flume::bounded(capacity.max(1));
+    let (tx, rx) = flume::bounded(limits.channel.max(1));
     let sealed = Arc::new(Notify::new());
     let writer = Writer {
         dir: dir.clone(),
@@ -164,6 +186,7 @@ pub fn open_with_capacity(
         opened_at: None,
         dirty_since: None,
         next_seq,
+        max_bytes: limits.max_bytes,
         stats: stats.clone(),
         sealed: sealed.clone(),
     };
@@ -217,6 +240,7 @@ struct Writer {
     /// Written into the buffer but not yet to the file, since.
     dirty_since: Option<Instant>,
     next_seq: u64,
+    max_bytes: u64,
     stats: Arc<Stats>,
     sealed: Arc<Notify>,
 }
@@ -360,17 +384,22 @@ impl Writer {
         let result = (|| {
             file.flush()?;
             file.get_ref().sync_all()?;
+            let size = file.get_ref().metadata()?.len();
             drop(file);
             fs::rename(
                 self.dir.join(OPEN_FILE),
                 self.dir.join(batch_name(self.next_seq)),
             )?;
-            fsutil::sync_dir(&self.dir)
+            fsutil::sync_dir(&self.dir)?;
+            Ok::<_, io::Error>(size)
         })();
         match result {
-            Ok(()) => {
+            Ok(size) => {
                 self.next_seq += 1;
                 self.sealed.notify_one();
+                if self.stats.spool_bytes.fetch_add(size, Ordering::Relaxed) + size > self.max_bytes {
+                    self.make_room();
+                }
             }
             // The open file stays where it is; the next start seals it.
             Err(error) => self.fail("cannot seal the spool file", &error),
@@ -378,6 +407,49 @@ impl Writer {
         self.open_records = 0;
         self.opened_at = None;
         self.dirty_since = None;
+    }
+}
+
+impl Writer {
+    /// Drops the oldest sealed batches until the rest fit under the cap, but never the
+    /// one the uploader holds nor the newest.
+    fn make_room(&mut self) {
+        let listed = match batches(&self.dir) {
+            Ok(listed) => listed,
+            Err(error) => return self.fail("cannot list the spool to make room", &error),
+        };
+        let uploading = self.stats.uploading.load(Ordering::Relaxed);
+        let (mut dropped_records, mut dropped_batches) = (0, 0);
+        for (seq, path) in listed.iter().take(listed.len().saturating_sub(1)) {
+            if self.stats.spool_bytes.load(Ordering::Relaxed) <= self.max_bytes {
+                break;
+            }
+            if *seq == uploading {
+                continue;
+            }
+            let Ok(bytes) = fs::read(path) else { continue };
+            if fs::remove_file(path).is_err() {
+                continue;
+            }
+            let lines = count_lines(&bytes);
+            let _ = self.stats.spool_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(bytes.len() as u64)));
+            let _ = self.stats.spooled.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(lines)));
+            self.stats.dropped.fetch_add(lines, Ordering::Relaxed);
+            dropped_records += lines;
+            dropped_batches += 1;
+        }
+        if dropped_batches == 0 {
+            return;
+        }
+        if let Err(error) = fsutil::sync_dir(&self.dir) {
+            self.fail("cannot sync the spool after making room", &error);
+        }
+        let text = format!(
+            "decision spool full ({} MiB): dropped the oldest {dropped_records} records ({dropped_batches} batches) while uploads did not go through",
+            self.max_bytes / (1024 * 1024)
+        );
+        tracing::error!("{text}");
+        self.stats.set_last_error(text);
     }
 }
 
@@ -509,13 +581,15 @@ pub async fn upload_loop<S: BatchSink>(
             continue;
         }
         for (seq, path) in pending {
+            // Held from here until it is removed: a full spool does not drop it meanwhile.
+            stats.uploading.store(seq, Ordering::Relaxed);
             let read = {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || fs::read(&path).map(|bytes| prepare(&bytes)))
+                tokio::task::spawn_blocking(move || fs::read(&path).map(|bytes| (bytes.len() as u64, prepare(&bytes))))
                     .await
             };
-            let batch = match read {
-                Ok(Ok(batch)) => batch,
+            let (size, batch) = match read {
+                Ok(Ok(read)) => read,
                 Ok(Err(error)) if error.kind() == io::ErrorKind::NotFound => continue,
                 Ok(Err(error)) => {
                     tracing::error!(seq, %error, "cannot read a decision batch");
@@ -604,6 +678,7 @@ pub async fn upload_loop<S: BatchSink>(
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                             Some(n.saturating_sub(batch.lines))
                         });
+                    let _ = stats.spool_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(size)));
                 }
                 Ok(Err(error)) => {
                     tracing::error!(seq, %error, "cannot remove an uploaded decision batch; it may be sent twice")
@@ -699,7 +774,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stats = Arc::new(Stats::default());
         // Eight places for 64 concurrent senders: most sends must wait for the writer.
-        let spool = open_with_capacity(dir.path(), stats.clone(), 8).unwrap();
+        let spool = open_with(dir.path(), stats.clone(), Limits { channel: 8, ..Limits::default() }).unwrap();
         let senders: Vec<_> = (0..64u64)
             .map(|task| {
                 let log = spool.log.clone();
@@ -769,6 +844,38 @@ mod tests {
         spool.log.record_blocking(record(10));
         spool.log.seal_now();
         assert_eq!(batches(&spool.dir).unwrap().last().unwrap().0, 6);
+        spool.log.stop();
+    }
+
+    #[test]
+    fn a_full_spool_drops_its_oldest_batches_but_not_the_one_being_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        // Records 10 to 69 are all the same size: room for three and a half batches of ten.
+        let line = serde_json::to_vec(&record(10)).unwrap().len() as u64 + 1;
+        let spool = open_with(dir.path(), stats.clone(), Limits { max_bytes: line * 35, ..Limits::default() }).unwrap();
+        stats.uploading.store(2, Ordering::Relaxed);
+        for batch in 1..=6u64 {
+            for n in 0..10 {
+                spool.log.record_blocking(record(batch * 10 + n));
+            }
+            spool.log.seal_now();
+        }
+        let kept: Vec<u64> = batches(&spool.dir).unwrap().iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(kept, [2, 5, 6], "the oldest dropped first, but not the one being uploaded");
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 30);
+        assert_eq!(stats.counters().dropped_decisions, 30, "reported in the heartbeat");
+        assert_eq!(stats.spooled.load(Ordering::Relaxed), 30);
+        assert_eq!(stats.spool_bytes.load(Ordering::Relaxed), line * 30);
+        assert!(stats.last_error().unwrap().contains("dropped the oldest 10 records"));
+        let ids = spooled_ids(dir.path());
+        assert_eq!((ids.first(), ids.last()), (Some(&record(20).id), Some(&record(69).id)));
+        spool.log.stop();
+
+        // Opened again, the spool counts what it holds.
+        let reopened = Arc::new(Stats::default());
+        let spool = open_with(dir.path(), reopened.clone(), Limits { max_bytes: line * 35, ..Limits::default() }).unwrap();
+        assert_eq!(reopened.spool_bytes.load(Ordering::Relaxed), line * 30);
         spool.log.stop();
     }
 

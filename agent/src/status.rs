@@ -18,6 +18,12 @@ pub struct Stats {
     pub spooled: AtomicU64,
     /// Times a request waited for the spool writer to catch up.
     pub spool_waits: AtomicU64,
+    /// Bytes in sealed spool batches (added at a seal, taken off at an upload or a drop).
+    pub spool_bytes: AtomicU64,
+    /// Records dropped because the spool was full.
+    pub dropped: AtomicU64,
+    /// The sealed batch the uploader holds (0: none): a full spool never drops it.
+    pub uploading: AtomicU64,
     /// The control plane answered `agent_revoked`: calls slow to one a minute.
     pub revoked: AtomicBool,
     last_error: Mutex<Option<String>>,
@@ -33,6 +39,9 @@ impl Default for Stats {
             errors: AtomicU64::new(0),
             spooled: AtomicU64::new(0),
             spool_waits: AtomicU64::new(0),
+            spool_bytes: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            uploading: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
             last_error: Mutex::new(None),
         }
@@ -67,6 +76,7 @@ impl Stats {
             denied: self.denied.load(Ordering::Relaxed),
             monitored: self.monitored.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            dropped_decisions: self.dropped.load(Ordering::Relaxed),
         }
     }
 

@@ -10,6 +10,7 @@ use axum::serve::{IncomingStream, Listener};
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,32 +36,39 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Resul
         return Err(format!("--tls-cert {}: no certificate in it", cert.display()));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
-    let builder = ServerConfig::builder_with_provider(provider.clone())
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
-            let mut roots = RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("--client-ca {}: {e}", path.display()))?;
-            for cert in certs {
-                roots.add(cert).map_err(|e| format!("--client-ca {}: {e}", path.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("--client-ca {}: no certificate in it", path.display()));
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| format!("--client-ca {}: {e}", path.display()))?;
+            let verifier = client_verifier(path, "--client-ca")?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| format!("--tls-key does not fit --tls-cert: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Verifies client certificates signed by the CAs in `path` (PEM); `flag` names the option
+/// in errors. Certificates are optional at the handshake (a route that requires one
+/// refuses callers without it), and the gateway's certificates are checked with it too.
+pub fn client_verifier(path: &Path, flag: &str) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    for cert in certs {
+        roots.add(cert).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{flag} {}: no certificate in it", path.display()));
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(rustls::crypto::ring::default_provider()))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
 /// Who is at the other end of a TLS connection.

@@ -1,5 +1,6 @@
 //! How a proxied request reaches the upstream: its address parsed once, each HTTP/1.1
-//! caller connection's own upstream connection, and a pool for requests without one.
+//! caller connection's own upstream connection, a pool for requests without one, and a
+//! connection of its own for each protocol switch (WebSocket).
 
 use axum::body::Body;
 use http::{HeaderValue, Uri};
@@ -145,7 +146,7 @@ impl Upstream {
             let fresh = kept.is_none();
             let mut sender = match kept.take() {
                 Some(sender) => sender,
-                None => self.connect().await?,
+                None => self.connect(false).await?,
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -160,12 +161,24 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
+    /// Sends a request that asks to switch protocols (`Upgrade`, as WebSocket does) over a
+    /// connection of its own: if the upstream agrees (101), that connection becomes the
+    /// tunnel, so it can never be anyone's again.
+    pub async fn send_upgrade(&self, mut parts: http::request::Parts, body: Body, path: Uri) -> Result<http::Response<Incoming>, BoxError> {
+        parts.uri = path;
+        let mut sender = self.connect(true).await?;
+        Ok(sender.send_request(http::Request::from_parts(parts, body)).await?)
+    }
+
+    /// Opens a connection to the upstream; with `upgrades`, one that a 101 answer hands
+    /// over to [`hyper::upgrade::on`].
+    async fn connect(&self, upgrades: bool) -> Result<SendRequest<Body>, BoxError> {
         let origin = self.absolute(&Uri::from_static("/"))?;
         let io = tower::ServiceExt::oneshot(self.connector.clone(), origin).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let ended = if upgrades { connection.with_upgrades().await } else { connection.await };
+            if let Err(error) = ended {
                 tracing::debug!(%error, "an upstream connection ended with an error");
             }
         });

@@ -130,7 +130,7 @@ async fn the_decision_endpoint_reads_the_key_the_gateway_passes_on() {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let bundle = signed_snapshot(&key, 1, &estate());
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
-    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone())).await);
+    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone(), None)).await);
     let http = reqwest::Client::new();
     let ask = |key: &str| {
         http.get(&decide)

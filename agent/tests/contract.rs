@@ -158,7 +158,7 @@ async fn a_gateway_checks_parameters_and_refuses_bodies_it_cannot_see() {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let bundle = signed_snapshot(&key, 1, &estate("enforce"));
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
-    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone())).await);
+    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone(), None)).await);
     let http = reqwest::Client::new();
     let ask = |method: &str, uri: &str| {
         http.get(&decide).header("x-original-method", method).header("x-original-uri", uri).header("x-tenant", "acme")

@@ -247,6 +247,8 @@ fn config(
         api: common::API,
         proxy: None,
         decision_listen: Some(decision_listen),
+        decision_client_certs: None,
+        spool_max_bytes: agent::spool::DEFAULT_MAX_BYTES,
         mode: Mode::Enforce,
         fail_open: false,
         name: Some("edge-1".into()),

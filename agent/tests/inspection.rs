@@ -79,10 +79,12 @@ async fn upstream() -> SocketAddr {
             .headers()
             .get("accept-encoding")
             .map(|v| v.to_str().unwrap().to_owned());
+        let upgrade = request.headers().get("upgrade").map(|v| v.to_str().unwrap().to_owned());
         let customer = json!({
             "name": "Ada", "email": "ada@example.org",
             "cards": [{"number": "4111111111111111", "brand": "visa"}, {"number": null}],
             "accept_encoding": accept_encoding,
+            "upgrade": upgrade,
         });
         let json_type = ("content-type", "application/json");
         let (status, headers, body) = match path.as_str() {
@@ -153,9 +155,20 @@ async fn responses_are_masked_withheld_or_refused_as_the_data_rule_says() {
             "name": "Ada", "email": MASK,
             "cards": [{"number": MASK, "brand": "visa"}, {"number": null}],
             "accept_encoding": null,
+            "upgrade": null,
         }),
         "masked, and the upstream was asked for an uncompressed answer"
     );
+
+    // A protocol switch (WebSocket) would carry data past inspection: it is not passed on,
+    // and the plain answer is inspected.
+    let (head, mut stream) = common::raw_request(&base, "GET /customers/7 HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head.split("content-length: ").nth(1).unwrap().split("\r\n").next().unwrap().parse().unwrap();
+    let mut answer = vec![0u8; length];
+    tokio::io::AsyncReadExt::read_exact(&mut stream, &mut answer).await.unwrap();
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!((answer["email"].as_str(), &answer["upgrade"]), (Some(MASK), &Value::Null));
 
     // A status the fields are not declared for passes unchanged.
     let not_found = http
@@ -200,6 +213,8 @@ async fn responses_are_masked_withheld_or_refused_as_the_data_rule_says() {
         .map(|r| (r.path, r.outcome, r.status, r.reason))
         .collect();
     let expected = [
+        ("/customers/7", "allow", 200, Some("data_masked")),
+        // The protocol switch that was not passed on.
         ("/customers/7", "allow", 200, Some("data_masked")),
         ("/customers/404", "allow", 200, None),
         ("/cards/1", "deny", 403, Some("data_withheld")),
@@ -264,7 +279,7 @@ async fn a_gateway_that_cannot_show_the_agent_the_response_is_refused_such_opera
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
     let decide = format!(
         "http://{}/decide",
-        serve(proxy::decision_router(agent.decider.clone())).await
+        serve(proxy::decision_router(agent.decider.clone(), None)).await
     );
     let http = reqwest::Client::new();
     let ask = |uri: &'static str| {

@@ -2,7 +2,8 @@
 //! client CA, callers with certificates made in the test. A registered certificate identity
 //! authenticates its client application; an unregistered one (signed by the CA) names a
 //! service identity for L1 but authenticates nothing; another CA's certificate never
-//! completes the handshake.
+//! completes the handshake. Behind a gateway, the certificate it passes on to the decision
+//! endpoint is verified by the agent the same way.
 
 mod common;
 
@@ -19,6 +20,9 @@ use rcgen::{
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use base64::Engine;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::sync::Arc;
 
 const BILLING: &str = "spiffe://acme/billing";
@@ -140,5 +144,83 @@ async fn client_certificates_authenticate_registered_identities_only() {
     assert!(impostor.get(format!("{base}/ledger")).send().await.is_err(), "the handshake must fail");
 
     let records = records(&agent).await;
+    assert_eq!(records[0].caller.as_deref(), Some("app:7/billing-1"));
+}
+
+/// A certificate as nginx's `$ssl_client_escaped_cert` passes it on: URL-escaped PEM.
+fn escaped(pem: &str) -> String {
+    percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test]
+async fn a_gateway_passes_on_client_certificates_the_agent_verifies_itself() {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let agent = agent(Some(&signed_snapshot(&key, 1, &estate())), &key, Mode::Enforce, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let authority = ca("Palisade test CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, authority.pem()).unwrap();
+    let trusting = agent::gateway_certs::GatewayCertificates::new(&ca_file, "x-client-cert".parse().unwrap()).unwrap();
+    let decide = format!("http://{}/decide", common::serve(agent::proxy::decision_router(agent.decider.clone(), Some(trusting))).await);
+    let ignoring = format!("http://{}/decide", common::serve(agent::proxy::decision_router(agent.decider.clone(), None)).await);
+    let http = reqwest::Client::new();
+    let ask = async |endpoint: &str, uri: &str, certificate: Option<String>| {
+        let mut request = http.get(endpoint).header("x-original-method", "GET").header("x-original-uri", uri);
+        if let Some(certificate) = certificate {
+            request = request.header("x-client-cert", certificate);
+        }
+        let response = request.send().await.unwrap();
+        let reason = response.headers().get("x-palisade-reason").map(|v| v.to_str().unwrap().to_owned());
+        (response.status().as_u16(), reason.unwrap_or_default())
+    };
+
+    let (billing, _) = leaf(&authority, vec![uri(BILLING)], ExtendedKeyUsagePurpose::ClientAuth);
+    assert_eq!(ask(&decide, "/ledger", Some(escaped(&billing))).await, (200, String::new()));
+    assert_eq!(ask(&decide, "/reports", Some(escaped(&billing))).await, (403, "identity_not_allowed".into()));
+    // Base64 DER (HAProxy's `ssl_c_der,base64`) reads the same.
+    let der = CertificateDer::from_pem_slice(billing.as_bytes()).unwrap();
+    let der = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    assert_eq!(ask(&decide, "/ledger", Some(der)).await, (200, String::new()));
+    // No certificate, or an empty header (nginx's value when the caller sent none).
+    assert_eq!(ask(&decide, "/ledger", None).await, (401, "unauthenticated".into()));
+    assert_eq!(ask(&decide, "/ledger", Some(String::new())).await, (401, "unauthenticated".into()));
+    // Signed by the CA, registered nowhere: an identity for L1, no credential.
+    let (reports, _) = leaf(&authority, vec![uri(REPORTS)], ExtendedKeyUsagePurpose::ClientAuth);
+    assert_eq!(ask(&decide, "/ledger", Some(escaped(&reports))).await, (401, "credential_not_accepted".into()));
+    assert_eq!(ask(&decide, "/reports", Some(escaped(&reports))).await, (200, String::new()));
+    let records_before = records(&agent).await.len();
+
+    // What the CA does not vouch for is refused before any decision, whatever it claims.
+    let rogue = ca("Rogue CA");
+    let (impostor, _) = leaf(&rogue, vec![uri(BILLING)], ExtendedKeyUsagePurpose::ClientAuth);
+    let mut expired = CertificateParams::new(Vec::<String>::new()).unwrap();
+    expired.subject_alt_names = vec![uri(BILLING)];
+    expired.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    expired.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    expired.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = expired.signed_by(&KeyPair::generate().unwrap(), &authority).unwrap().pem();
+    let (server_only, _) = leaf(&authority, vec![uri(BILLING)], ExtendedKeyUsagePurpose::ServerAuth);
+    let refused = (401, "client_certificate_not_trusted".to_owned());
+    for (what, certificate) in [
+        ("another CA's", escaped(&impostor)),
+        ("an expired", escaped(&expired)),
+        ("a server-only", escaped(&server_only)),
+        ("a garbled", escaped(&billing.replace("MII", "MIJ"))),
+        ("a non-certificate", "not a certificate at all".to_owned()),
+        ("the CA's own", escaped(&authority.pem())),
+    ] {
+        assert_eq!(ask(&decide, "/ledger", Some(certificate)).await, refused, "{what} certificate");
+    }
+    let duplicated = http.get(&decide).header("x-original-method", "GET").header("x-original-uri", "/ledger")
+        .header("x-client-cert", escaped(&billing)).header("x-client-cert", escaped(&reports))
+        .send().await.unwrap();
+    assert_eq!(duplicated.status(), 401, "two certificates for one request");
+    assert!(agent.decider.stats.last_error().unwrap().contains("not trusted"));
+
+    // An endpoint not told to trust a CA never reads the header.
+    assert_eq!(ask(&ignoring, "/ledger", Some(escaped(&billing))).await, (401, "unauthenticated".into()));
+
+    let records = records(&agent).await;
+    assert_eq!(records.len(), records_before + 1, "refused certificates leave no decision record");
     assert_eq!(records[0].caller.as_deref(), Some("app:7/billing-1"));
 }

@@ -310,7 +310,7 @@ async fn the_decision_endpoint_answers_a_gateway() {
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
     let base = format!(
         "http://{}",
-        serve(proxy::decision_router(agent.decider.clone())).await
+        serve(proxy::decision_router(agent.decider.clone(), None)).await
     );
     let http = reqwest::Client::new();
     let ask = |method: &str, uri: &str, token: Option<String>| {
@@ -458,4 +458,97 @@ async fn each_caller_connection_keeps_one_upstream_connection_and_a_closed_one_i
     let response = reqwest::get(format!("{base}/public")).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "ok");
+}
+
+/// An upstream that switches to `echo` (sends back what it receives) when asked with
+/// `Upgrade: echo`, and answers anything else with what it was sent of a switch.
+async fn switching_upstream() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let router = axum::Router::new().fallback(move |mut request: axum::extract::Request| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let header = |name: http::header::HeaderName| request.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+            let (upgrade, connection) = (header(http::header::UPGRADE), header(http::header::CONNECTION));
+            if upgrade.as_deref() != Some("echo") {
+                return axum::response::Response::new(axum::body::Body::from(format!("plain: upgrade {upgrade:?}, connection {connection:?}")));
+            }
+            let switched = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                let mut io = hyper_util::rt::TokioIo::new(switched.await.unwrap());
+                let mut buffer = [0u8; 1024];
+                loop {
+                    let read = io.read(&mut buffer).await.unwrap_or(0);
+                    if read == 0 || io.write_all(&buffer[..read]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            axum::response::Response::builder()
+                .status(101)
+                .header(http::header::CONNECTION, "upgrade")
+                .header(http::header::UPGRADE, "echo")
+                .header("keep-alive", "timeout=5")
+                .header("x-echo", "accepted")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        }
+    });
+    (serve(router).await, hits)
+}
+
+#[tokio::test]
+async fn a_protocol_switch_the_bundle_allows_joins_caller_and_upstream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let jwks = common::jwks_server().await;
+    let enforcing = agent(Some(&signed_bundle(&key, 1, &jwks)), &key, Mode::Enforce, false).await;
+    let (upstream, hits) = switching_upstream().await;
+    let base = proxy_for(&enforcing, upstream).await;
+    let ask = |path: &str, protocol: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nHost: api.test\r\nConnection: keep-alive, Upgrade\r\nUpgrade: {protocol}{extra}");
+
+    // Allowed: the upstream agrees, and from then on the connection is a tunnel to it.
+    let (head, mut tunnel) = common::raw_request(&base, &ask("/public", "echo", "")).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("connection: upgrade\r\n") && head.contains("upgrade: echo\r\n") && head.contains("x-echo: accepted"), "{head}");
+    assert!(!head.contains("keep-alive"), "other hop-by-hop headers are not passed on: {head}");
+    for message in [&b"ping"[..], b"a longer message, sent after the first"] {
+        tunnel.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tunnel.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, message);
+    }
+    drop(tunnel);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // Refused like any request: the switch never reaches the upstream.
+    let (head, _) = common::raw_request(&base, &ask("/pets/1", "echo", "")).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    let (head, _) = common::raw_request(&base, &ask("/pets/1", "echo", &format!("\r\nAuthorization: Bearer {}", jwt("alice", &[])))).await;
+    assert!(head.starts_with("http/1.1 101"), "with a token it is allowed: {head}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // Declined by the upstream: its ordinary answer, with what it was asked.
+    let (head, mut stream) = common::raw_request(&base, &ask("/public", "something-else", "")).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let mut body = String::new();
+    let length: usize = head.split("content-length: ").nth(1).unwrap().split("\r\n").next().unwrap().parse().unwrap();
+    let mut bytes = vec![0u8; length];
+    stream.read_exact(&mut bytes).await.unwrap();
+    body.push_str(std::str::from_utf8(&bytes).unwrap());
+    assert_eq!(body, "plain: upgrade Some(\"something-else\"), connection Some(\"upgrade\")");
+
+    // `Upgrade` without `Connection: upgrade` asks for nothing: forwarded without it.
+    let (head, mut stream) = common::raw_request(&base, "GET /public HTTP/1.1\r\nHost: api.test\r\nUpgrade: echo").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head.split("content-length: ").nth(1).unwrap().split("\r\n").next().unwrap().parse().unwrap();
+    let mut bytes = vec![0u8; length];
+    stream.read_exact(&mut bytes).await.unwrap();
+    assert_eq!(std::str::from_utf8(&bytes).unwrap(), "plain: upgrade None, connection None");
+
+    let records = records(&enforcing).await;
+    let outcomes: Vec<(&str, &str)> = records.iter().map(|r| (r.path.as_str(), r.outcome.as_str())).collect();
+    assert_eq!(outcomes, [("/public", "allow"), ("/pets/1", "deny"), ("/pets/1", "allow"), ("/public", "allow"), ("/public", "allow")]);
 }

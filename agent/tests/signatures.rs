@@ -136,7 +136,7 @@ async fn signed_requests_pass_once_and_forgeries_do_not() {
 #[tokio::test]
 async fn a_gateway_verifies_signatures_but_not_bodies_it_cannot_see() {
     let agent = started().await;
-    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone())).await);
+    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone(), None)).await);
     let http = reqwest::Client::new();
     // nginx passes the caller's headers; the agent reads the original method and target.
     let ask = |method: &str, target: &str, headers: HeaderMap| {

@@ -47,7 +47,7 @@ async fn report(app: &TestApp, agent: i64, revision: i64, error: Option<&str>) {
         bundle_hash: Some("sha256:abc".into()),
         last_error: error.map(str::to_owned),
         uptime_seconds: 60,
-        counters: store::AgentCounters { allowed: 41, denied: 7, monitored: 0, errors: 1 },
+        counters: store::AgentCounters { allowed: 41, denied: 7, monitored: 0, errors: 1, dropped_decisions: 12 },
         spooled_decisions: 0,
     };
     agent_reports::record_status(&app.db, agent, &report).await.unwrap();
@@ -112,7 +112,7 @@ app_test!(every_role_sees_the_fleet_drift_and_convergence_and_only_managers_get_
         let html = page(&app, session).await;
         let manages = matches!(role, Role::Admin | Role::Security);
         assert!(html.contains("3 agents: 1 healthy, 2 drifted, 0 offline, 1 degraded, 1 awaiting a first report."), "{role:?}: {html}");
-        for shown in ["orders-eu-1", "orders-eu-2", "orders-us-1", "region=eu", "0.9.1", "upstream refused the connection", "41 allowed, 7 denied"] {
+        for shown in ["orders-eu-1", "orders-eu-2", "orders-us-1", "region=eu", "0.9.1", "upstream refused the connection", "41 allowed, 7 denied", "12 decisions dropped (spool full)"] {
             assert!(html.contains(shown), "{role:?} sees {shown}");
         }
         assert!(html.contains("badge healthy") && html.contains("badge degraded") && html.contains("badge pending"), "{role:?}");

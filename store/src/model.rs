@@ -808,6 +808,10 @@ pub struct AgentCounters {
     pub denied: u64,
     pub monitored: u64,
     pub errors: u64,
+    /// Decision records the agent dropped, oldest first, because its spool reached its
+    /// size cap while uploads could not go through.
+    #[serde(default)]
+    pub dropped_decisions: u64,
 }
 
 

@@ -245,3 +245,20 @@ pub async fn records(agent: &Agent) -> Vec<DecisionRecord> {
     }
     found
 }
+
+/// Sends `head` (a request's head, `\r\n`-separated, without the blank line) over a new
+/// connection to `base` (`http://host:port`) and reads the answer's head: what a WebSocket
+/// client does before the connection becomes its own. The head in lower case, and the
+/// connection.
+pub async fn raw_request(base: &str, head: &str) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(format!("{head}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "the answer's head ended early: {:?}", String::from_utf8_lossy(&answer));
+        answer.push(byte[0]);
+    }
+    (String::from_utf8(answer).unwrap().to_ascii_lowercase(), stream)
+}

@@ -118,6 +118,9 @@ fn fleet_table(agents: Vec<FleetAgent>, now: i64, manages: bool, revoke: ServerA
                         if status.spooled_decisions > 0 {
                             text.push_str(&format!("; {} decisions waiting to upload", status.spooled_decisions));
                         }
+                        if counters.dropped_decisions > 0 {
+                            text.push_str(&format!("; {} decisions dropped (spool full)", counters.dropped_decisions));
+                        }
                         text
                     } else {
                         "—".to_owned()
