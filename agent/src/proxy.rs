@@ -211,19 +211,21 @@ impl Proxy {
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(body))
             }
-            Err(error) => {
-                self.decider.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %error, "the upstream is unreachable");
-                self.decider
-                    .stats
-                    .set_last_error(format!("upstream unreachable: {error}"));
-                not_forwarded(Problem::new(502, "upstream_unavailable").response())
-            }
+            Err(error) => self.unreachable(&error),
         }
     }
 }
 
 impl Proxy {
+    /// The answer when the upstream could not be reached: counted, logged, named in the
+    /// status, and 502 for the caller.
+    fn unreachable(&self, error: &crate::upstream::BoxError) -> Response {
+        self.decider.stats.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %error, "the upstream is unreachable");
+        self.decider.stats.set_last_error(format!("upstream unreachable: {error}"));
+        not_forwarded(Problem::new(502, "upstream_unavailable").response())
+    }
+
     /// Passes on a protocol switch: the request over a connection of its own, and on 101
     /// the caller's connection and that one joined until either side closes.
     async fn forward_upgrade(&self, mut parts: http::request::Parts, body: Body, path: http::Uri, protocol: HeaderValue) -> Response {
@@ -234,12 +236,7 @@ impl Proxy {
         parts.headers.insert(header::UPGRADE, protocol);
         let mut response = match self.upstream.send_upgrade(parts, body, path).await {
             Ok(response) => response,
-            Err(error) => {
-                self.decider.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %error, "the upstream is unreachable");
-                self.decider.stats.set_last_error(format!("upstream unreachable: {error}"));
-                return not_forwarded(Problem::new(502, "upstream_unavailable").response());
-            }
+            Err(error) => return self.unreachable(&error),
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             // Declined: an ordinary answer, and the upstream connection ends with it.
@@ -281,14 +278,9 @@ fn upgrade_asked(parts: &http::request::Parts) -> Option<HeaderValue> {
         return None;
     }
     let protocol = parts.headers.get(header::UPGRADE)?;
-    let named = parts
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    named.then(|| protocol.clone())
+    connection_options(&parts.headers)
+        .any(|option| option.eq_ignore_ascii_case("upgrade"))
+        .then(|| protocol.clone())
 }
 
 /// Marks an answer the agent made because the request never reached the upstream: there
@@ -321,6 +313,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// The options the `Connection` header lists (`keep-alive`, `upgrade`, header names), trimmed.
+fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|option| !option.is_empty())
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names. Only the
 /// names present are removed: each removal hashes its name, and most messages carry one
 /// (`Connection`) or none.
@@ -329,13 +332,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present.is_empty() {
         return;
     }
-    let named = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
-    present.extend(named);
+    present.extend(connection_options(headers).filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()));
     for name in present {
         headers.remove(name);
     }

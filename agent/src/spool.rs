@@ -225,6 +225,11 @@ pub fn batches(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+/// Takes `n` off a gauge without going below zero (counts made at start run behind).
+fn take_off(gauge: &std::sync::atomic::AtomicU64, n: u64) {
+    let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |value| Some(value.saturating_sub(n)));
+}
+
 fn count_lines(bytes: &[u8]) -> u64 {
     bytes
         .split(|b| *b == b'\n')
@@ -408,9 +413,7 @@ impl Writer {
         self.opened_at = None;
         self.dirty_since = None;
     }
-}
 
-impl Writer {
     /// Drops the oldest sealed batches until the rest fit under the cap, but never the
     /// one the uploader holds nor the newest.
     fn make_room(&mut self) {
@@ -432,8 +435,8 @@ impl Writer {
                 continue;
             }
             let lines = count_lines(&bytes);
-            let _ = self.stats.spool_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(bytes.len() as u64)));
-            let _ = self.stats.spooled.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(lines)));
+            take_off(&self.stats.spool_bytes, bytes.len() as u64);
+            take_off(&self.stats.spooled, lines);
             self.stats.dropped.fetch_add(lines, Ordering::Relaxed);
             dropped_records += lines;
             dropped_batches += 1;
@@ -673,12 +676,8 @@ pub async fn upload_loop<S: BatchSink>(
             }
             match done {
                 Ok(Ok(())) => {
-                    let _ = stats
-                        .spooled
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                            Some(n.saturating_sub(batch.lines))
-                        });
-                    let _ = stats.spool_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(size)));
+                    take_off(&stats.spooled, batch.lines);
+                    take_off(&stats.spool_bytes, size);
                 }
                 Ok(Err(error)) => {
                     tracing::error!(seq, %error, "cannot remove an uploaded decision batch; it may be sent twice")
