@@ -15,7 +15,7 @@ use crate::proxy::{self, Proxy};
 use crate::signatures::Keyring;
 use crate::status::Stats;
 use crate::sync::Sync;
-use crate::{bundle_store, fsutil, spool, tls};
+use crate::{bundle_store, connections, fsutil, spool, tls};
 use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
@@ -45,33 +45,22 @@ fn jwks_client() -> Result<reqwest::Client, Failure> {
         .map_err(|e| Failure::Other(format!("cannot build the HTTP client: {e}")))
 }
 
-async fn serve(
+/// Serves the decision endpoint until `shutdown`, then lets open connections finish.
+async fn serve_decisions(
     listener: tokio::net::TcpListener,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
 ) {
-    // Each connection's address, and its own upstream connection for the proxy.
-    let service = router.into_make_service_with_connect_info::<proxy::Downstream>();
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    if let Err(error) = axum::serve(proxy::NoDelayListener(listener), service)
+    if let Err(error) = axum::serve(connections::no_delay(listener), service)
         .with_graceful_shutdown(stop)
         .await
     {
         tracing::error!(%error, what, "listener failed");
-    }
-}
-
-/// [`serve`] over TLS: handlers see the peer as `ConnectInfo<TlsPeer>`.
-async fn serve_tls(listener: tls::TlsListener, router: Router, mut shutdown: watch::Receiver<bool>) {
-    let service = router.into_make_service_with_connect_info::<tls::TlsPeer>();
-    let stop = async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    };
-    if let Err(error) = axum::serve(listener, service).with_graceful_shutdown(stop).await {
-        tracing::error!(%error, "TLS listener failed");
     }
 }
 
@@ -156,24 +145,19 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
             .map_err(|e| {
                 Failure::Other(format!("cannot listen on {}: {e}", proxy_config.listen))
             })?;
-        let proxy = Proxy::new(
-            decider.clone(),
-            &proxy_config.upstream,
-            crate::upstream::upstream_client(),
-        )
-        .map_err(Failure::Other)?;
-        let router = proxy::router(Arc::new(proxy));
+        let proxy = Arc::new(Proxy::new(decider.clone(), &proxy_config.upstream).map_err(Failure::Other)?);
         match &proxy_config.tls {
             None => {
                 tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, "reverse proxy listening");
-                servers.push(tokio::spawn(serve(listener, router, shutdown.clone(), "proxy")));
+                let listener = connections::no_delay(listener);
+                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone())));
             }
             Some(files) => {
                 let config = tls::server_config(&files.cert, &files.key, files.client_ca.as_deref()).map_err(Failure::Other)?;
                 let listener = tls::TlsListener::new(listener, config).map_err(|e| Failure::Other(e.to_string()))?;
                 let mtls = files.client_ca.is_some();
                 tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, mtls, "reverse proxy listening over TLS");
-                servers.push(tokio::spawn(serve_tls(listener, router, shutdown.clone())));
+                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone())));
             }
         }
     }
@@ -187,7 +171,7 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
         };
         let certificate_header = certificates.as_ref().map(|c| c.header().to_string());
         tracing::info!(listen = %address, client_certificates_from = ?certificate_header, "decision endpoint listening");
-        servers.push(tokio::spawn(serve(
+        servers.push(tokio::spawn(serve_decisions(
             listener,
             proxy::decision_router(decider.clone(), certificates),
             shutdown.clone(),

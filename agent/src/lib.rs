@@ -1,7 +1,7 @@
 //! palisade-agent as a library: everything but the command-line entry, so integration
 //! tests run the real proxy, decision endpoint, spool and control-plane client.
 //!
-//! The path of a request: `proxy` (or the decision endpoint) → `decide` (`api_keys`,
+//! The path of a request: `connections` serves the caller, `proxy` (or the decision endpoint) → `decide` (`api_keys`,
 //! `signatures` or `authn` for the credential, the evaluator over `active`, `limits`) → `spool`;
 //! `upstream` carries an allowed request on, and `inspect` carries out L3 on the response. Around it: `identity`
 //! and `control` talk to the control plane, `sync` keeps the bundle current through
@@ -13,6 +13,7 @@ pub mod app;
 pub mod authn;
 pub mod bundle_store;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod decide;
 pub mod fsutil;

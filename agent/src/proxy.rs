@@ -11,15 +11,13 @@
 use crate::decide::{BodyDuty, Decider, Denial, Facts, Inspected, ReadBody, Verdict};
 use crate::gateway_certs::{GatewayCertificates, Presented};
 use crate::problem::Problem;
-use crate::tls::TlsPeer;
-use crate::upstream::{Upstream, UpstreamClient, UpstreamSlot};
+use crate::connections::Caller;
+use crate::upstream::{Upstream, UpstreamSlot};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::serve::{IncomingStream, Listener};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 use http_body_util::BodyExt;
@@ -27,41 +25,6 @@ use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::net::TcpListener;
-
-/// What the proxy knows of a plain-TCP caller connection: the caller's address, and the
-/// connection's own upstream connection.
-#[derive(Clone, Debug)]
-pub struct Downstream {
-    pub address: SocketAddr,
-    pub upstream: UpstreamSlot,
-}
-
-/// A TCP listener whose connections send what is written at once (`TCP_NODELAY`, as
-/// nginx sets it): Nagle's algorithm would hold an answer back until the caller
-/// acknowledged the last one.
-pub struct NoDelayListener(pub TcpListener);
-
-impl Listener for NoDelayListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, address) = Listener::accept(&mut self.0).await;
-        let _ = stream.set_nodelay(true);
-        (stream, address)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Listener::local_addr(&self.0)
-    }
-}
-
-impl Connected<IncomingStream<'_, NoDelayListener>> for Downstream {
-    fn connect_info(stream: IncomingStream<'_, NoDelayListener>) -> Self {
-        Downstream { address: *stream.remote_addr(), upstream: UpstreamSlot::default() }
-    }
-}
 
 pub struct Proxy {
     decider: Arc<Decider>,
@@ -69,31 +32,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(
-        decider: Arc<Decider>,
-        upstream: &url::Url,
-        client: UpstreamClient,
-    ) -> Result<Proxy, String> {
+    pub fn new(decider: Arc<Decider>, upstream: &url::Url) -> Result<Proxy, String> {
         Ok(Proxy {
             decider,
-            upstream: Upstream::new(upstream, client)?,
+            upstream: Upstream::new(upstream)?,
         })
     }
 
-    async fn handle(&self, request: Request) -> Response {
-        // Plain HTTP gives the socket address; TLS also the client certificate's identities.
-        let tls = request.extensions().get::<ConnectInfo<TlsPeer>>().map(|info| info.0.clone());
-        let peer = tls.as_ref().map(|tls| tls.address).or_else(|| {
-            let extensions = request.extensions();
-            extensions
-                .get::<ConnectInfo<Downstream>>()
-                .map(|info| info.0.address)
-                .or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0))
-        });
-        let source = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| {
-            peer.ip().to_canonical()
-        });
-        let identities = tls.map(|tls| tls.identities).unwrap_or_default();
+    /// Decides one request from `caller` and, if it is allowed, forwards it over the
+    /// caller connection's own upstream connection.
+    pub async fn handle(&self, request: http::Request<hyper::body::Incoming>, caller: &Caller, upstream: &UpstreamSlot) -> Response {
+        let request = request.map(Body::new);
+        let source = caller.address.ip().to_canonical();
         // Shared, not copied: the request is changed below while these are still read.
         let target = request
             .uri()
@@ -106,7 +56,7 @@ impl Proxy {
             target: target.as_str(),
             source,
             headers: request.headers(),
-            peer_identities: &identities,
+            peer_identities: &caller.identities,
             sees_response: true,
         };
         let verdict = self.decider.decide(&facts).await;
@@ -121,7 +71,7 @@ impl Proxy {
             Verdict::Deny(denial) => denial.response(),
             // Settled above.
             Verdict::CheckBody(_) => Problem::new(500, "contract_unavailable").response(),
-            Verdict::Forward(None) => self.forward(request, &target, source, true).await,
+            Verdict::Forward(None) => self.forward(request, &target, caller, upstream, true).await,
             Verdict::Forward(Some(duty)) => {
                 let (mut parts, body) = request.into_parts();
                 // A compressed answer could not be read: ask the upstream for plain text.
@@ -129,7 +79,7 @@ impl Proxy {
                 let request = Request::from_parts(parts, body);
                 // A tunnel's traffic could not be inspected: the protocol switch is not
                 // passed on (the upstream sees a plain request and its answer is inspected).
-                let response = self.forward(request, &target, source, false).await;
+                let response = self.forward(request, &target, caller, upstream, false).await;
                 if response.extensions().get::<UpstreamFailed>().is_some() {
                     self.decider
                         .finish_inspected(*duty, &Inspected::Clean)
@@ -177,7 +127,7 @@ impl Proxy {
     /// Forwards an allowed request and streams the answer back; with `may_upgrade`, a
     /// protocol switch the caller asks for (WebSocket) is passed on, and if the upstream
     /// agrees the two connections are joined.
-    async fn forward(&self, request: Request, target: &http::uri::PathAndQuery, source: IpAddr, may_upgrade: bool) -> Response {
+    async fn forward(&self, request: Request, target: &http::uri::PathAndQuery, caller: &Caller, slot: &UpstreamSlot, may_upgrade: bool) -> Response {
         let (mut parts, body) = request.into_parts();
         // Read before the hop-by-hop headers go: `Upgrade` is one of them.
         let upgrade = if may_upgrade { upgrade_asked(&parts) } else { None };
@@ -191,21 +141,15 @@ impl Proxy {
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
         strip_hop_by_hop(&mut parts.headers);
-        let tls = parts.extensions.get::<ConnectInfo<TlsPeer>>();
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        // HTTP/2 callers send requests side by side on one connection: they use the pool.
-        let slot = tls
-            .map(|info| info.0.upstream.clone())
-            .or_else(|| parts.extensions.get::<ConnectInfo<Downstream>>().map(|info| info.0.upstream.clone()))
-            .filter(|_| parts.version <= Version::HTTP_11);
-        add_forwarding(&mut parts.headers, source, original_host.as_deref(), scheme);
+        let scheme = if caller.tls { "https" } else { "http" };
+        add_forwarding(&mut parts.headers, caller.address.ip().to_canonical(), original_host.as_deref(), scheme);
         parts.headers.insert(header::HOST, self.upstream.host().clone());
-        // The upstream client speaks HTTP/1.1 whatever the caller spoke.
+        // The upstream client speaks HTTP/1.1 whatever the caller spoke (1.0 included).
         parts.version = Version::HTTP_11;
         if let Some(protocol) = upgrade {
             return self.forward_upgrade(parts, body, path, protocol).await;
         }
-        match self.upstream.send(slot.as_ref(), parts, body, path).await {
+        match self.upstream.send(slot, parts, body, path).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -291,17 +235,6 @@ struct UpstreamFailed;
 fn not_forwarded(mut response: Response) -> Response {
     response.extensions_mut().insert(UpstreamFailed);
     response
-}
-
-/// The reverse proxy: every method and path.
-pub fn router(proxy: Arc<Proxy>) -> Router {
-    Router::new()
-        .fallback(
-            |State(proxy): State<Arc<Proxy>>, request: Request| async move {
-                proxy.handle(request).await
-            },
-        )
-        .with_state(proxy)
 }
 
 /// Whether a header describes one connection, not the message: never forwarded (RFC 9110
@@ -429,11 +362,7 @@ async fn decide(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         decider.stats.errors.fetch_add(1, Ordering::Relaxed);
         return Problem::new(400, "bad_request").response();
     };
-    let extensions = request.extensions();
-    let peer = extensions
-        .get::<ConnectInfo<Downstream>>()
-        .map(|info| info.0.address.ip())
-        .or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()));
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let source = text("x-real-ip")
         .and_then(|ip| ip.parse::<IpAddr>().ok())
         .or(peer)

@@ -5,8 +5,7 @@
 //! still connect; a route that requires mTLS refuses them. Handshakes run concurrently and
 //! time out, so a slow or silent client never holds up the others.
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -78,14 +77,6 @@ pub struct TlsPeer {
     /// The verified client certificate's identities, most specific first; empty when the
     /// caller presented none.
     pub identities: Arc<Vec<String>>,
-    /// The connection's own upstream connection (see [`crate::upstream::UpstreamSlot`]).
-    pub upstream: crate::upstream::UpstreamSlot,
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for TlsPeer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.remote_addr().clone()
-    }
 }
 
 /// A listener that hands axum connections once their TLS handshake is done.
@@ -127,7 +118,7 @@ impl TlsListener {
                                 .and_then(|chain| chain.first())
                                 .map(|leaf| certificate_identities(leaf.as_ref()))
                                 .unwrap_or_default();
-                            let peer = TlsPeer { address, identities: Arc::new(identities), upstream: Default::default() };
+                            let peer = TlsPeer { address, identities: Arc::new(identities) };
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(error)) => tracing::debug!(%address, %error, "TLS handshake refused"),
@@ -153,7 +144,7 @@ impl Listener for TlsListener {
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(TlsPeer { address: self.local, identities: Arc::new(Vec::new()), upstream: Default::default() })
+        Ok(TlsPeer { address: self.local, identities: Arc::new(Vec::new()) })
     }
 }
 

@@ -1,5 +1,5 @@
-//! How a proxied request reaches the upstream: its address parsed once, each HTTP/1.1
-//! caller connection's own upstream connection, a pool for requests without one, and a
+//! How a proxied request reaches the upstream: its address parsed once, each caller
+//! connection's own upstream connection (driven by the caller connection's task), and a
 //! connection of its own for each protocol switch (WebSocket).
 
 use axum::body::Body;
@@ -7,15 +7,19 @@ use http::{HeaderValue, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Context;
 use std::time::Duration;
 use url::Url;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type UpstreamConnection = hyper::client::conn::http1::Connection<
+    hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>,
+    Body,
+>;
 
 /// Connections to the upstream: plain or TLS (Mozilla's roots), HTTP/1.1.
 fn connector() -> HttpsConnector<HttpConnector> {
@@ -30,30 +34,56 @@ fn connector() -> HttpsConnector<HttpConnector> {
         .wrap_connector(http)
 }
 
-/// A pooled upstream client, for requests that come without a connection of their own
-/// (HTTP/2 callers, whose requests run side by side on one connection).
-pub fn upstream_client() -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector())
-}
-
 /// One caller connection's own upstream connection. An HTTP/1.1 caller sends one request
 /// at a time, so its requests go one after another over a connection kept for it: no pool
 /// to look in and hand back to on every request (a sixth of the proxy's own work per
 /// request), and no upstream connection shared between callers, so nothing one caller
 /// sends can leave a connection in a state another caller's request then meets (request
 /// smuggling, response queue poisoning). It closes with the caller's connection.
-#[derive(Clone, Default)]
-pub struct UpstreamSlot(Arc<Mutex<Option<SendRequest<Body>>>>);
+///
+/// The connection is not a task of its own: the caller connection's task drives it
+/// ([`UpstreamSlot::drive`]), so a request and its answer never wait for another task to
+/// be scheduled (with a task of its own, every request woke it and every answer woke the
+/// caller's task back).
+#[derive(Default)]
+pub struct UpstreamSlot(Mutex<Slot>);
+
+#[derive(Default)]
+struct Slot {
+    /// Where requests are handed to the connection; taken while one is on its way.
+    sender: Option<SendRequest<Body>>,
+    /// The connection itself: it writes the requests and reads the answers when driven.
+    connection: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
 
 impl UpstreamSlot {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn take(&self) -> Option<SendRequest<Body>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.lock().sender.take()
     }
 
     fn put(&self, sender: SendRequest<Body>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        self.lock().sender = Some(sender);
+    }
+
+    /// Keeps a newly opened connection; one it replaces is closed.
+    fn open(&self, connection: impl Future<Output = ()> + Send + 'static) {
+        self.lock().connection = Some(Box::pin(connection));
+    }
+
+    /// Lets the upstream connection do what it can (write a request handed to it, read
+    /// an answer that has come), and arranges for `cx`'s task to be woken when it can do
+    /// more. The caller connection's task calls it whenever it is woken.
+    pub fn drive(&self, cx: &mut Context<'_>) {
+        let mut slot = self.lock();
+        if let Some(connection) = slot.connection.as_mut()
+            && connection.as_mut().poll(cx).is_ready()
+        {
+            slot.connection = None;
+        }
     }
 }
 
@@ -72,11 +102,10 @@ pub struct Upstream {
     /// The authority, as the `Host` sent.
     host: HeaderValue,
     connector: HttpsConnector<HttpConnector>,
-    pool: UpstreamClient,
 }
 
 impl Upstream {
-    pub fn new(url: &Url, pool: UpstreamClient) -> Result<Upstream, String> {
+    pub fn new(url: &Url) -> Result<Upstream, String> {
         let (prefix, authority) = upstream_parts(url)?;
         let invalid = |what: &str| format!("the upstream URL {url} has an invalid {what}");
         Ok(Upstream {
@@ -85,7 +114,6 @@ impl Upstream {
             prefix,
             host: HeaderValue::from_str(&authority).map_err(|_| invalid("host or port"))?,
             connector: connector(),
-            pool,
         })
     }
 
@@ -106,37 +134,24 @@ impl Upstream {
         Ok(Uri::from(path_and_query))
     }
 
-    /// `path` with the upstream's scheme and authority: what the pool is asked for, and
-    /// (with the path `/`) where a connection is opened.
+    /// `path` with the upstream's scheme and authority; with the path `/`, where a
+    /// connection is opened.
     fn absolute(&self, path: &Uri) -> Result<Uri, http::Error> {
         let path_and_query = path.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        Ok(Uri::builder()
+        Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
-            .build()?)
+            .build()
     }
 
-    /// Sends a request whose headers are ready to `path` ([`Upstream::path`]): over the
-    /// caller connection's own upstream connection when it has a slot, else the pool.
-    pub async fn send(&self, slot: Option<&UpstreamSlot>, mut parts: http::request::Parts, body: Body, path: Uri) -> Result<http::Response<Incoming>, BoxError> {
-        match slot {
-            Some(slot) => {
-                parts.uri = path;
-                self.send_on(slot, http::Request::from_parts(parts, body)).await
-            }
-            None => {
-                parts.uri = self.absolute(&path)?;
-                Ok(self.pool.request(http::Request::from_parts(parts, body)).await?)
-            }
-        }
-    }
-
-    /// Sends `request` over the caller connection's own upstream connection, opening one
-    /// when there is none or the upstream has closed it. A request a closing connection
-    /// never took is sent once more over a new one; one it took is not (it may have been
-    /// carried out).
-    async fn send_on(&self, slot: &UpstreamSlot, mut request: http::Request<Body>) -> Result<http::Response<Incoming>, BoxError> {
+    /// Sends a request whose headers are ready to `path` ([`Upstream::path`]) over the
+    /// caller connection's own upstream connection, opening one when there is none or the
+    /// upstream has closed it. A request a closing connection never took is sent once more
+    /// over a new one; one it took is not (it may have been carried out).
+    pub async fn send(&self, slot: &UpstreamSlot, mut parts: http::request::Parts, body: Body, path: Uri) -> Result<http::Response<Incoming>, BoxError> {
+        parts.uri = path;
+        let mut request = http::Request::from_parts(parts, body);
         // Ready once the previous answer's body has been read to its end.
         let mut kept = match slot.take() {
             Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
@@ -146,7 +161,15 @@ impl Upstream {
             let fresh = kept.is_none();
             let mut sender = match kept.take() {
                 Some(sender) => sender,
-                None => self.connect(false).await?,
+                None => {
+                    let (sender, connection) = self.connect().await?;
+                    slot.open(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%error, "an upstream connection ended with an error");
+                        }
+                    });
+                    sender
+                }
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -166,23 +189,23 @@ impl Upstream {
     /// tunnel, so it can never be anyone's again.
     pub async fn send_upgrade(&self, mut parts: http::request::Parts, body: Body, path: Uri) -> Result<http::Response<Incoming>, BoxError> {
         parts.uri = path;
-        let mut sender = self.connect(true).await?;
-        Ok(sender.send_request(http::Request::from_parts(parts, body)).await?)
-    }
-
-    /// Opens a connection to the upstream; with `upgrades`, one that a 101 answer hands
-    /// over to [`hyper::upgrade::on`].
-    async fn connect(&self, upgrades: bool) -> Result<SendRequest<Body>, BoxError> {
-        let origin = self.absolute(&Uri::from_static("/"))?;
-        let io = tower::ServiceExt::oneshot(self.connector.clone(), origin).await?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        let (mut sender, connection) = self.connect().await?;
+        // A task of its own: on a 101 it hands the connection over to the tunnel
+        // ([`hyper::upgrade::on`]), which outlives the caller connection's HTTP.
         tokio::spawn(async move {
-            let ended = if upgrades { connection.with_upgrades().await } else { connection.await };
-            if let Err(error) = ended {
+            if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "an upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(sender.send_request(http::Request::from_parts(parts, body)).await?)
+    }
+
+    /// Opens a connection to the upstream: where requests are handed to it, and the
+    /// connection, which does nothing until driven.
+    async fn connect(&self) -> Result<(SendRequest<Body>, UpstreamConnection), BoxError> {
+        let origin = self.absolute(&Uri::from_static("/"))?;
+        let io = tower::ServiceExt::oneshot(self.connector.clone(), origin).await?;
+        Ok(hyper::client::conn::http1::handshake(io).await?)
     }
 }
 
@@ -204,7 +227,7 @@ mod tests {
     #[test]
     fn the_upstream_uri_keeps_its_prefix() {
         let uri = |upstream: &str, target: &'static str| {
-            let upstream = Upstream::new(&upstream.parse().unwrap(), upstream_client()).unwrap();
+            let upstream = Upstream::new(&upstream.parse().unwrap()).unwrap();
             let path = upstream.path(&http::uri::PathAndQuery::from_static(target)).unwrap();
             assert!(path.scheme().is_none() && path.authority().is_none(), "origin form on the agent's own connections");
             (upstream.absolute(&path).unwrap().to_string(), upstream.host.clone())

@@ -449,15 +449,6 @@ async fn each_caller_connection_keeps_one_upstream_connection_and_a_closed_one_i
     }
     assert_eq!(connections.load(Ordering::SeqCst), 8);
 
-    // Served without a connection of its own (as HTTP/2 callers are), a request goes
-    // through the pool, in origin form all the same.
-    let (upstream, _) = counting_upstream(false).await;
-    let url = format!("http://{upstream}").parse().unwrap();
-    let pooled = proxy::Proxy::new(enforcing.decider.clone(), &url, agent::upstream::upstream_client()).unwrap();
-    let base = format!("http://{}", serve(proxy::router(std::sync::Arc::new(pooled))).await);
-    let response = reqwest::get(format!("{base}/public")).await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), "ok");
 }
 
 /// An upstream that switches to `echo` (sends back what it receives) when asked with

@@ -141,10 +141,10 @@ fn run_case(prepared: &Prepared, policy: &CompiledPolicy, case: &Case) -> CaseRe
             differences.push(format!("expected reason {reason}"));
         }
     }
-    if let Some(route) = &expect.route {
-        if decision.matched.as_ref().map(|m| &m.template) != Some(route) {
-            differences.push(format!("expected route {route}"));
-        }
+    if let Some(route) = &expect.route
+        && decision.matched.as_ref().map(|m| &m.template) != Some(route)
+    {
+        differences.push(format!("expected route {route}"));
     }
     if let Some(mask) = &expect.mask {
         let (mut expected, mut masked) = (mask.clone(), decision.obligations.mask.clone());

@@ -9,7 +9,7 @@ use agent::bundle_store;
 use agent::config::Mode;
 use agent::decide::Decider;
 use agent::limits::RateLimits;
-use agent::proxy::{self, Proxy};
+use agent::proxy::Proxy;
 use agent::spool;
 use agent::status::Stats;
 use axum::Router;
@@ -218,15 +218,17 @@ pub async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_ope
 }
 
 /// The reverse proxy in front of `upstream`, served as the agent serves it: each caller
-/// connection with its own upstream connection.
+/// connection with its own upstream connection, driven by the connection's task.
 pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
     let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = Proxy::new(agent.decider.clone(), &url, agent::upstream::upstream_client()).unwrap();
+    let proxy = Proxy::new(agent.decider.clone(), &url).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let service = proxy::router(Arc::new(proxy)).into_make_service_with_connect_info::<proxy::Downstream>();
+    // Never stopped: the test's runtime ends it.
+    let (keep, never) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        axum::serve(proxy::NoDelayListener(listener), service).await.unwrap();
+        agent::connections::serve(agent::connections::no_delay(listener), Arc::new(proxy), never).await;
+        drop(keep);
     });
     format!("http://{address}")
 }

@@ -1,0 +1,173 @@
+//! Serving the reverse proxy's caller connections (HTTP/1.1, plain or TLS): one task per
+//! connection, which serves the caller's requests and also drives the connection's own
+//! upstream connection, so a request and its answer are carried without handing work to
+//! another task; a time limit on a request's head; a graceful stop.
+
+use crate::proxy::Proxy;
+use crate::tls::TlsPeer;
+use crate::upstream::UpstreamSlot;
+use axum::body::Body;
+use axum::serve::{Listener, ListenerExt, TapIo};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// How long a caller has to send a request's head, counted from when the agent starts
+/// waiting for it (so also how long an idle keep-alive connection is kept): a caller that
+/// trickles bytes (slowloris) loses its connection. nginx allows 60 s for the head and 75 s
+/// of idleness.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the proxy knows of a caller connection.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The socket's peer: the only source address the proxy trusts.
+    pub address: SocketAddr,
+    /// The verified client certificate's identities, most specific first; empty without
+    /// TLS or when the caller presented none.
+    pub identities: Arc<Vec<String>>,
+    /// Whether the caller reached the agent over TLS.
+    pub tls: bool,
+}
+
+impl From<SocketAddr> for Caller {
+    fn from(address: SocketAddr) -> Caller {
+        Caller { address, identities: Arc::default(), tls: false }
+    }
+}
+
+impl From<TlsPeer> for Caller {
+    fn from(peer: TlsPeer) -> Caller {
+        Caller { address: peer.address, identities: peer.identities, tls: true }
+    }
+}
+
+/// `listener`, its connections sending what is written at once (`TCP_NODELAY`, as nginx
+/// sets it): Nagle's algorithm would hold an answer back until the caller acknowledged
+/// the last one.
+pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    fn set(stream: &mut TcpStream) {
+        let _ = stream.set_nodelay(true);
+    }
+    ListenerExt::tap_io(listener, set as fn(&mut TcpStream))
+}
+
+/// One caller connection as its requests see it.
+struct Connection {
+    caller: Caller,
+    upstream: UpstreamSlot,
+}
+
+/// Serves the proxy on every connection `listener` accepts until `stop` turns true; then
+/// accepts no more, lets each connection finish the request it is on, and returns when
+/// all have closed.
+pub async fn serve<L>(listener: L, proxy: Arc<Proxy>, stop: watch::Receiver<bool>)
+where
+    L: Listener,
+    L::Addr: Into<Caller>,
+{
+    serve_with(listener, proxy, stop, HEAD_TIMEOUT).await;
+}
+
+/// [`serve`] with another limit on a request's head (tests use a short one).
+pub async fn serve_with<L>(mut listener: L, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>, head_timeout: Duration)
+where
+    L: Listener,
+    L::Addr: Into<Caller>,
+{
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(head_timeout);
+    // Each connection holds a receiver: when the last is gone, all have closed.
+    let (open_tx, open_rx) = watch::channel(());
+    loop {
+        let (io, caller) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let connection = Arc::new(Connection { caller: caller.into(), upstream: UpstreamSlot::default() });
+        let service = ProxyService { proxy: proxy.clone(), connection: connection.clone() };
+        let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        let mut stop = stop.clone();
+        tokio::spawn(Served {
+            http: Box::pin(served),
+            connection,
+            stop: Some(Box::pin(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })),
+            _open: open_rx.clone(),
+        });
+    }
+    drop(listener);
+    drop(open_rx);
+    open_tx.closed().await;
+}
+
+/// The proxy as hyper calls it, once per request of a connection.
+struct ProxyService {
+    proxy: Arc<Proxy>,
+    connection: Arc<Connection>,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for ProxyService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let proxy = self.proxy.clone();
+        let connection = self.connection.clone();
+        Box::pin(async move {
+            Ok(proxy.handle(request, &connection.caller, &connection.upstream).await)
+        })
+    }
+}
+
+type Http<I> = http1::UpgradeableConnection<TokioIo<I>, ProxyService>;
+
+/// A caller connection's task: its HTTP, its upstream connection, and the stop signal.
+struct Served<I> {
+    http: Pin<Box<Http<I>>>,
+    connection: Arc<Connection>,
+    /// Until it fires; then the connection is asked to close after its current request.
+    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    _open: watch::Receiver<()>,
+}
+
+impl<I> Future for Served<I>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(stop) = this.stop.as_mut()
+            && stop.as_mut().poll(cx).is_ready()
+        {
+            this.stop = None;
+            this.http.as_mut().graceful_shutdown();
+        }
+        // An answer the upstream has sent is read before the caller's side runs, so the
+        // request waiting for it finishes in this same poll.
+        this.connection.upstream.drive(cx);
+        if let Poll::Ready(ended) = this.http.as_mut().poll(cx) {
+            if let Err(error) = ended {
+                tracing::debug!(%error, "a caller connection ended with an error");
+            }
+            return Poll::Ready(());
+        }
+        // And what the caller's side has just handed over (a request, a wish for more of an
+        // answer) goes out now, not at the next wake-up.
+        this.connection.upstream.drive(cx);
+        Poll::Pending
+    }
+}
