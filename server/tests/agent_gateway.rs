@@ -132,13 +132,8 @@ async fn pets_api(app: &TestApp, token: &str, team: store::TeamId) -> i64 {
     let document = serde_json::json!({"openapi": "3.0.3", "info": {"title": "Gateway pets", "version": "1"}, "paths": {
         "/pets/{id}": {"get": {"responses": {"200": {"description": "a pet"}}}},
     }});
-    let request = http::Request::post(format!("/api/v1/apis?team={}", team.0))
-        .header(http::header::HOST, "localhost")
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(serde_json::to_vec(&document).unwrap()))
-        .unwrap();
-    body_json(app.send(request).await).await["id"].as_i64().unwrap()
+    let created = app.send(post_json(&format!("/api/v1/apis?team={}", team.0), token, document)).await;
+    body_json(created).await["id"].as_i64().unwrap()
 }
 
 /// The request that sets `api`'s protection.
