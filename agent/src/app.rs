@@ -16,7 +16,6 @@ use crate::signatures::Keyring;
 use crate::status::Stats;
 use crate::sync::Sync;
 use crate::{bundle_store, connections, fsutil, spool, tls};
-use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,25 +42,6 @@ fn jwks_client() -> Result<reqwest::Client, Failure> {
         .user_agent(concat!("palisade-agent/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Failure::Other(format!("cannot build the HTTP client: {e}")))
-}
-
-/// Serves the decision endpoint until `shutdown`, then lets open connections finish.
-async fn serve_decisions(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-    what: &'static str,
-) {
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let stop = async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    };
-    if let Err(error) = axum::serve(connections::no_delay(listener), service)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(%error, what, "listener failed");
-    }
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -150,14 +130,14 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
             None => {
                 tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, "reverse proxy listening");
                 let listener = connections::no_delay(listener);
-                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone())));
+                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone(), connections::HEAD_TIMEOUT)));
             }
             Some(files) => {
                 let config = tls::server_config(&files.cert, &files.key, files.client_ca.as_deref()).map_err(Failure::Other)?;
                 let listener = tls::TlsListener::new(listener, config).map_err(|e| Failure::Other(e.to_string()))?;
                 let mtls = files.client_ca.is_some();
                 tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, mtls, "reverse proxy listening over TLS");
-                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone())));
+                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone(), connections::HEAD_TIMEOUT)));
             }
         }
     }
@@ -171,11 +151,11 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
         };
         let certificate_header = certificates.as_ref().map(|c| c.header().to_string());
         tracing::info!(listen = %address, client_certificates_from = ?certificate_header, "decision endpoint listening");
-        servers.push(tokio::spawn(serve_decisions(
-            listener,
+        servers.push(tokio::spawn(connections::serve_router(
+            connections::no_delay(listener),
             proxy::decision_router(decider.clone(), certificates),
             shutdown.clone(),
-            "decision endpoint",
+            connections::HEAD_TIMEOUT,
         )));
     }
     if let Some(enforced) = enforcer.current() {

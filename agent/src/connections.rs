@@ -1,12 +1,15 @@
-//! Serving the reverse proxy's caller connections (HTTP/1.1, plain or TLS): one task per
-//! connection, which serves the caller's requests and also drives the connection's own
-//! upstream connection, so a request and its answer are carried without handing work to
-//! another task; a time limit on a request's head; a graceful stop.
+//! Serving the agent's listeners: the reverse proxy's caller connections (HTTP/1.1, plain
+//! or TLS), one task per connection, which serves the caller's requests and also drives the
+//! connection's own upstream connection, so a request and its answer are carried without
+//! handing work to another task; and the decision endpoint. Both with a time limit on a
+//! request's head and a graceful stop.
 
 use crate::proxy::Proxy;
 use crate::tls::TlsPeer;
 use crate::upstream::UpstreamSlot;
+use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::serve::{Listener, ListenerExt, TapIo};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -21,7 +24,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// How long a caller has to send a request's head, counted from when the agent starts
+/// How long a caller has to send a request's head (the agent's setting), counted from when the agent starts
 /// waiting for it (so also how long an idle keep-alive connection is kept): a caller that
 /// trickles bytes (slowloris) loses its connection. nginx allows 60 s for the head and 75 s
 /// of idleness.
@@ -69,41 +72,90 @@ struct Connection {
 
 /// Serves the proxy on every connection `listener` accepts until `stop` turns true; then
 /// accepts no more, lets each connection finish the request it is on, and returns when
-/// all have closed.
-pub async fn serve<L>(listener: L, proxy: Arc<Proxy>, stop: watch::Receiver<bool>)
+/// all have closed. A caller has `head_timeout` to send each request's head.
+pub async fn serve<L>(listener: L, proxy: Arc<Proxy>, stop: watch::Receiver<bool>, head_timeout: Duration)
 where
     L: Listener,
     L::Addr: Into<Caller>,
 {
-    serve_with(listener, proxy, stop, HEAD_TIMEOUT).await;
+    let builder = http1_builder(head_timeout);
+    accept_until_stopped(listener, stop, |io, caller, stop| {
+        let connection = Arc::new(Connection { caller: caller.into(), upstream: UpstreamSlot::default() });
+        let service = ProxyService { proxy: proxy.clone(), connection: connection.clone() };
+        let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        Served { http: Box::pin(served), connection, stop: Some(stop) }
+    })
+    .await;
 }
 
-/// [`serve`] with another limit on a request's head (tests use a short one).
-pub async fn serve_with<L>(mut listener: L, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>, head_timeout: Duration)
+/// Serves `router` (the decision endpoint) as [`serve`] serves the proxy: the same limit
+/// on a request's head and the same graceful stop. Handlers see the caller's address as
+/// `ConnectInfo<SocketAddr>`.
+pub async fn serve_router<L>(listener: L, router: Router, stop: watch::Receiver<bool>, head_timeout: Duration)
 where
-    L: Listener,
-    L::Addr: Into<Caller>,
+    L: Listener<Addr = SocketAddr>,
 {
+    let builder = http1_builder(head_timeout);
+    accept_until_stopped(listener, stop, |io, address, stop| {
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(address));
+            tower::ServiceExt::oneshot(router.clone(), request)
+        });
+        let served = builder.serve_connection(TokioIo::new(io), service);
+        async move {
+            let mut served = std::pin::pin!(served);
+            let mut stop = stop;
+            let ended = tokio::select! {
+                ended = served.as_mut() => ended,
+                () = &mut stop => {
+                    served.as_mut().graceful_shutdown();
+                    served.await
+                }
+            };
+            if let Err(error) = ended {
+                tracing::debug!(%error, "a connection to the decision endpoint ended with an error");
+            }
+        }
+    })
+    .await;
+}
+
+/// HTTP/1.1 as both listeners serve it: a timer, so that the head timeout applies.
+fn http1_builder(head_timeout: Duration) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(head_timeout);
-    // Each connection holds a receiver: when the last is gone, all have closed.
+    builder
+}
+
+/// A stop signal for one connection: completes once the stop is asked for.
+type StopSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Accepts connections until `stop` turns true, running each as the task `connection`
+/// makes of it (given the stream, the caller and its own stop signal); then accepts no
+/// more and returns when every connection's task has ended.
+async fn accept_until_stopped<L, F, C>(mut listener: L, mut stop: watch::Receiver<bool>, mut connection: C)
+where
+    L: Listener,
+    C: FnMut(L::Io, L::Addr, StopSignal) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    // Each connection's task holds a receiver: when the last is gone, all have ended.
     let (open_tx, open_rx) = watch::channel(());
     loop {
         let (io, caller) = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        let connection = Arc::new(Connection { caller: caller.into(), upstream: UpstreamSlot::default() });
-        let service = ProxyService { proxy: proxy.clone(), connection: connection.clone() };
-        let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-        let mut stop = stop.clone();
-        tokio::spawn(Served {
-            http: Box::pin(served),
-            connection,
-            stop: Some(Box::pin(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            })),
-            _open: open_rx.clone(),
+        let mut stopped = stop.clone();
+        let signal: StopSignal = Box::pin(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+        let task = connection(io, caller, signal);
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            task.await;
+            drop(open);
         });
     }
     drop(listener);
@@ -138,8 +190,7 @@ struct Served<I> {
     http: Pin<Box<Http<I>>>,
     connection: Arc<Connection>,
     /// Until it fires; then the connection is asked to close after its current request.
-    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    _open: watch::Receiver<()>,
+    stop: Option<StopSignal>,
 }
 
 impl<I> Future for Served<I>

@@ -7,7 +7,7 @@ mod common;
 
 use agent::config::Mode;
 use agent::proxy;
-use common::{API, agent, echo_upstream, operation, proxy_for, records, serve, signed_snapshot};
+use common::{API, agent, echo_upstream, operation, proxy_for, records, serve_decisions, signed_snapshot};
 use ed25519_dalek::SigningKey;
 use policy::Snapshot;
 use policy::credentials::{Credentials, IssuedKey, digest};
@@ -130,7 +130,7 @@ async fn the_decision_endpoint_reads_the_key_the_gateway_passes_on() {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let bundle = signed_snapshot(&key, 1, &estate());
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
-    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone(), None)).await);
+    let decide = format!("http://{}/decide", serve_decisions(proxy::decision_router(agent.decider.clone(), None)).await);
     let http = reqwest::Client::new();
     let ask = |key: &str| {
         http.get(&decide)

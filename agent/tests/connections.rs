@@ -1,6 +1,7 @@
-//! The proxy's caller connections as the agent serves them: bodies streamed both ways over
-//! the connection's own upstream connection (large, and slow), a time limit on a request's
-//! head (slowloris) and on idleness, and a graceful stop.
+//! The agent's listeners as it serves them: the proxy's caller connections, with bodies
+//! streamed both ways over the connection's own upstream connection (large, and slow), a
+//! time limit on a request's head (slowloris) and on idleness, and a graceful stop; the
+//! decision endpoint with the same limit and stop.
 
 mod common;
 
@@ -60,7 +61,7 @@ async fn proxy(agent: &common::Agent, upstream: SocketAddr, head_timeout: Durati
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = watch::channel(false);
-    let serving = tokio::spawn(connections::serve_with(connections::no_delay(listener), Arc::new(proxy), stopped, head_timeout));
+    let serving = tokio::spawn(connections::serve(connections::no_delay(listener), Arc::new(proxy), stopped, head_timeout));
     (format!("http://{address}"), stop, serving)
 }
 
@@ -164,4 +165,36 @@ async fn a_stop_lets_the_request_under_way_finish_and_takes_no_new_connections()
     tokio::time::timeout(Duration::from_secs(20), serving).await.expect("serving ends once the connections have closed").unwrap();
     let refused = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await;
     assert!(refused.is_err(), "no connection is taken after the stop");
+}
+
+#[tokio::test]
+async fn the_decision_endpoint_has_the_same_head_limit_and_graceful_stop() {
+    let agent = enforcing_agent().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let router = agent::proxy::decision_router(agent.decider.clone(), None);
+    let serving = tokio::spawn(connections::serve_router(connections::no_delay(listener), router, stopped, Duration::from_millis(300)));
+    let base = format!("http://{address}");
+
+    // Decided, with the connection's own address when the gateway sends no X-Real-IP.
+    let gateway = reqwest::Client::new();
+    let decided = gateway.get(format!("{base}/decide")).header("x-original-method", "GET").header("x-original-uri", "/public").send().await.unwrap();
+    assert_eq!(decided.status(), 200);
+
+    // A trickled head is cut off without an answer or a decision.
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /decide HTTP/1.1\r\nX-Original-Method: GET\r\n").await.unwrap();
+    let read = read_to_close(&mut slow, Duration::from_secs(20)).await.expect("the trickling caller is cut off");
+    assert!(read.is_empty(), "{:?}", String::from_utf8_lossy(&read));
+
+    // A stop closes the gateway's idle keep-alive connection, ends serving, and takes no
+    // new connection.
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), serving).await.expect("serving ends once the connections have closed").unwrap();
+    assert!(tokio::net::TcpStream::connect(address).await.is_err(), "no connection is taken after the stop");
+
+    let records = records(&agent).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].path.as_str(), records[0].source.as_str()), ("/public", "127.0.0.1"));
 }

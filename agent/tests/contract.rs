@@ -7,7 +7,7 @@ mod common;
 
 use agent::config::Mode;
 use agent::proxy;
-use common::{API, agent, echo_upstream, proxy_for, records, serve, signed_snapshot};
+use common::{API, agent, echo_upstream, proxy_for, records, serve_decisions, signed_snapshot};
 use ed25519_dalek::SigningKey;
 use policy::Snapshot;
 use policy::model::{ApiInput, OperationInput, OperationSchemas};
@@ -158,7 +158,7 @@ async fn a_gateway_checks_parameters_and_refuses_bodies_it_cannot_see() {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let bundle = signed_snapshot(&key, 1, &estate("enforce"));
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
-    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone(), None)).await);
+    let decide = format!("http://{}/decide", serve_decisions(proxy::decision_router(agent.decider.clone(), None)).await);
     let http = reqwest::Client::new();
     let ask = |method: &str, uri: &str| {
         http.get(&decide).header("x-original-method", method).header("x-original-uri", uri).header("x-tenant", "acme")

@@ -279,7 +279,7 @@ async fn a_gateway_that_cannot_show_the_agent_the_response_is_refused_such_opera
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
     let decide = format!(
         "http://{}/decide",
-        serve(proxy::decision_router(agent.decider.clone(), None)).await
+        common::serve_decisions(proxy::decision_router(agent.decider.clone(), None)).await
     );
     let http = reqwest::Client::new();
     let ask = |uri: &'static str| {

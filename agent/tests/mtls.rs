@@ -93,7 +93,7 @@ async fn tls_proxy(agent: &common::Agent, upstream: SocketAddr, ca: &CertifiedIs
     let listener = TlsListener::new(listener, config).unwrap();
     let (keep, never) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        agent::connections::serve(listener, Arc::new(proxy), never).await;
+        agent::connections::serve(listener, Arc::new(proxy), never, agent::connections::HEAD_TIMEOUT).await;
         drop(keep);
     });
     format!("https://{address}")
@@ -162,8 +162,8 @@ async fn a_gateway_passes_on_client_certificates_the_agent_verifies_itself() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, authority.pem()).unwrap();
     let trusting = agent::gateway_certs::GatewayCertificates::new(&ca_file, "x-client-cert".parse().unwrap()).unwrap();
-    let decide = format!("http://{}/decide", common::serve(agent::proxy::decision_router(agent.decider.clone(), Some(trusting))).await);
-    let ignoring = format!("http://{}/decide", common::serve(agent::proxy::decision_router(agent.decider.clone(), None)).await);
+    let decide = format!("http://{}/decide", common::serve_decisions(agent::proxy::decision_router(agent.decider.clone(), Some(trusting))).await);
+    let ignoring = format!("http://{}/decide", common::serve_decisions(agent::proxy::decision_router(agent.decider.clone(), None)).await);
     let http = reqwest::Client::new();
     let ask = async |endpoint: &str, uri: &str, certificate: Option<String>| {
         let mut request = http.get(endpoint).header("x-original-method", "GET").header("x-original-uri", uri);

@@ -310,7 +310,7 @@ async fn the_decision_endpoint_answers_a_gateway() {
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
     let base = format!(
         "http://{}",
-        serve(proxy::decision_router(agent.decider.clone(), None)).await
+        common::serve_decisions(proxy::decision_router(agent.decider.clone(), None)).await
     );
     let http = reqwest::Client::new();
     let ask = |method: &str, uri: &str, token: Option<String>| {

@@ -8,7 +8,7 @@ mod common;
 use agent::config::Mode;
 use agent::proxy;
 use agent::signatures::{Message, byte_sequence, sign};
-use common::{API, agent, echo_upstream, operation, proxy_for, records, serve, signed_snapshot};
+use common::{API, agent, echo_upstream, operation, proxy_for, records, serve_decisions, signed_snapshot};
 use ed25519_dalek::SigningKey;
 use http::{HeaderMap, HeaderValue};
 use policy::Snapshot;
@@ -136,7 +136,7 @@ async fn signed_requests_pass_once_and_forgeries_do_not() {
 #[tokio::test]
 async fn a_gateway_verifies_signatures_but_not_bodies_it_cannot_see() {
     let agent = started().await;
-    let decide = format!("http://{}/decide", serve(proxy::decision_router(agent.decider.clone(), None)).await);
+    let decide = format!("http://{}/decide", serve_decisions(proxy::decision_router(agent.decider.clone(), None)).await);
     let http = reqwest::Client::new();
     // nginx passes the caller's headers; the agent reads the original method and target.
     let ask = |method: &str, target: &str, headers: HeaderMap| {

@@ -217,6 +217,20 @@ pub async fn agent(bundle: Option<&[u8]>, key: &SigningKey, mode: Mode, fail_ope
     }
 }
 
+/// A decision endpoint served as the agent serves it (`connections::serve_router`); its
+/// address.
+pub async fn serve_decisions(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // Never stopped: the test's runtime ends it.
+    let (keep, never) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        agent::connections::serve_router(agent::connections::no_delay(listener), router, never, agent::connections::HEAD_TIMEOUT).await;
+        drop(keep);
+    });
+    address
+}
+
 /// The reverse proxy in front of `upstream`, served as the agent serves it: each caller
 /// connection with its own upstream connection, driven by the connection's task.
 pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
@@ -227,7 +241,7 @@ pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
     // Never stopped: the test's runtime ends it.
     let (keep, never) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        agent::connections::serve(agent::connections::no_delay(listener), Arc::new(proxy), never).await;
+        agent::connections::serve(agent::connections::no_delay(listener), Arc::new(proxy), never, agent::connections::HEAD_TIMEOUT).await;
         drop(keep);
     });
     format!("http://{address}")
