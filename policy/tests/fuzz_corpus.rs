@@ -76,7 +76,7 @@ fn replay(target: &str, harness: fn(&[u8]), rounds: usize) {
     for input in &inputs {
         harness(input);
     }
-    let mut mutator = Mutator(0x5EED_0F_FA11_5AFE);
+    let mut mutator = Mutator(0x005E_ED0F_FA11_5AFE);
     for round in 0..rounds {
         let input = &inputs[round % inputs.len()];
         let other = &inputs[mutator.below(inputs.len())];

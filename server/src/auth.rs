@@ -140,12 +140,13 @@ pub async fn login(
     let next = if must_enroll { "/settings?notice=enroll-mfa" } else { safe_next(&form.next) };
     let response =
         finish_login(&state, &session, &headers, &extensions, account.account_id, account.session_generation, &email_key, &source, password_details(None), next).await;
-    if must_enroll && response.status() == StatusCode::SEE_OTHER {
-        if let Err(error) = session.insert(ENROLLMENT_REQUIRED_KEY, true).await {
-            tracing::error!(%error, "could not mark a session for enrollment");
-            let _ = session.flush().await;
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+    if must_enroll
+        && response.status() == StatusCode::SEE_OTHER
+        && let Err(error) = session.insert(ENROLLMENT_REQUIRED_KEY, true).await
+    {
+        tracing::error!(%error, "could not mark a session for enrollment");
+        let _ = session.flush().await;
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     response
 }

@@ -346,20 +346,20 @@ async fn verify(
     let raw_id_token = id_token.to_string();
     let mut groups = groups_in(&payload_of(&raw_id_token), &provider.groups_claim);
     // Many providers put profile and groups only in userinfo for the code flow.
-    if groups.is_none() || email.is_none() || name.is_none() {
-        if let Ok(request) = client.user_info(token.access_token().clone(), Some(claims.subject().clone())) {
-            let info: UserInfoClaims<OtherClaims, CoreGenderClaim> =
-                request.request_async(&http.0).await.map_err(|error| Failure::UserInfo(error_chain(&error)))?;
-            if email.is_none() {
-                email = info.email().map(|email| email.as_str().to_owned());
-                email_verified = info.email_verified().unwrap_or(false);
-            }
-            if groups.is_none() {
-                groups = groups_in(&info.additional_claims().0, &provider.groups_claim);
-            }
-            if name.is_none() {
-                name = info.name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned());
-            }
+    if (groups.is_none() || email.is_none() || name.is_none())
+        && let Ok(request) = client.user_info(token.access_token().clone(), Some(claims.subject().clone()))
+    {
+        let info: UserInfoClaims<OtherClaims, CoreGenderClaim> =
+            request.request_async(&http.0).await.map_err(|error| Failure::UserInfo(error_chain(&error)))?;
+        if email.is_none() {
+            email = info.email().map(|email| email.as_str().to_owned());
+            email_verified = info.email_verified().unwrap_or(false);
+        }
+        if groups.is_none() {
+            groups = groups_in(&info.additional_claims().0, &provider.groups_claim);
+        }
+        if name.is_none() {
+            name = info.name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned());
         }
     }
     let identity = VerifiedIdentity { subject, email, email_verified, name, groups: groups.unwrap_or_default() };

@@ -103,7 +103,7 @@ app_test!(the_rest_api_reads_the_trail_scoped_by_role, |app: TestApp| async move
     let own = own["entries"].as_array().unwrap();
     assert!(!own.is_empty());
     for entry in own {
-        let about_dev = entry["target_type"] == "account" && entry["target_id"] == dev.id.0.to_string();
+        let about_dev = entry["target_type"] == "account" && entry["target_id"] == *dev.id.0.to_string();
         let by_dev = entry["actor_id"] == dev.id.0;
         assert!(about_dev || by_dev, "a developer must not see {entry}");
     }
@@ -178,7 +178,7 @@ app_test!(the_dashboard_exports_the_filtered_range, |app: TestApp| async move {
     let own = body_text(app.send(get("/audit/export?format=jsonl", Some(&developer))).await).await;
     for line in own.lines() {
         let entry: serde_json::Value = serde_json::from_str(line).unwrap();
-        let mine = entry["actor_id"] == dev.id.0 || (entry["target_type"] == "account" && entry["target_id"] == dev.id.0.to_string());
+        let mine = entry["actor_id"] == dev.id.0 || (entry["target_type"] == "account" && entry["target_id"] == *dev.id.0.to_string());
         assert!(mine, "{entry}");
     }
     assert!(!own.is_empty());
