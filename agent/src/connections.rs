@@ -16,7 +16,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,17 +24,18 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// How long a caller has to send a request's head (the agent's setting), counted from when the agent starts
-/// waiting for it (so also how long an idle keep-alive connection is kept): a caller that
-/// trickles bytes (slowloris) loses its connection. nginx allows 60 s for the head and 75 s
-/// of idleness.
+/// How long a caller has to send a request's head (the agent's setting), counted from when
+/// the agent starts waiting for it (so also how long an idle keep-alive connection is
+/// kept): a caller that trickles bytes (slowloris) loses its connection. nginx allows 60 s
+/// for the head and 75 s of idleness.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the proxy knows of a caller connection.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    /// The socket's peer: the only source address the proxy trusts.
-    pub address: SocketAddr,
+    /// The socket's peer address (IPv4-mapped IPv6 as IPv4): the only source the proxy
+    /// trusts, worked out once per connection.
+    pub source: IpAddr,
     /// The verified client certificate's identities, most specific first; empty without
     /// TLS or when the caller presented none.
     pub identities: Arc<Vec<String>>,
@@ -44,13 +45,13 @@ pub struct Caller {
 
 impl From<SocketAddr> for Caller {
     fn from(address: SocketAddr) -> Caller {
-        Caller { address, identities: Arc::default(), tls: false }
+        Caller { source: address.ip().to_canonical(), identities: Arc::default(), tls: false }
     }
 }
 
 impl From<TlsPeer> for Caller {
     fn from(peer: TlsPeer) -> Caller {
-        Caller { address: peer.address, identities: peer.identities, tls: true }
+        Caller { source: peer.address.ip().to_canonical(), identities: peer.identities, tls: true }
     }
 }
 
@@ -96,7 +97,7 @@ where
     L: Listener<Addr = SocketAddr>,
 {
     let builder = http1_builder(head_timeout);
-    accept_until_stopped(listener, stop, |io, address, stop| {
+    accept_until_stopped(listener, stop, |io, address, mut stop| {
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(address));
@@ -105,7 +106,6 @@ where
         let served = builder.serve_connection(TokioIo::new(io), service);
         async move {
             let mut served = std::pin::pin!(served);
-            let mut stop = stop;
             let ended = tokio::select! {
                 ended = served.as_mut() => ended,
                 () = &mut stop => {

@@ -43,7 +43,7 @@ impl Proxy {
     /// caller connection's own upstream connection.
     pub async fn handle(&self, request: http::Request<hyper::body::Incoming>, caller: &Caller, upstream: &UpstreamSlot) -> Response {
         let request = request.map(Body::new);
-        let source = caller.address.ip().to_canonical();
+        let source = caller.source;
         // Shared, not copied: the request is changed below while these are still read.
         let target = request
             .uri()
@@ -142,7 +142,7 @@ impl Proxy {
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
         strip_hop_by_hop(&mut parts.headers);
         let scheme = if caller.tls { "https" } else { "http" };
-        add_forwarding(&mut parts.headers, caller.address.ip().to_canonical(), original_host.as_deref(), scheme);
+        add_forwarding(&mut parts.headers, caller.source, original_host.as_deref(), scheme);
         parts.headers.insert(header::HOST, self.upstream.host().clone());
         // The upstream client speaks HTTP/1.1 whatever the caller spoke (1.0 included).
         parts.version = Version::HTTP_11;
@@ -158,9 +158,7 @@ impl Proxy {
             Err(error) => self.unreachable(&error),
         }
     }
-}
 
-impl Proxy {
     /// The answer when the upstream could not be reached: counted, logged, named in the
     /// status, and 502 for the caller.
     fn unreachable(&self, error: &crate::upstream::BoxError) -> Response {

@@ -21,6 +21,14 @@ const CLIENT: (&str, &str) = ("pets-reader", "pets-reader-secret-0123456789");
 /// The certificate identity registered as an mTLS credential in the gateway mTLS test.
 const ORDERS: &str = "spiffe://acme/orders";
 
+/// An empty scratch directory of this test process's own under the system's temporary one.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn free_address() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
@@ -201,9 +209,7 @@ async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_asks_the_agent_and_a_publish_decides_the_next_request() {
     let app = TestApp::new(Backend::Sqlite).await;
-    let work = std::env::temp_dir().join(format!("palisade-gateway-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = fresh_dir("palisade-gateway");
     let client = reqwest::Client::new();
 
     let provider_port = free_address().port();
@@ -314,9 +320,7 @@ fn client_identity(uri: &str, issuer: &rcgen::CertifiedIssuer<'static, rcgen::Ke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_passes_on_client_certificates_that_the_agent_verifies_itself() {
     let app = TestApp::new(Backend::Sqlite).await;
-    let work = std::env::temp_dir().join(format!("palisade-gateway-mtls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = fresh_dir("palisade-gateway-mtls");
 
     // The API takes only mTLS; the orders service holds an mTLS credential for ORDERS.
     let security = app.create_user("ciso@example.com", Role::Security, &[]).await;
