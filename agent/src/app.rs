@@ -125,19 +125,19 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
             .map_err(|e| {
                 Failure::Other(format!("cannot listen on {}: {e}", proxy_config.listen))
             })?;
-        let proxy = Arc::new(Proxy::new(decider.clone(), &proxy_config.upstream).map_err(Failure::Other)?);
+        let proxy = Arc::new(Proxy::new(decider.clone(), &proxy_config.upstream, config.timeouts).map_err(Failure::Other)?);
         match &proxy_config.tls {
             None => {
                 tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, "reverse proxy listening");
                 let listener = connections::no_delay(listener);
-                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone(), connections::HEAD_TIMEOUT)));
+                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone())));
             }
             Some(files) => {
                 let config = tls::server_config(&files.cert, &files.key, files.client_ca.as_deref()).map_err(Failure::Other)?;
                 let listener = tls::TlsListener::new(listener, config).map_err(|e| Failure::Other(e.to_string()))?;
                 let mtls = files.client_ca.is_some();
                 tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, mtls, "reverse proxy listening over TLS");
-                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone(), connections::HEAD_TIMEOUT)));
+                servers.push(tokio::spawn(connections::serve(listener, proxy, shutdown.clone())));
             }
         }
     }
@@ -155,7 +155,7 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
             connections::no_delay(listener),
             proxy::decision_router(decider.clone(), certificates),
             shutdown.clone(),
-            connections::HEAD_TIMEOUT,
+            config.timeouts.caller_head,
         )));
     }
     if let Some(enforced) = enforcer.current() {

@@ -1,9 +1,11 @@
 //! The command line (and its `PALISADE_AGENT_*` environment twins), checked into a
 //! [`Config`] before anything starts.
 
+use crate::timeouts::Timeouts;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use url::Url;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -87,6 +89,14 @@ pub struct Args {
     /// disk filled.
     #[arg(long, env = "PALISADE_AGENT_SPOOL_MAX_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub spool_max_mb: u64,
+    /// Seconds a caller has to send a request's head, and between the bytes of its body;
+    /// also how long an idle keep-alive connection is kept.
+    #[arg(long, env = "PALISADE_AGENT_CALLER_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub caller_timeout: u64,
+    /// Seconds the upstream has to answer once a request has reached it, and between the
+    /// bytes of its answer; then the caller gets 504.
+    #[arg(long, env = "PALISADE_AGENT_UPSTREAM_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub upstream_timeout: u64,
 }
 
 /// What the agent runs with, once checked.
@@ -103,6 +113,7 @@ pub struct Config {
     pub decision_client_certs: Option<(PathBuf, http::HeaderName)>,
     /// The sealed decision batches' size cap, in bytes.
     pub spool_max_bytes: u64,
+    pub timeouts: Timeouts,
     pub mode: Mode,
     pub fail_open: bool,
     pub name: Option<String>,
@@ -176,6 +187,11 @@ impl Config {
             decision_listen: args.decision_listen,
             decision_client_certs,
             spool_max_bytes: args.spool_max_mb * 1024 * 1024,
+            timeouts: Timeouts {
+                caller_head: Duration::from_secs(args.caller_timeout),
+                caller_body: Duration::from_secs(args.caller_timeout),
+                upstream: Duration::from_secs(args.upstream_timeout),
+            },
             mode: args.mode,
             fail_open: args.fail_open,
             name: args.name,
@@ -265,6 +281,21 @@ mod tests {
         assert_eq!(with(&["--spool-max-mb", "64"]).unwrap().spool_max_bytes, 64 * 1024 * 1024);
         for bad in ["0", "-1", "lots", "99999999"] {
             assert!(with(&["--spool-max-mb", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_limits_are_whole_seconds_with_nginx_defaults() {
+        let decide = ["--decision-listen", "127.0.0.1:8081"];
+        let with = |extra: &[&'static str]| parse(&[&decide[..], extra].concat());
+        assert_eq!(parse(&decide).unwrap().timeouts, Timeouts::default());
+        let timeouts = with(&["--caller-timeout", "5", "--upstream-timeout", "300"]).unwrap().timeouts;
+        assert_eq!(timeouts.caller_head, Duration::from_secs(5));
+        assert_eq!(timeouts.caller_body, Duration::from_secs(5));
+        assert_eq!(timeouts.upstream, Duration::from_secs(300));
+        for bad in ["0", "-3", "1.5", "forever", "86401"] {
+            assert!(with(&["--caller-timeout", bad]).is_err(), "{bad}");
+            assert!(with(&["--upstream-timeout", bad]).is_err(), "{bad}");
         }
     }
 }

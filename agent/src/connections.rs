@@ -2,7 +2,7 @@
 //! or TLS), one task per connection, which serves the caller's requests and also drives the
 //! connection's own upstream connection, so a request and its answer are carried without
 //! handing work to another task; and the decision endpoint. Both with a time limit on a
-//! request's head and a graceful stop.
+//! request's head (`Timeouts::caller_head`) and a graceful stop.
 
 use crate::proxy::Proxy;
 use crate::tls::TlsPeer;
@@ -23,12 +23,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-/// How long a caller has to send a request's head (the agent's setting), counted from when
-/// the agent starts waiting for it (so also how long an idle keep-alive connection is
-/// kept): a caller that trickles bytes (slowloris) loses its connection. nginx allows 60 s
-/// for the head and 75 s of idleness.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the proxy knows of a caller connection.
 #[derive(Clone, Debug)]
@@ -73,13 +67,14 @@ struct Connection {
 
 /// Serves the proxy on every connection `listener` accepts until `stop` turns true; then
 /// accepts no more, lets each connection finish the request it is on, and returns when
-/// all have closed. A caller has `head_timeout` to send each request's head.
-pub async fn serve<L>(listener: L, proxy: Arc<Proxy>, stop: watch::Receiver<bool>, head_timeout: Duration)
+/// all have closed. A caller has the proxy's `caller_head` time-out to send each
+/// request's head.
+pub async fn serve<L>(listener: L, proxy: Arc<Proxy>, stop: watch::Receiver<bool>)
 where
     L: Listener,
     L::Addr: Into<Caller>,
 {
-    let builder = http1_builder(head_timeout);
+    let builder = http1_builder(proxy.timeouts().caller_head);
     accept_until_stopped(listener, stop, |io, caller, stop| {
         let connection = Arc::new(Connection { caller: caller.into(), upstream: UpstreamSlot::default() });
         let service = ProxyService { proxy: proxy.clone(), connection: connection.clone() };

@@ -87,7 +87,10 @@ impl BodyDuty {
 pub enum ReadBody<'a> {
     Read { content_type: Option<&'a str>, body: &'a [u8] },
     TooLarge,
+    /// The body broke off: it cannot be forwarded whatever the mode.
     Unreadable,
+    /// The caller stopped sending it (`Timeouts::caller_body`): nor can this.
+    TimedOut,
 }
 
 /// L3 work left for the response of an allowed request: the classes to mask or whose
@@ -463,6 +466,8 @@ impl Decider {
     pub async fn finish_body(&self, duty: BodyDuty, read: ReadBody<'_>) -> Verdict {
         let max = duty.max_body_bytes();
         let BodyDuty { checker, content_digest, monitor, mut record, response } = duty;
+        // Monitoring lets a violation through, but not a body the agent does not have.
+        let forwardable = !matches!(read, ReadBody::Unreadable | ReadBody::TimedOut);
         let violation = match read {
             ReadBody::Read { body, .. } if content_digest.as_deref().is_some_and(|digest| !signatures::content_digest_matches(digest, body)) => {
                 Some(Violation { status: 400, code: "content_digest_mismatch", detail: "the body does not match its signed Content-Digest".into() })
@@ -470,11 +475,12 @@ impl Decider {
             ReadBody::Read { content_type, body } => checker.and_then(|checker| checker.check_body(content_type, body).err()),
             ReadBody::TooLarge => Some(Violation { status: 413, code: "body_too_large", detail: format!("the body is larger than {max} bytes") }),
             ReadBody::Unreadable => Some(Violation { status: 400, code: "bad_request", detail: "the body could not be read".into() }),
+            ReadBody::TimedOut => Some(Violation { status: 408, code: "request_timeout", detail: "the body stopped arriving".into() }),
         };
         if let Some(violation) = violation {
             record.status = violation.status;
             record.reason = Some(violation.code.to_owned());
-            if !monitor {
+            if !monitor || !forwardable {
                 record.outcome = "deny".into();
                 self.stats.denied.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(code = violation.code, detail = %violation.detail, "request body refused by its contract");

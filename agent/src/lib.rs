@@ -28,6 +28,7 @@ pub mod spool;
 pub mod sse;
 pub mod status;
 pub mod sync;
+pub mod timeouts;
 pub mod tls;
 pub mod upstream;
 

@@ -88,6 +88,8 @@ fn detail(code: &str) -> &'static str {
         "rate_limited" => "Too many requests; retry later.",
         "no_verified_bundle" => "The gateway has no verified policy yet.",
         "upstream_unavailable" => "The service is unavailable.",
+        "upstream_timeout" => "The service did not answer in time.",
+        "request_timeout" => "The request did not arrive in time.",
         "bad_request" => "The request could not be read.",
         "data_withheld" => "The response holds data the caller may not receive.",
         "response_not_inspectable" => {

@@ -12,6 +12,7 @@ use crate::decide::{BodyDuty, Decider, Denial, Facts, Inspected, ReadBody, Verdi
 use crate::gateway_certs::{GatewayCertificates, Presented};
 use crate::problem::Problem;
 use crate::connections::Caller;
+use crate::timeouts::{IdleLimit, Side, Timeouts, timed_out};
 use crate::upstream::{Upstream, UpstreamSlot};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -29,20 +30,26 @@ use std::sync::atomic::Ordering;
 pub struct Proxy {
     decider: Arc<Decider>,
     upstream: Upstream,
+    timeouts: Timeouts,
 }
 
 impl Proxy {
-    pub fn new(decider: Arc<Decider>, upstream: &url::Url) -> Result<Proxy, String> {
+    pub fn new(decider: Arc<Decider>, upstream: &url::Url, timeouts: Timeouts) -> Result<Proxy, String> {
         Ok(Proxy {
             decider,
-            upstream: Upstream::new(upstream)?,
+            upstream: Upstream::new(upstream, timeouts.upstream)?,
+            timeouts,
         })
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// Decides one request from `caller` and, if it is allowed, forwards it over the
     /// caller connection's own upstream connection.
     pub async fn handle(&self, request: http::Request<hyper::body::Incoming>, caller: &Caller, upstream: &UpstreamSlot) -> Response {
-        let request = request.map(Body::new);
+        let request = request.map(|body| Body::new(IdleLimit::new(body, self.timeouts.caller_body, Side::Caller)));
         let source = caller.source;
         // Shared, not copied: the request is changed below while these are still read.
         let target = request
@@ -92,7 +99,8 @@ impl Proxy {
     }
 
     /// Reads the body (at most the contract's bound), checks it, and hands the request back
-    /// with the bytes read, for forwarding.
+    /// with the body to forward: the bytes read, or, when it is too large and only
+    /// monitored, the body as it came.
     async fn check_body(&self, duty: BodyDuty, request: Request) -> (Verdict, Request) {
         let (parts, body) = request.into_parts();
         let max = duty.max_body_bytes();
@@ -103,25 +111,22 @@ impl Proxy {
             .and_then(|v| v.trim().parse::<u64>().ok());
         // Refused unread when it says it is too large; else read up to the bound.
         let read = if declared.is_some_and(|length| length > max as u64) {
-            Err(true)
+            Bounded::TooLarge(body)
         } else {
-            match http_body_util::Limited::new(body, max).collect().await {
-                Ok(collected) => Ok(collected.to_bytes()),
-                Err(error) => Err(error.is::<http_body_util::LengthLimitError>()),
-            }
+            read_bounded(body, max).await
         };
-        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let (verdict, bytes) = match read {
-            Ok(bytes) => {
+        match read {
+            Bounded::Whole(bytes) => {
+                let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
                 let verdict = self.decider.finish_body(duty, ReadBody::Read { content_type, body: &bytes }).await;
-                (verdict, bytes)
+                (verdict, Request::from_parts(parts, Body::from(bytes)))
             }
-            Err(too_large) => {
-                let read = if too_large { ReadBody::TooLarge } else { ReadBody::Unreadable };
-                (self.decider.finish_body(duty, read).await, Bytes::new())
+            Bounded::TooLarge(body) => (self.decider.finish_body(duty, ReadBody::TooLarge).await, Request::from_parts(parts, body)),
+            Bounded::Broken(error) => {
+                let read = if timed_out(&error).is_some() { ReadBody::TimedOut } else { ReadBody::Unreadable };
+                (self.decider.finish_body(duty, read).await, Request::from_parts(parts, Body::empty()))
             }
-        };
-        (verdict, Request::from_parts(parts, Body::from(bytes)))
+        }
     }
 
     /// Forwards an allowed request and streams the answer back; with `may_upgrade`, a
@@ -153,19 +158,30 @@ impl Proxy {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, Body::new(body))
+                Response::from_parts(parts, Body::new(IdleLimit::new(body, self.timeouts.upstream, Side::Upstream)))
             }
-            Err(error) => self.unreachable(&error),
+            Err(error) => self.unanswered(&*error),
         }
     }
 
-    /// The answer when the upstream could not be reached: counted, logged, named in the
-    /// status, and 502 for the caller.
-    fn unreachable(&self, error: &crate::upstream::BoxError) -> Response {
+    /// The answer when the upstream gave none: 408 when the caller stopped sending the
+    /// request; else counted, logged, named in the status, and 504 when the upstream took
+    /// too long or 502 when it could not be reached.
+    fn unanswered(&self, error: &(dyn std::error::Error + Send + Sync + 'static)) -> Response {
+        let timed_out = timed_out(error);
+        if timed_out.is_some_and(|timed_out| timed_out.side == Side::Caller) {
+            let mut response = Problem::new(408, "request_timeout").response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return not_forwarded(response);
+        }
         self.decider.stats.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(error = %error, "the upstream is unreachable");
-        self.decider.stats.set_last_error(format!("upstream unreachable: {error}"));
-        not_forwarded(Problem::new(502, "upstream_unavailable").response())
+        let (status, code, what) = match timed_out {
+            Some(_) => (504, "upstream_timeout", "upstream timed out"),
+            None => (502, "upstream_unavailable", "upstream unreachable"),
+        };
+        tracing::warn!(error = %error, "{what}");
+        self.decider.stats.set_last_error(format!("{what}: {error}"));
+        not_forwarded(Problem::new(status, code).response())
     }
 
     /// Passes on a protocol switch: the request over a connection of its own, and on 101
@@ -178,7 +194,7 @@ impl Proxy {
         parts.headers.insert(header::UPGRADE, protocol);
         let mut response = match self.upstream.send_upgrade(parts, body, path).await {
             Ok(response) => response,
-            Err(error) => return self.unreachable(&error),
+            Err(error) => return self.unanswered(&*error),
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             // Declined: an ordinary answer, and the upstream connection ends with it.
@@ -210,6 +226,39 @@ impl Proxy {
             parts.headers.insert(header::UPGRADE, protocol);
         }
         Response::from_parts(parts, Body::empty())
+    }
+}
+
+/// A request body read up to a bound.
+enum Bounded {
+    Whole(Bytes),
+    /// Over the bound: what was read and the rest, as one body again.
+    TooLarge(Body),
+    /// It broke off or stopped arriving.
+    Broken(axum::Error),
+}
+
+async fn read_bounded(mut body: Body, max: usize) -> Bounded {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut length = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => return Bounded::Broken(error),
+        };
+        // Trailers are not part of what the contract checks.
+        let Ok(chunk) = frame.into_data() else { continue };
+        length += chunk.len();
+        chunks.push(chunk);
+        if length > max {
+            let read = futures::stream::iter(chunks.into_iter().map(Ok::<_, axum::Error>));
+            return Bounded::TooLarge(Body::from_stream(futures::StreamExt::chain(read, body.into_data_stream())));
+        }
+    }
+    match chunks.len() {
+        0 => Bounded::Whole(Bytes::new()),
+        1 => Bounded::Whole(chunks.swap_remove(0)),
+        _ => Bounded::Whole(Bytes::from(chunks.concat())),
     }
 }
 

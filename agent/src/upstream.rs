@@ -2,6 +2,7 @@
 //! connection's own upstream connection (driven by the caller connection's task), and a
 //! connection of its own for each protocol switch (WebSocket).
 
+use crate::timeouts::{Sending, Sent, answer_within};
 use axum::body::Body;
 use http::{HeaderValue, Uri};
 use hyper::body::Incoming;
@@ -69,6 +70,14 @@ impl UpstreamSlot {
         self.lock().sender = Some(sender);
     }
 
+    /// Closes the connection: a request on it has gone unanswered for too long, so an
+    /// answer it might still bring belongs to no one.
+    fn close(&self) {
+        let mut slot = self.lock();
+        slot.sender = None;
+        slot.connection = None;
+    }
+
     /// Keeps a newly opened connection; one it replaces is closed.
     fn open(&self, connection: impl Future<Output = ()> + Send + 'static) {
         self.lock().connection = Some(Box::pin(connection));
@@ -102,10 +111,12 @@ pub struct Upstream {
     /// The authority, as the `Host` sent.
     host: HeaderValue,
     connector: HttpsConnector<HttpConnector>,
+    /// How long the upstream has to answer a request that has reached it.
+    answer_limit: Duration,
 }
 
 impl Upstream {
-    pub fn new(url: &Url) -> Result<Upstream, String> {
+    pub fn new(url: &Url, answer_limit: Duration) -> Result<Upstream, String> {
         let (prefix, authority) = upstream_parts(url)?;
         let invalid = |what: &str| format!("the upstream URL {url} has an invalid {what}");
         Ok(Upstream {
@@ -114,6 +125,7 @@ impl Upstream {
             prefix,
             host: HeaderValue::from_str(&authority).map_err(|_| invalid("host or port"))?,
             connector: connector(),
+            answer_limit,
         })
     }
 
@@ -148,10 +160,28 @@ impl Upstream {
     /// Sends a request whose headers are ready to `path` ([`Upstream::path`]) over the
     /// caller connection's own upstream connection, opening one when there is none or the
     /// upstream has closed it. A request a closing connection never took is sent once more
-    /// over a new one; one it took is not (it may have been carried out).
+    /// over a new one; one it took is not (it may have been carried out). Fails with
+    /// [`TimedOut`](crate::timeouts::TimedOut) when the upstream has not answered within its
+    /// limit of the request's last bytes reaching it; that connection is then closed.
     pub async fn send(&self, slot: &UpstreamSlot, mut parts: http::request::Parts, body: Body, path: Uri) -> Result<http::Response<Incoming>, BoxError> {
         parts.uri = path;
-        let mut request = http::Request::from_parts(parts, body);
+        // A body still to come is watched as it goes, so a long upload has its time.
+        let sending = (!hyper::body::Body::is_end_stream(&body)).then(Sending::new);
+        let body = match &sending {
+            Some(sending) => Body::new(Sent::new(body, sending.clone())),
+            None => body,
+        };
+        let request = http::Request::from_parts(parts, body);
+        match answer_within(self.answer_limit, sending.as_deref(), self.send_over(slot, request)).await {
+            Ok(answered) => answered,
+            Err(timed_out) => {
+                slot.close();
+                Err(Box::new(timed_out))
+            }
+        }
+    }
+
+    async fn send_over(&self, slot: &UpstreamSlot, mut request: http::Request<Body>) -> Result<http::Response<Incoming>, BoxError> {
         // Ready once the previous answer's body has been read to its end.
         let mut kept = match slot.take() {
             Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
@@ -197,7 +227,8 @@ impl Upstream {
                 tracing::debug!(%error, "an upstream connection ended with an error");
             }
         });
-        Ok(sender.send_request(http::Request::from_parts(parts, body)).await?)
+        let answer = sender.send_request(http::Request::from_parts(parts, body));
+        Ok(answer_within(self.answer_limit, None, answer).await??)
     }
 
     /// Opens a connection to the upstream: where requests are handed to it, and the
@@ -227,7 +258,7 @@ mod tests {
     #[test]
     fn the_upstream_uri_keeps_its_prefix() {
         let uri = |upstream: &str, target: &'static str| {
-            let upstream = Upstream::new(&upstream.parse().unwrap()).unwrap();
+            let upstream = Upstream::new(&upstream.parse().unwrap(), Duration::from_secs(60)).unwrap();
             let path = upstream.path(&http::uri::PathAndQuery::from_static(target)).unwrap();
             assert!(path.scheme().is_none() && path.authority().is_none(), "origin form on the agent's own connections");
             (upstream.absolute(&path).unwrap().to_string(), upstream.host.clone())

@@ -7,13 +7,12 @@ mod common;
 
 use agent::config::Mode;
 use agent::connections;
-use agent::proxy::Proxy;
+use agent::timeouts::Timeouts;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use common::{agent, records, signed_bundle};
 use ed25519_dalek::SigningKey;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -53,16 +52,9 @@ async fn streaming_upstream() -> SocketAddr {
     common::serve(router).await
 }
 
-/// The agent's proxy in front of `upstream`, served with `head_timeout`; its base URL,
-/// the stop switch and the serving task.
+/// The agent's proxy in front of `upstream`, a caller having `head_timeout` for a head.
 async fn proxy(agent: &common::Agent, upstream: SocketAddr, head_timeout: Duration) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = Proxy::new(agent.decider.clone(), &url).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let serving = tokio::spawn(connections::serve(connections::no_delay(listener), Arc::new(proxy), stopped, head_timeout));
-    (format!("http://{address}"), stop, serving)
+    common::proxy_with(agent, upstream, Timeouts { caller_head: head_timeout, ..Timeouts::default() }).await
 }
 
 async fn enforcing_agent() -> common::Agent {
@@ -75,7 +67,7 @@ async fn enforcing_agent() -> common::Agent {
 #[tokio::test]
 async fn bodies_stream_both_ways_over_the_connections_own_upstream_connection() {
     let agent = enforcing_agent().await;
-    let (base, _stop, _serving) = proxy(&agent, streaming_upstream().await, connections::HEAD_TIMEOUT).await;
+    let (base, _stop, _serving) = proxy(&agent, streaming_upstream().await, Timeouts::default().caller_head).await;
     // One client, so one caller connection: every exchange below reuses it and its
     // upstream connection.
     let client = reqwest::Client::new();
@@ -150,7 +142,7 @@ async fn a_caller_that_trickles_its_head_or_idles_loses_the_connection() {
 #[tokio::test]
 async fn a_stop_lets_the_request_under_way_finish_and_takes_no_new_connections() {
     let agent = enforcing_agent().await;
-    let (base, stop, serving) = proxy(&agent, streaming_upstream().await, connections::HEAD_TIMEOUT).await;
+    let (base, stop, serving) = proxy(&agent, streaming_upstream().await, Timeouts::default().caller_head).await;
     let idle = reqwest::Client::new();
     assert_eq!(idle.get(format!("{base}/public")).send().await.unwrap().status(), 200);
 

@@ -7,13 +7,15 @@ mod common;
 
 use agent::config::Mode;
 use agent::proxy;
-use common::{API, agent, echo_upstream, proxy_for, records, serve_decisions, signed_snapshot};
+use agent::timeouts::Timeouts;
+use common::{API, agent, echo_upstream, proxy_for, proxy_with, records, serve_decisions, signed_snapshot};
 use ed25519_dalek::SigningKey;
 use policy::Snapshot;
 use policy::model::{ApiInput, OperationInput, OperationSchemas};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 fn operation(id: i64, method: &str, path: &str, parameters: Value, request_body: Value) -> OperationInput {
     OperationInput {
@@ -76,6 +78,21 @@ async fn proxied(enforcement: &str) -> (common::Agent, String, Arc<AtomicUsize>)
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
     let (upstream, hits) = echo_upstream().await;
     let base = proxy_for(&agent, upstream).await;
+    (agent, base, hits)
+}
+
+/// As [`proxied`], a caller having 300 ms between the bytes of a body.
+async fn impatient(enforcement: &str) -> (common::Agent, String, Arc<AtomicUsize>) {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let bundle = signed_snapshot(&key, 1, &estate(enforcement));
+    let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
+    let (upstream, hits) = echo_upstream().await;
+    let timeouts = Timeouts { caller_body: Duration::from_millis(300), ..Timeouts::default() };
+    let (base, stop, serving) = proxy_with(&agent, upstream, timeouts).await;
+    tokio::spawn(async move {
+        let _ = serving.await;
+        drop(stop);
+    });
     (agent, base, hits)
 }
 
@@ -151,6 +168,42 @@ async fn monitor_mode_records_a_broken_contract_and_forwards_the_request() {
     let records = records(&agent).await;
     let seen: Vec<(&str, Option<&str>)> = records.iter().map(|r| (r.outcome.as_str(), r.reason.as_deref())).collect();
     assert_eq!(seen, [("monitor", Some("invalid_body")), ("monitor", Some("invalid_parameter"))]);
+}
+
+#[tokio::test]
+async fn monitor_mode_forwards_a_body_over_the_bound_whole() {
+    let (agent, base, hits) = proxied("monitor").await;
+    let http = reqwest::Client::new();
+    let post = || http.post(format!("{base}/pets")).header("content-type", "application/json");
+    // Announced too large (never read by the agent), and chunked (read past the bound,
+    // then the rest streamed after what was read).
+    let announced = serde_json::to_vec(&json!({"name": "x".repeat(3_000)})).unwrap();
+    let seen: Value = post().body(announced.clone()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen["body_len"], announced.len());
+    let chunks = futures::stream::iter((0..8).map(|i| Ok::<_, std::io::Error>(vec![b'a' + i; 512])));
+    let seen: Value = post().body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen["body_len"], 8 * 512, "every byte, the ones read for the check included");
+    assert_eq!(seen["body_head"], "a".repeat(16));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let reasons: Vec<(String, Option<String>)> = records(&agent).await.into_iter().map(|r| (r.outcome, r.reason)).collect();
+    assert_eq!(reasons, vec![("monitor".to_owned(), Some("body_too_large".to_owned())); 2]);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_refused_with_408_in_either_mode() {
+    for enforcement in ["enforce", "monitor"] {
+        let (agent, base, hits) = impatient(enforcement).await;
+        let half = b"POST /pets HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"name\":";
+        let answer = common::send_until_closed(&base, half).await;
+        assert!(answer.starts_with("http/1.1 408"), "{enforcement}: {answer}");
+        assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+        // Half a body is not forwarded even when only monitoring: the upstream would
+        // get a request the caller never finished.
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "{enforcement}");
+        let records = records(&agent).await;
+        let seen: Vec<(&str, u16, Option<&str>)> = records.iter().map(|r| (r.outcome.as_str(), r.status, r.reason.as_deref())).collect();
+        assert_eq!(seen, [("deny", 408, Some("request_timeout"))], "{enforcement}");
+    }
 }
 
 #[tokio::test]

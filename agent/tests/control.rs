@@ -249,6 +249,7 @@ fn config(
         decision_listen: Some(decision_listen),
         decision_client_certs: None,
         spool_max_bytes: agent::spool::DEFAULT_MAX_BYTES,
+        timeouts: Default::default(),
         mode: Mode::Enforce,
         fail_open: false,
         name: Some("edge-1".into()),

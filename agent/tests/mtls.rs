@@ -8,6 +8,7 @@
 mod common;
 
 use agent::config::Mode;
+use agent::timeouts::Timeouts;
 use agent::tls::{TlsListener, server_config};
 use common::{API, agent, echo_upstream, operation, records, signed_snapshot};
 use ed25519_dalek::SigningKey;
@@ -87,13 +88,13 @@ async fn tls_proxy(agent: &common::Agent, upstream: SocketAddr, ca: &CertifiedIs
     };
     let config = server_config(&write("cert.pem", &cert), &write("key.pem", &key), Some(&write("ca.pem", &ca.pem()))).unwrap();
     let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = agent::proxy::Proxy::new(agent.decider.clone(), &url).unwrap();
+    let proxy = agent::proxy::Proxy::new(agent.decider.clone(), &url, Timeouts::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let listener = TlsListener::new(listener, config).unwrap();
     let (keep, never) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        agent::connections::serve(listener, Arc::new(proxy), never, agent::connections::HEAD_TIMEOUT).await;
+        agent::connections::serve(listener, Arc::new(proxy), never).await;
         drop(keep);
     });
     format!("https://{address}")

@@ -10,6 +10,7 @@ use agent::config::Mode;
 use agent::decide::Decider;
 use agent::limits::RateLimits;
 use agent::proxy::Proxy;
+use agent::timeouts::Timeouts;
 use agent::spool;
 use agent::status::Stats;
 use axum::Router;
@@ -225,26 +226,34 @@ pub async fn serve_decisions(router: Router) -> SocketAddr {
     // Never stopped: the test's runtime ends it.
     let (keep, never) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        agent::connections::serve_router(agent::connections::no_delay(listener), router, never, agent::connections::HEAD_TIMEOUT).await;
+        agent::connections::serve_router(agent::connections::no_delay(listener), router, never, Timeouts::default().caller_head).await;
         drop(keep);
     });
     address
 }
 
-/// The reverse proxy in front of `upstream`, served as the agent serves it: each caller
-/// connection with its own upstream connection, driven by the connection's task.
+/// The agent's proxy in front of `upstream`, served as the agent serves it, never stopped
+/// (the test's runtime ends it); its base URL.
 pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
+    let (base, stop, serving) = proxy_with(agent, upstream, Timeouts::default()).await;
+    // A dropped switch would stop it: kept while it serves.
+    tokio::spawn(async move {
+        let _ = serving.await;
+        drop(stop);
+    });
+    base
+}
+
+/// The agent's proxy in front of `upstream` with `timeouts`: its base URL, its stop switch
+/// and the serving task.
+pub async fn proxy_with(agent: &Agent, upstream: SocketAddr, timeouts: Timeouts) -> (String, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = Proxy::new(agent.decider.clone(), &url).unwrap();
+    let proxy = Proxy::new(agent.decider.clone(), &url, timeouts).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    // Never stopped: the test's runtime ends it.
-    let (keep, never) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        agent::connections::serve(agent::connections::no_delay(listener), Arc::new(proxy), never, agent::connections::HEAD_TIMEOUT).await;
-        drop(keep);
-    });
-    format!("http://{address}")
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(agent::connections::serve(agent::connections::no_delay(listener), Arc::new(proxy), stopped));
+    (format!("http://{address}"), stop, serving)
 }
 
 /// The records the agent spooled, once sealed.
@@ -277,4 +286,17 @@ pub async fn raw_request(base: &str, head: &str) -> (String, tokio::net::TcpStre
         answer.push(byte[0]);
     }
     (String::from_utf8(answer).unwrap().to_ascii_lowercase(), stream)
+}
+
+/// Sends `sent` (a request, perhaps unfinished) over a new connection to `base` and reads
+/// until the agent closes it: what came back, in lower case. Fails if the connection is
+/// still open after 20 s (a bound against a hung test, far above what is expected).
+pub async fn send_until_closed(base: &str, sent: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection is closed after the answer");
+    String::from_utf8_lossy(&answer).to_ascii_lowercase()
 }
