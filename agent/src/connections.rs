@@ -5,6 +5,7 @@
 //! request's head (`Timeouts::caller_head`) and a graceful stop.
 
 use crate::proxy::Proxy;
+use crate::timeouts::WriteLimit;
 use crate::tls::TlsPeer;
 use crate::upstream::UpstreamSlot;
 use axum::Router;
@@ -78,6 +79,7 @@ where
     accept_until_stopped(listener, stop, |io, caller, stop| {
         let connection = Arc::new(Connection { caller: caller.into(), upstream: UpstreamSlot::default() });
         let service = ProxyService { proxy: proxy.clone(), connection: connection.clone() };
+        let io = WriteLimit::new(io, proxy.timeouts().caller_body);
         let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
         Served { http: Box::pin(served), connection, stop: Some(stop) }
     })
@@ -178,7 +180,7 @@ impl hyper::service::Service<http::Request<Incoming>> for ProxyService {
     }
 }
 
-type Http<I> = http1::UpgradeableConnection<TokioIo<I>, ProxyService>;
+type Http<I> = http1::UpgradeableConnection<TokioIo<WriteLimit<I>>, ProxyService>;
 
 /// A caller connection's task: its HTTP, its upstream connection, and the stop signal.
 struct Served<I> {

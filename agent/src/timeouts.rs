@@ -10,9 +10,10 @@ use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -24,7 +25,8 @@ pub struct Timeouts {
     /// for it (so also how long an idle keep-alive connection is kept): a caller that
     /// trickles its head (slowloris) loses the connection.
     pub caller_head: Duration,
-    /// For the next bytes of a caller's request body.
+    /// For the next bytes of a caller's request body, and for the caller to take the next
+    /// bytes of an answer.
     pub caller_body: Duration,
     /// For the upstream's answer once the request has reached it, and for the next bytes
     /// of the answer's body.
@@ -79,23 +81,54 @@ pub fn timed_out<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a TimedOut> {
     None
 }
 
-/// A body that fails with [`TimedOut`] when its next frame does not come within `limit`
-/// of the reader asking for it. Time the reader spends elsewhere (writing what it read to a
-/// slow peer) does not count: the clock runs only while the reader waits.
-pub struct IdleLimit<B> {
-    body: B,
+/// How long one side has kept the agent waiting: the clock runs only while the agent
+/// waits on it (time the agent spends elsewhere, say writing what it read to a slow peer,
+/// does not count), and a timer is armed only when the agent first has to wait.
+struct Stall {
     limit: Duration,
     side: Side,
-    /// Armed the first time the reader has to wait, and moved on each later wait.
     timer: Option<Pin<Box<Sleep>>>,
-    /// Whether the reader is waiting (the timer counts for this wait).
+    /// Whether the agent is waiting (the timer counts for this wait).
     waiting: bool,
+}
+
+impl Stall {
+    fn new(limit: Duration, side: Side) -> Stall {
+        Stall { limit, side, timer: None, waiting: false }
+    }
+
+    /// The side has just done what the agent waited for.
+    fn moved(&mut self) {
+        self.waiting = false;
+    }
+
+    /// The agent has to wait (again): the time-out once it has waited `limit` since the
+    /// side last moved; else `cx` is woken then.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Option<TimedOut> {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + self.limit;
+            match self.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let timer = self.timer.as_mut()?;
+        timer.as_mut().poll(cx).is_ready().then_some(TimedOut { side: self.side, after: self.limit })
+    }
+}
+
+/// A body that fails with [`TimedOut`] when its next frame does not come within `limit`
+/// of the reader asking for it.
+pub struct IdleLimit<B> {
+    body: B,
+    stall: Stall,
     failed: bool,
 }
 
 impl<B> IdleLimit<B> {
     pub fn new(body: B, limit: Duration, side: Side) -> IdleLimit<B> {
-        IdleLimit { body, limit, side, timer: None, waiting: false, failed: false }
+        IdleLimit { body, stall: Stall::new(limit, side), failed: false }
     }
 }
 
@@ -113,23 +146,16 @@ where
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
-            this.waiting = false;
+            this.stall.moved();
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        if !this.waiting {
-            this.waiting = true;
-            let deadline = Instant::now() + this.limit;
-            match this.timer.as_mut() {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        match this.stall.wait(cx) {
+            Some(timed_out) => {
+                this.failed = true;
+                Poll::Ready(Some(Err(Box::new(timed_out))))
             }
+            None => Poll::Pending,
         }
-        let timer = this.timer.as_mut().expect("armed above");
-        if timer.as_mut().poll(cx).is_ready() {
-            this.failed = true;
-            return Poll::Ready(Some(Err(Box::new(TimedOut { side: this.side, after: this.limit }))));
-        }
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
@@ -141,22 +167,82 @@ where
     }
 }
 
-/// When a request's body last moved towards the upstream: the upstream's time to answer
-/// counts from there, so a long upload is not cut off while it is still being sent.
+/// A caller connection whose writes fail with [`TimedOut`] when the caller takes nothing of
+/// what is written for `limit`: a caller that stops reading an answer (its socket buffers
+/// full) loses the connection, and with it the upstream connection it held.
+pub struct WriteLimit<I> {
+    io: I,
+    stall: Stall,
+}
+
+impl<I> WriteLimit<I> {
+    pub fn new(io: I, limit: Duration) -> WriteLimit<I> {
+        WriteLimit { io, stall: Stall::new(limit, Side::Caller) }
+    }
+
+    fn guard<T>(&mut self, cx: &mut Context<'_>, write: impl FnOnce(Pin<&mut I>, &mut Context<'_>) -> Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>>
+    where
+        I: Unpin,
+    {
+        if let Poll::Ready(written) = write(Pin::new(&mut self.io), cx) {
+            self.stall.moved();
+            return Poll::Ready(written);
+        }
+        match self.stall.wait(cx) {
+            Some(timed_out) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, timed_out))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for WriteLimit<I> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for WriteLimit<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.get_mut().guard(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        self.get_mut().guard(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().guard(cx, |io, cx| io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().guard(cx, |io, cx| io.poll_shutdown(cx))
+    }
+}
+
+/// How a request's body is going to the upstream: the upstream's time to answer counts
+/// from when the body last moved, so a long upload is not cut off while it is still being
+/// sent; nor while the body waits on the caller, whose own limit applies then.
 pub struct Sending {
     since: Instant,
     /// Nanoseconds from `since` to the last frame taken.
     last: AtomicU64,
+    /// Whether the body is waiting for the caller to send more.
+    on_caller: AtomicBool,
 }
 
 impl Sending {
     pub fn new() -> Arc<Sending> {
-        Arc::new(Sending { since: Instant::now(), last: AtomicU64::new(0) })
+        Arc::new(Sending { since: Instant::now(), last: AtomicU64::new(0), on_caller: AtomicBool::new(false) })
     }
 
     fn moved(&self) {
         let nanos = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last.store(nanos, Ordering::Relaxed);
+        self.on_caller.store(false, Ordering::Relaxed);
     }
 
     fn last_moved(&self) -> Instant {
@@ -164,7 +250,8 @@ impl Sending {
     }
 }
 
-/// A request body that notes in [`Sending`] each time the upstream connection takes a frame.
+/// A request body that notes in [`Sending`] each time the upstream connection takes a
+/// frame, and when it has to wait for the caller.
 pub struct Sent<B> {
     body: B,
     sending: Arc<Sending>,
@@ -186,8 +273,9 @@ where
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if frame.is_ready() {
-            this.sending.moved();
+        match frame {
+            Poll::Ready(_) => this.sending.moved(),
+            Poll::Pending => this.sending.on_caller.store(true, Ordering::Relaxed),
         }
         frame
     }
@@ -202,7 +290,7 @@ where
 }
 
 /// `answer`, unless it takes longer than `limit` from when the request last moved
-/// (`sending`; without it, from now).
+/// (`sending`; without it, from now), not counting time the request waits on the caller.
 pub async fn answer_within<F: Future>(limit: Duration, sending: Option<&Sending>, answer: F) -> Result<F::Output, TimedOut> {
     let mut answer = std::pin::pin!(answer);
     let mut timer = std::pin::pin!(tokio::time::sleep(limit));
@@ -210,10 +298,15 @@ pub async fn answer_within<F: Future>(limit: Duration, sending: Option<&Sending>
         if let Poll::Ready(answered) = answer.as_mut().poll(cx) {
             return Poll::Ready(Ok(answered));
         }
-        // The timer is moved on lazily: only when it fires is the request's last move read.
+        // The timer is moved on lazily: only when it fires is the request's state read.
         while timer.as_mut().poll(cx).is_ready() {
-            let deadline = sending.map_or(timer.deadline(), |sending| sending.last_moved() + limit);
-            if deadline <= Instant::now() {
+            let now = Instant::now();
+            let deadline = match sending {
+                None => timer.deadline(),
+                Some(sending) if sending.on_caller.load(Ordering::Relaxed) => now + limit,
+                Some(sending) => sending.last_moved() + limit,
+            };
+            if deadline <= now {
                 return Poll::Ready(Err(TimedOut { side: Side::Upstream, after: limit }));
             }
             timer.as_mut().reset(deadline);
@@ -274,5 +367,11 @@ mod tests {
             }
             assert_eq!(started.elapsed(), Duration::from_secs(if answered { 100 } else { 110 }));
         }
+
+        // While the body waits on the caller, the upstream's clock does not run out.
+        let sending = Sending::new();
+        sending.on_caller.store(true, Ordering::Relaxed);
+        let answer = answer_within(Duration::from_secs(60), Some(&sending), tokio::time::sleep(Duration::from_secs(300)));
+        assert!(answer.await.is_ok(), "answered 300 s in, the body having waited on the caller throughout");
     }
 }

@@ -1,7 +1,8 @@
 //! The proxy's time limits on each side of an exchange: an upstream that does not answer,
 //! or stops in the middle of its answer, and a caller that stops sending its body, lose
-//! the exchange (504, a cut-off answer, 408); an upload or download that keeps moving is
-//! never cut off however long it takes in all.
+//! the exchange (504, a cut-off answer, 408), as does a caller that stops taking its
+//! answer; an upload or download that keeps moving is never cut off however long it takes
+//! in all.
 
 mod common;
 
@@ -14,9 +15,13 @@ use ed25519_dalek::SigningKey;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
 
 /// The limit every side has in these tests.
 const LIMIT: Duration = Duration::from_millis(300);
+
+/// An answer larger than what the sockets between agent and caller can hold.
+const BIG: usize = 32 * 1024 * 1024;
 
 /// Chunks `pause` apart, `count` of them.
 fn dripping(count: u8, pause: Duration) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
@@ -30,7 +35,8 @@ fn dripping(count: u8, pause: Duration) -> impl futures::Stream<Item = Result<By
 }
 
 /// An upstream whose `x-mode` says how it behaves: `hang` never answers, `stall` sends a
-/// head and a first chunk and then nothing, `drip` sends six chunks 100 ms apart; and a
+/// head and a first chunk and then nothing, `drip` sends six chunks 100 ms apart, `big`
+/// sends [`BIG`] bytes; and a
 /// POST is answered, once its body is all read, with its length.
 async fn moody_upstream() -> SocketAddr {
     let router = axum::Router::new().fallback(|request: Request| async move {
@@ -49,6 +55,7 @@ async fn moody_upstream() -> SocketAddr {
                 let never = futures::stream::pending();
                 axum::response::Response::new(Body::from_stream(futures::StreamExt::chain(first, never)))
             }
+            "big" => axum::response::Response::new(Body::from(vec![b'x'; BIG])),
             "drip" => axum::response::Response::new(Body::from_stream(dripping(6, Duration::from_millis(100)))),
             _ => axum::response::Response::new(Body::from("ok")),
         }
@@ -126,4 +133,27 @@ async fn a_caller_that_stops_sending_its_body_gets_408_and_a_steady_upload_goes_
     let response = reqwest::Client::new().post(format!("{base}/echo")).body(upload).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "48", "6 × `chunk N;` reached the upstream");
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_taking_its_answer_loses_the_connection() {
+    let (_agent, base) = proxied().await;
+    let (head, mut stream) = common::raw_request(&base, "GET /public HTTP/1.1\r\nHost: agent\r\nX-Mode: big").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    // The caller reads nothing for a while: the agent's writes stall once the sockets'
+    // buffers are full, and it gives up on the caller.
+    tokio::time::sleep(LIMIT * 5).await;
+    let mut taken = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => taken += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was closed");
+    assert!(taken < BIG, "the caller got only what was buffered before the agent gave up: {taken} bytes");
 }
