@@ -8,7 +8,7 @@ mod common;
 use agent::config::Mode;
 use agent::proxy;
 use agent::timeouts::Timeouts;
-use common::{API, agent, echo_upstream, proxy_for, proxy_with, records, serve_decisions, signed_snapshot};
+use common::{API, agent, echo_upstream, proxy_kept, records, serve_decisions, signed_snapshot};
 use ed25519_dalek::SigningKey;
 use policy::Snapshot;
 use policy::model::{ApiInput, OperationInput, OperationSchemas};
@@ -73,26 +73,16 @@ async fn problem(response: reqwest::Response) -> (u16, String, String) {
 /// An agent enforcing the estate in `enforcement` mode, its proxy in front of an echo
 /// upstream, and the upstream's hit counter.
 async fn proxied(enforcement: &str) -> (common::Agent, String, Arc<AtomicUsize>) {
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let bundle = signed_snapshot(&key, 1, &estate(enforcement));
-    let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
-    let (upstream, hits) = echo_upstream().await;
-    let base = proxy_for(&agent, upstream).await;
-    (agent, base, hits)
+    proxied_with(enforcement, Timeouts::default()).await
 }
 
-/// As [`proxied`], a caller having 300 ms between the bytes of a body.
-async fn impatient(enforcement: &str) -> (common::Agent, String, Arc<AtomicUsize>) {
+/// As [`proxied`], the proxy with `timeouts`.
+async fn proxied_with(enforcement: &str, timeouts: Timeouts) -> (common::Agent, String, Arc<AtomicUsize>) {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let bundle = signed_snapshot(&key, 1, &estate(enforcement));
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
     let (upstream, hits) = echo_upstream().await;
-    let timeouts = Timeouts { caller_body: Duration::from_millis(300), ..Timeouts::default() };
-    let (base, stop, serving) = proxy_with(&agent, upstream, timeouts).await;
-    tokio::spawn(async move {
-        let _ = serving.await;
-        drop(stop);
-    });
+    let base = proxy_kept(&agent, upstream, timeouts).await;
     (agent, base, hits)
 }
 
@@ -192,7 +182,9 @@ async fn monitor_mode_forwards_a_body_over_the_bound_whole() {
 #[tokio::test]
 async fn a_body_that_stops_arriving_is_refused_with_408_in_either_mode() {
     for enforcement in ["enforce", "monitor"] {
-        let (agent, base, hits) = impatient(enforcement).await;
+        // A caller has 300 ms between the bytes of a body.
+        let timeouts = Timeouts { caller_body: Duration::from_millis(300), ..Timeouts::default() };
+        let (agent, base, hits) = proxied_with(enforcement, timeouts).await;
         let half = b"POST /pets HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"name\":";
         let answer = common::send_until_closed(&base, half).await;
         assert!(answer.starts_with("http/1.1 408"), "{enforcement}: {answer}");

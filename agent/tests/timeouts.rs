@@ -71,11 +71,7 @@ async fn proxied() -> (common::Agent, String) {
     let bundle = signed_bundle(&key, 1, &jwks);
     let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
     let timeouts = Timeouts { caller_head: LIMIT, caller_body: LIMIT, upstream: LIMIT };
-    let (base, stop, serving) = common::proxy_with(&agent, moody_upstream().await, timeouts).await;
-    tokio::spawn(async move {
-        let _ = serving.await;
-        drop(stop);
-    });
+    let base = common::proxy_kept(&agent, moody_upstream().await, timeouts).await;
     (agent, base)
 }
 

@@ -235,7 +235,12 @@ pub async fn serve_decisions(router: Router) -> SocketAddr {
 /// The agent's proxy in front of `upstream`, served as the agent serves it, never stopped
 /// (the test's runtime ends it); its base URL.
 pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
-    let (base, stop, serving) = proxy_with(agent, upstream, Timeouts::default()).await;
+    proxy_kept(agent, upstream, Timeouts::default()).await
+}
+
+/// As [`proxy_for`], with `timeouts`.
+pub async fn proxy_kept(agent: &Agent, upstream: SocketAddr, timeouts: Timeouts) -> String {
+    let (base, stop, serving) = proxy_with(agent, upstream, timeouts).await;
     // A dropped switch would stop it: kept while it serves.
     tokio::spawn(async move {
         let _ = serving.await;
