@@ -1,7 +1,8 @@
 //! L3 on a proxied response: read the JSON answer of an operation that returns data
 //! classes the caller may not see, mask those values or withhold the response, as the
 //! decision ordered, and complete the request's decision record. Anything that cannot be
-//! checked — not JSON, compressed, unreadable, too large — is refused (fail closed).
+//! checked — not JSON, compressed, too large — is refused (fail closed); an answer the
+//! upstream stalls or breaks off is its failure (504 or 502), and none of it is shown.
 
 use crate::decide::{Decider, Inspected, ResponseDuty};
 use crate::problem::Problem;
@@ -24,13 +25,19 @@ pub async fn apply(decider: &Decider, duty: ResponseDuty, response: Response) ->
     let (mut parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_INSPECTED_BYTES).await {
         Ok(bytes) => bytes,
-        // Too large, or the upstream broke off: the body is gone either way.
-        Err(error) => {
-            tracing::warn!(%error, "a response to inspect could not be read");
+        // Too large: refused, as anything else inspection cannot read.
+        Err(error) if too_large(&error) => {
+            tracing::warn!(%error, "a response to inspect was too large");
             decider
                 .finish_inspected(duty, &Inspected::NotInspectable)
                 .await;
             return Problem::new(502, "response_not_inspectable").response();
+        }
+        // The upstream stalled or broke off mid-answer: its failure (504 or 502, counted),
+        // as when it gives no answer at all. The caller is shown nothing of it.
+        Err(error) => {
+            decider.finish_inspected(duty, &Inspected::Clean).await;
+            return crate::proxy::unanswered(&decider.stats, &error);
         }
     };
     let (found, masked) = examine(&parts.headers, &bytes, status, &duty);
@@ -55,6 +62,18 @@ pub async fn apply(decider: &Decider, duty: ResponseDuty, response: Response) ->
         Inspected::Withheld => Problem::new(403, "data_withheld").response(),
         Inspected::NotInspectable => Problem::new(502, "response_not_inspectable").response(),
     }
+}
+
+/// Whether reading a body failed at [`MAX_INSPECTED_BYTES`], not on the upstream's side.
+fn too_large(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// What the body holds, and the masked body when values were masked.

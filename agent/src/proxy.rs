@@ -11,6 +11,7 @@
 use crate::decide::{BodyDuty, Decider, Denial, Facts, Inspected, ReadBody, Verdict};
 use crate::gateway_certs::{GatewayCertificates, Presented};
 use crate::problem::Problem;
+use crate::status::Stats;
 use crate::connections::Caller;
 use crate::timeouts::{IdleLimit, Side, Timeouts, timed_out};
 use crate::upstream::{Upstream, UpstreamSlot};
@@ -160,28 +161,8 @@ impl Proxy {
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(IdleLimit::new(body, self.timeouts.upstream, Side::Upstream)))
             }
-            Err(error) => self.unanswered(&*error),
+            Err(error) => unanswered(&self.decider.stats, &*error),
         }
-    }
-
-    /// The answer when the upstream gave none: 408 when the caller stopped sending the
-    /// request; else counted, logged, named in the status, and 504 when the upstream took
-    /// too long or 502 when it could not be reached.
-    fn unanswered(&self, error: &(dyn std::error::Error + Send + Sync + 'static)) -> Response {
-        let timed_out = timed_out(error);
-        if timed_out.is_some_and(|timed_out| timed_out.side == Side::Caller) {
-            let mut response = Problem::new(408, "request_timeout").response();
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return not_forwarded(response);
-        }
-        self.decider.stats.errors.fetch_add(1, Ordering::Relaxed);
-        let (status, code, what) = match timed_out {
-            Some(_) => (504, "upstream_timeout", "upstream timed out"),
-            None => (502, "upstream_unavailable", "upstream unreachable"),
-        };
-        tracing::warn!(error = %error, "{what}");
-        self.decider.stats.set_last_error(format!("{what}: {error}"));
-        not_forwarded(Problem::new(status, code).response())
     }
 
     /// Passes on a protocol switch: the request over a connection of its own, and on 101
@@ -194,7 +175,7 @@ impl Proxy {
         parts.headers.insert(header::UPGRADE, protocol);
         let mut response = match self.upstream.send_upgrade(parts, body, path).await {
             Ok(response) => response,
-            Err(error) => return self.unanswered(&*error),
+            Err(error) => return unanswered(&self.decider.stats, &*error),
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             // Declined: an ordinary answer, and the upstream connection ends with it.
@@ -272,6 +253,26 @@ fn upgrade_asked(parts: &http::request::Parts) -> Option<HeaderValue> {
     connection_options(&parts.headers)
         .any(|option| option.eq_ignore_ascii_case("upgrade"))
         .then(|| protocol.clone())
+}
+
+/// The answer when the upstream gave none, or broke off an answer the agent had to read
+/// whole: 408 when the caller stopped sending the request; else counted, logged, named in
+/// the status, and 504 when the upstream took too long or 502 when it could not be reached.
+pub(crate) fn unanswered(stats: &Stats, error: &(dyn std::error::Error + Send + Sync + 'static)) -> Response {
+    let timed_out = timed_out(error);
+    if timed_out.is_some_and(|timed_out| timed_out.side == Side::Caller) {
+        let mut response = Problem::new(408, "request_timeout").response();
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return not_forwarded(response);
+    }
+    stats.errors.fetch_add(1, Ordering::Relaxed);
+    let (status, code, what) = match timed_out {
+        Some(_) => (504, "upstream_timeout", "upstream timed out"),
+        None => (502, "upstream_unavailable", "upstream unreachable"),
+    };
+    tracing::warn!(error = %error, "{what}");
+    stats.set_last_error(format!("{what}: {error}"));
+    not_forwarded(Problem::new(status, code).response())
 }
 
 /// Marks an answer the agent made because the request never reached the upstream: there

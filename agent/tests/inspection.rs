@@ -8,6 +8,8 @@ use agent::config::Mode;
 use agent::proxy;
 use axum::Router;
 use axum::extract::Request;
+use axum::response::IntoResponse;
+use futures::StreamExt;
 use common::{API, agent, proxy_for, records, serve, signed_snapshot};
 use ed25519_dalek::SigningKey;
 use policy::Snapshot;
@@ -87,6 +89,20 @@ async fn upstream() -> SocketAddr {
             "upgrade": upgrade,
         });
         let json_type = ("content-type", "application/json");
+        // The first bytes of a customer, then nothing, an abort, or more than can be read.
+        let start = || futures::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"email\": \"ada@example.org\", "))]);
+        let partial = match path.as_str() {
+            "/customers/stall" => Some(axum::body::Body::from_stream(start().chain(futures::stream::pending()))),
+            "/customers/broken" => Some(axum::body::Body::from_stream(start().chain(futures::stream::iter([Err(std::io::Error::other("gone"))])))),
+            "/customers/large" => {
+                let filler = format!("\"filler\": \"{}\"}}", "x".repeat(agent::inspect::MAX_INSPECTED_BYTES));
+                Some(axum::body::Body::from_stream(start().chain(futures::stream::iter([Ok(filler.into())]))))
+            }
+            _ => None,
+        };
+        if let Some(body) = partial {
+            return ([json_type], body).into_response();
+        }
         let (status, headers, body) = match path.as_str() {
             "/customers/404" => (404, vec![json_type], customer.to_string()),
             "/cards/0" => (200, vec![json_type], json!({"number": null}).to_string()),
@@ -112,7 +128,7 @@ async fn upstream() -> SocketAddr {
         for (name, value) in headers {
             response.headers_mut().insert(name, value.parse().unwrap());
         }
-        response
+        response.into_response()
     });
     serve(router).await
 }
@@ -237,6 +253,53 @@ async fn responses_are_masked_withheld_or_refused_as_the_data_rule_says() {
     assert_eq!(outcomes, expected);
     let stats = &agent.decider.stats;
     assert_eq!(stats.denied.load(std::sync::atomic::Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn an_answer_the_upstream_stalls_or_breaks_off_is_its_failure_and_none_of_it_is_shown() {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let bundle = signed_snapshot(&key, 5, &estate());
+    let agent = agent(Some(&bundle), &key, Mode::Enforce, false).await;
+    let limit = std::time::Duration::from_millis(300);
+    let timeouts = agent::timeouts::Timeouts { caller_head: limit, caller_body: limit, upstream: limit };
+    let base = common::proxy_kept(&agent, upstream().await, timeouts).await;
+    let http = reqwest::Client::new();
+
+    // Each on the same caller connection, which goes on after every one of them.
+    for (path, status, code) in [
+        ("/customers/stall", 504, "upstream_timeout"),
+        ("/customers/broken", 502, "upstream_unavailable"),
+        // Too large to read is the agent's limit, not the upstream's failure.
+        ("/customers/large", 502, "response_not_inspectable"),
+    ] {
+        let response = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let problem = body(response).await;
+        assert_eq!(problem["code"], code, "{path}");
+        assert!(!problem.to_string().contains("ada@"), "{problem}");
+        let after = http.get(format!("{base}/customers/7")).send().await.unwrap();
+        assert_eq!(body(after).await["email"], MASK, "after {path}");
+    }
+
+    let stats = &agent.decider.stats;
+    assert_eq!(stats.errors.load(std::sync::atomic::Ordering::Relaxed), 2, "the stall and the abort");
+    let last_error = stats.last_error().unwrap_or_default();
+    assert!(last_error.starts_with("upstream unreachable"), "{last_error}");
+    let outcomes: Vec<(String, String, u16, Option<String>)> = records(&agent)
+        .await
+        .into_iter()
+        .filter(|r| r.path != "/customers/7")
+        .map(|r| (r.path, r.outcome, r.status, r.reason))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("/customers/stall".into(), "allow".into(), 200, None),
+            ("/customers/broken".into(), "allow".into(), 200, None),
+            ("/customers/large".into(), "deny".into(), 502, Some("response_not_inspectable".into())),
+        ],
+        "allowed as decided, as when the upstream gives no answer"
+    );
 }
 
 #[tokio::test]
