@@ -125,7 +125,7 @@ pub async fn run_until(config: Config, stop: impl Future<Output = ()>) -> Result
             .map_err(|e| {
                 Failure::Other(format!("cannot listen on {}: {e}", proxy_config.listen))
             })?;
-        let proxy = Arc::new(Proxy::new(decider.clone(), &proxy_config.upstream, config.timeouts).map_err(Failure::Other)?);
+        let proxy = Arc::new(Proxy::new(decider.clone(), &proxy_config.upstream, proxy_config.upstream_protocol, config.timeouts).map_err(Failure::Other)?);
         match &proxy_config.tls {
             None => {
                 tracing::info!(listen = %proxy_config.listen, upstream = %proxy_config.upstream, "reverse proxy listening");

@@ -1,6 +1,7 @@
 //! The command line (and its `PALISADE_AGENT_*` environment twins), checked into a
 //! [`Config`] before anything starts.
 
+use crate::preface::Protocol;
 use crate::timeouts::Timeouts;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -47,6 +48,10 @@ pub struct Args {
     /// The API instance requests are forwarded to, e.g. http://127.0.0.1:9000.
     #[arg(long, env = "PALISADE_AGENT_UPSTREAM", requires = "listen")]
     pub upstream: Option<Url>,
+    /// Speak HTTP/2 to the upstream (prior knowledge over http://, ALPN h2 over https://),
+    /// as gRPC needs; every caller's requests then share its multiplexed connection.
+    #[arg(long, env = "PALISADE_AGENT_UPSTREAM_HTTP2", requires = "upstream")]
+    pub upstream_http2: bool,
     /// Decision endpoint listen address for gateways (GET|POST /decide).
     #[arg(long, env = "PALISADE_AGENT_DECISION_LISTEN")]
     pub decision_listen: Option<SocketAddr>,
@@ -123,6 +128,8 @@ pub struct Config {
 pub struct ProxyConfig {
     pub listen: SocketAddr,
     pub upstream: Url,
+    /// What the upstream is spoken to in.
+    pub upstream_protocol: Protocol,
     pub tls: Option<TlsFiles>,
 }
 
@@ -156,7 +163,7 @@ impl Config {
                     (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: args.client_ca }),
                     _ => None,
                 };
-                Some(ProxyConfig { listen, upstream, tls })
+                Some(ProxyConfig { listen, upstream, upstream_protocol: if args.upstream_http2 { Protocol::Http2 } else { Protocol::Http1 }, tls })
             }
             (None, None) if args.tls_cert.is_some() => {
                 return Err("--tls-cert serves the reverse proxy: give --listen and --upstream".into());
@@ -257,6 +264,15 @@ mod tests {
         let config = with(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "--client-ca", "ca.pem"]).unwrap();
         assert!(config.proxy.unwrap().tls.unwrap().client_ca.is_some());
         assert!(parse(&["--decision-listen", "127.0.0.1:8081", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_err());
+    }
+
+    #[test]
+    fn the_upstream_is_spoken_to_in_http1_unless_http2_is_asked_for() {
+        let proxy = ["--listen", "127.0.0.1:8080", "--upstream", "http://127.0.0.1:9000"];
+        let protocol = |extra: &[&'static str]| parse(&[&proxy[..], extra].concat()).unwrap().proxy.unwrap().upstream_protocol;
+        assert_eq!(protocol(&[]), Protocol::Http1);
+        assert_eq!(protocol(&["--upstream-http2"]), Protocol::Http2);
+        assert!(parse(&["--decision-listen", "127.0.0.1:8081", "--upstream-http2"]).is_err(), "no upstream to speak to");
     }
 
     #[test]

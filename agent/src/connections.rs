@@ -1,20 +1,22 @@
-//! Serving the agent's listeners: the reverse proxy's caller connections (HTTP/1.1, plain
-//! or TLS), one task per connection, which serves the caller's requests and also drives the
-//! connection's own upstream connection, so a request and its answer are carried without
-//! handing work to another task; and the decision endpoint. Both with a time limit on a
-//! request's head (`Timeouts::caller_head`) and a graceful stop.
+//! Serving the agent's listeners: the reverse proxy's caller connections (HTTP/1.1 or
+//! HTTP/2, told apart by their first bytes; plain or TLS), one task per HTTP/1.1
+//! connection, which serves the caller's requests and also drives the connection's own
+//! upstream connection, so a request and its answer are carried without handing work to
+//! another task, and a task per HTTP/2 stream; and the decision endpoint. Both with a time
+//! limit on a request's head (`Timeouts::caller_head`) and a graceful stop.
 
+use crate::preface::{self, Protocol, Replayed};
 use crate::proxy::Proxy;
 use crate::timeouts::WriteLimit;
 use crate::tls::TlsPeer;
-use crate::upstream::UpstreamSlot;
+use crate::upstream::UpstreamLink;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::serve::{Listener, ListenerExt, TapIo};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -63,27 +65,63 @@ pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)>
 /// One caller connection as its requests see it.
 struct Connection {
     caller: Caller,
-    upstream: UpstreamSlot,
+    upstream: UpstreamLink,
 }
 
 /// Serves the proxy on every connection `listener` accepts until `stop` turns true; then
-/// accepts no more, lets each connection finish the request it is on, and returns when
-/// all have closed. A caller has the proxy's `caller_head` time-out to send each
-/// request's head.
+/// accepts no more, lets each connection finish the requests it is on, and returns when
+/// all have closed. A caller has the proxy's `caller_head` time-out to send its first
+/// bytes and (HTTP/1.1) each request's head.
 pub async fn serve<L>(listener: L, proxy: Arc<Proxy>, stop: watch::Receiver<bool>)
 where
     L: Listener,
     L::Addr: Into<Caller>,
 {
-    let builder = http1_builder(proxy.timeouts().caller_head);
+    let timeouts = proxy.timeouts();
+    let http1 = http1_builder(timeouts.caller_head);
+    let http2 = http2_builder();
     accept_until_stopped(listener, stop, |io, caller, stop| {
-        let connection = Arc::new(Connection { caller: caller.into(), upstream: UpstreamSlot::default() });
-        let service = ProxyService { proxy: proxy.clone(), connection: connection.clone() };
-        let io = WriteLimit::new(io, proxy.timeouts().caller_body);
-        let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-        Served { http: Box::pin(served), connection, stop: Some(stop) }
+        let (proxy, http1, http2) = (proxy.clone(), http1.clone(), http2.clone());
+        let caller = caller.into();
+        async move {
+            let io = WriteLimit::new(io, timeouts.caller_body);
+            let (protocol, io) = match tokio::time::timeout(timeouts.caller_head, preface::tell(io)).await {
+                Ok(Ok(told)) => told,
+                Ok(Err(error)) => return tracing::debug!(%error, "a caller connection broke before its first request"),
+                Err(_) => return tracing::debug!("a caller connection sent nothing in time"),
+            };
+            let connection = Arc::new(Connection { caller, upstream: proxy.link(protocol) });
+            let service = ProxyService { proxy, connection: connection.clone() };
+            let io = TokioIo::new(io);
+            match protocol {
+                Protocol::Http1 => {
+                    let http = Box::pin(http1.serve_connection(io, service).with_upgrades());
+                    Served { http, connection, stop: Some(stop) }.await;
+                }
+                Protocol::Http2 => serve_http2(http2.serve_connection(io, service), stop).await,
+            }
+        }
     })
     .await;
+}
+
+/// One HTTP/2 caller connection: its streams are tasks of their own (hyper spawns them);
+/// at the stop, the caller is told (GOAWAY) and the streams under way finish.
+async fn serve_http2<I>(served: http2::Connection<TokioIo<I>, ProxyService, TokioExecutor>, mut stop: StopSignal)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut served = std::pin::pin!(served);
+    let ended = tokio::select! {
+        ended = served.as_mut() => ended,
+        () = &mut stop => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(%error, "an HTTP/2 caller connection ended with an error");
+    }
 }
 
 /// Serves `router` (the decision endpoint) as [`serve`] serves the proxy: the same limit
@@ -122,6 +160,14 @@ where
 fn http1_builder(head_timeout: Duration) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(head_timeout);
+    builder
+}
+
+/// HTTP/2 as the proxy serves it: streams run on the runtime, at most 128 at once on a
+/// connection (nginx's default).
+fn http2_builder() -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new()).max_concurrent_streams(128);
     builder
 }
 
@@ -180,7 +226,7 @@ impl hyper::service::Service<http::Request<Incoming>> for ProxyService {
     }
 }
 
-type Http<I> = http1::UpgradeableConnection<TokioIo<WriteLimit<I>>, ProxyService>;
+type Http<I> = http1::UpgradeableConnection<TokioIo<Replayed<WriteLimit<I>>>, ProxyService>;
 
 /// A caller connection's task: its HTTP, its upstream connection, and the stop signal.
 struct Served<I> {

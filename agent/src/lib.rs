@@ -21,6 +21,7 @@ pub mod gateway_certs;
 pub mod identity;
 pub mod inspect;
 pub mod limits;
+pub mod preface;
 pub mod problem;
 pub mod proxy;
 pub mod signatures;

@@ -14,7 +14,8 @@ use crate::problem::Problem;
 use crate::status::Stats;
 use crate::connections::Caller;
 use crate::timeouts::{IdleLimit, Side, Timeouts, timed_out};
-use crate::upstream::{Upstream, UpstreamSlot};
+use crate::preface::Protocol;
+use crate::upstream::{Upstream, UpstreamLink};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -35,12 +36,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(decider: Arc<Decider>, upstream: &url::Url, timeouts: Timeouts) -> Result<Proxy, String> {
+    /// A proxy to `upstream`, spoken to in `upstream_protocol`.
+    pub fn new(decider: Arc<Decider>, upstream: &url::Url, upstream_protocol: Protocol, timeouts: Timeouts) -> Result<Proxy, String> {
         Ok(Proxy {
             decider,
-            upstream: Upstream::new(upstream, timeouts.upstream)?,
+            upstream: Upstream::new(upstream, upstream_protocol, timeouts.upstream)?,
             timeouts,
         })
+    }
+
+    /// How the requests of a caller connection in `protocol` reach the upstream.
+    pub fn link(&self, protocol: Protocol) -> UpstreamLink {
+        self.upstream.link(protocol)
     }
 
     pub fn timeouts(&self) -> Timeouts {
@@ -49,7 +56,7 @@ impl Proxy {
 
     /// Decides one request from `caller` and, if it is allowed, forwards it over the
     /// caller connection's own upstream connection.
-    pub async fn handle(&self, request: http::Request<hyper::body::Incoming>, caller: &Caller, upstream: &UpstreamSlot) -> Response {
+    pub async fn handle(&self, request: http::Request<hyper::body::Incoming>, caller: &Caller, upstream: &UpstreamLink) -> Response {
         let request = request.map(|body| Body::new(IdleLimit::new(body, self.timeouts.caller_body, Side::Caller)));
         let source = caller.source;
         // Shared, not copied: the request is changed below while these are still read.
@@ -133,10 +140,14 @@ impl Proxy {
     /// Forwards an allowed request and streams the answer back; with `may_upgrade`, a
     /// protocol switch the caller asks for (WebSocket) is passed on, and if the upstream
     /// agrees the two connections are joined.
-    async fn forward(&self, request: Request, target: &http::uri::PathAndQuery, caller: &Caller, slot: &UpstreamSlot, may_upgrade: bool) -> Response {
+    async fn forward(&self, request: Request, target: &http::uri::PathAndQuery, caller: &Caller, link: &UpstreamLink, may_upgrade: bool) -> Response {
         let (mut parts, body) = request.into_parts();
-        // Read before the hop-by-hop headers go: `Upgrade` is one of them.
-        let upgrade = if may_upgrade { upgrade_asked(&parts) } else { None };
+        // Read before the hop-by-hop headers go: `Upgrade` and `TE` are among them. An
+        // HTTP/2 upstream takes no switch (the request goes to it as a plain one).
+        let upgrade = if may_upgrade && !self.upstream.speaks_http2() { upgrade_asked(&parts) } else { None };
+        // gRPC's `te: trailers`, the one `TE` HTTP/2 allows, is a promise about the
+        // caller's own reading; passed on only where it means the same.
+        let trailers = self.upstream.speaks_http2() && accepts_trailers(&parts.headers);
         let Ok(path) = self.upstream.path(target) else {
             return not_forwarded(Problem::new(400, "bad_request").response());
         };
@@ -147,6 +158,9 @@ impl Proxy {
             .map(str::to_owned)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
         strip_hop_by_hop(&mut parts.headers);
+        if trailers {
+            parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         let scheme = if caller.tls { "https" } else { "http" };
         add_forwarding(&mut parts.headers, caller.source, original_host.as_deref(), scheme);
         parts.headers.insert(header::HOST, self.upstream.host().clone());
@@ -155,7 +169,7 @@ impl Proxy {
         if let Some(protocol) = upgrade {
             return self.forward_upgrade(parts, body, path, protocol).await;
         }
-        match self.upstream.send(slot, parts, body, path).await {
+        match self.upstream.send(link, parts, body, path).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -292,6 +306,16 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         name.as_str(),
         "connection" | "keep-alive" | "proxy-connection" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "transfer-encoding" | "upgrade"
     )
+}
+
+/// Whether the caller says it reads trailers (`TE: trailers`, among other codings).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| coding.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("trailers"))
 }
 
 /// The options the `Connection` header lists (`keep-alive`, `upgrade`, header names), trimmed.

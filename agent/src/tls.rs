@@ -46,7 +46,9 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Resul
         }
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| format!("--tls-key does not fit --tls-cert: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first: a caller that offers both gets it (the proxy tells them apart by the
+    // first bytes, so one that offers neither may still speak either).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -1,14 +1,19 @@
-//! How a proxied request reaches the upstream: its address parsed once, each caller
-//! connection's own upstream connection (driven by the caller connection's task), and a
-//! connection of its own for each protocol switch (WebSocket).
+//! How a proxied request reaches the upstream: its address parsed once, each HTTP/1.1
+//! caller connection's own upstream connection (driven by the caller connection's task),
+//! each HTTP/2 caller connection's own pool, one shared multiplexed connection when the
+//! upstream is spoken to in HTTP/2, and a connection of its own for each protocol switch
+//! (WebSocket).
 
+use crate::preface::Protocol;
 use crate::timeouts::{Sending, Sent, answer_within};
 use axum::body::Body;
 use http::{HeaderValue, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -22,17 +27,43 @@ type UpstreamConnection = hyper::client::conn::http1::Connection<
     Body,
 >;
 
-/// Connections to the upstream: plain or TLS (Mozilla's roots), HTTP/1.1.
-fn connector() -> HttpsConnector<HttpConnector> {
+/// Requests made over a pool of connections the client keeps: an HTTP/2 caller's (its
+/// own pool of HTTP/1.1 connections) or the HTTP/2 upstream's (one multiplexed connection).
+type Pool = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Connections to the upstream: plain or TLS (Mozilla's roots), in `protocol` (over TLS,
+/// the only one ALPN offers).
+fn connector(protocol: Protocol) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
     http.set_nodelay(true);
-    hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
+        .https_or_http();
+    match protocol {
+        Protocol::Http1 => builder.enable_http1().wrap_connector(http),
+        Protocol::Http2 => builder.enable_http2().wrap_connector(http),
+    }
+}
+
+/// How one caller connection's requests reach the upstream (when it is spoken to in
+/// HTTP/1.1; over HTTP/2 every request goes over the upstream's shared connection).
+pub enum UpstreamLink {
+    /// An HTTP/1.1 caller's requests, one at a time, over the connection's own.
+    Own(UpstreamSlot),
+    /// An HTTP/2 caller's requests, side by side, over a pool of connections that is the
+    /// caller connection's alone, and closes with it.
+    Pooled(Box<Pool>),
+}
+
+impl UpstreamLink {
+    /// See [`UpstreamSlot::drive`]; a pool's connections are tasks of their own.
+    pub fn drive(&self, cx: &mut Context<'_>) {
+        if let UpstreamLink::Own(slot) = self {
+            slot.drive(cx);
+        }
+    }
 }
 
 /// One caller connection's own upstream connection. An HTTP/1.1 caller sends one request
@@ -111,22 +142,48 @@ pub struct Upstream {
     /// The authority, as the `Host` sent.
     host: HeaderValue,
     connector: HttpsConnector<HttpConnector>,
+    /// The multiplexed connection every request shares when the upstream is spoken to in
+    /// HTTP/2.
+    http2: Option<Pool>,
     /// How long the upstream has to answer a request that has reached it.
     answer_limit: Duration,
 }
 
 impl Upstream {
-    pub fn new(url: &Url, answer_limit: Duration) -> Result<Upstream, String> {
+    pub fn new(url: &Url, protocol: Protocol, answer_limit: Duration) -> Result<Upstream, String> {
         let (prefix, authority) = upstream_parts(url)?;
         let invalid = |what: &str| format!("the upstream URL {url} has an invalid {what}");
+        let connector = connector(protocol);
+        let http2 = (protocol == Protocol::Http2).then(|| {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .http2_only(true)
+                .build(connector.clone())
+        });
         Ok(Upstream {
             scheme: url.scheme().parse().map_err(|_| invalid("scheme"))?,
             authority: authority.parse().map_err(|_| invalid("host or port"))?,
             prefix,
             host: HeaderValue::from_str(&authority).map_err(|_| invalid("host or port"))?,
-            connector: connector(),
+            connector,
+            http2,
             answer_limit,
         })
+    }
+
+    /// Whether the upstream is spoken to in HTTP/2 (it then takes no protocol switch).
+    pub fn speaks_http2(&self) -> bool {
+        self.http2.is_some()
+    }
+
+    /// How the requests of a caller connection in `protocol` will reach the upstream.
+    pub fn link(&self, protocol: Protocol) -> UpstreamLink {
+        match protocol {
+            Protocol::Http2 if self.http2.is_none() => {
+                UpstreamLink::Pooled(Box::new(Client::builder(TokioExecutor::new()).timer(TokioTimer::new()).build(self.connector.clone())))
+            }
+            _ => UpstreamLink::Own(UpstreamSlot::default()),
+        }
     }
 
     /// The `Host` sent upstream.
@@ -157,28 +214,45 @@ impl Upstream {
             .build()
     }
 
-    /// Sends a request whose headers are ready to `path` ([`Upstream::path`]) over the
-    /// caller connection's own upstream connection, opening one when there is none or the
-    /// upstream has closed it. A request a closing connection never took is sent once more
-    /// over a new one; one it took is not (it may have been carried out). Fails with
+    /// Sends a request whose headers are ready to `path` ([`Upstream::path`]) the way
+    /// `link` says, or over the shared HTTP/2 connection. On a caller connection's own
+    /// upstream connection, one is opened when there is none or the upstream has closed it;
+    /// a request a closing connection never took is sent once more over a new one, one it
+    /// took is not (it may have been carried out); pools do the same. Fails with
     /// [`TimedOut`](crate::timeouts::TimedOut) when the upstream has not answered within its
-    /// limit of the request's last bytes reaching it; that connection is then closed.
-    pub async fn send(&self, slot: &UpstreamSlot, mut parts: http::request::Parts, body: Body, path: Uri) -> Result<http::Response<Incoming>, BoxError> {
-        parts.uri = path;
+    /// limit of the request's last bytes reaching it; a connection of the caller's own is
+    /// then closed (a pool's, by the request given up; HTTP/2 resets the stream).
+    pub async fn send(&self, link: &UpstreamLink, mut parts: http::request::Parts, body: Body, path: Uri) -> Result<http::Response<Incoming>, BoxError> {
         // A body still to come is watched as it goes, so a long upload has its time.
         let sending = (!hyper::body::Body::is_end_stream(&body)).then(Sending::new);
         let body = match &sending {
             Some(sending) => Body::new(Sent::new(body, sending.clone())),
             None => body,
         };
-        let request = http::Request::from_parts(parts, body);
-        match answer_within(self.answer_limit, sending.as_deref(), self.send_over(slot, request)).await {
-            Ok(answered) => answered,
-            Err(timed_out) => {
-                slot.close();
-                Err(Box::new(timed_out))
+        let pool = match (&self.http2, link) {
+            (Some(http2), _) => http2,
+            (None, UpstreamLink::Pooled(pool)) => pool,
+            (None, UpstreamLink::Own(slot)) => {
+                parts.uri = path;
+                let request = http::Request::from_parts(parts, body);
+                return match answer_within(self.answer_limit, sending.as_deref(), self.send_over(slot, request)).await {
+                    Ok(answered) => answered,
+                    Err(timed_out) => {
+                        slot.close();
+                        Err(Box::new(timed_out))
+                    }
+                };
             }
+        };
+        // A pool is asked in absolute form: it picks (or opens) a connection by it.
+        parts.uri = self.absolute(&path)?;
+        if self.http2.is_some() {
+            // The authority goes as `:authority`.
+            parts.version = http::Version::HTTP_2;
+            parts.headers.remove(http::header::HOST);
         }
+        let answer = pool.request(http::Request::from_parts(parts, body));
+        Ok(answer_within(self.answer_limit, sending.as_deref(), answer).await??)
     }
 
     async fn send_over(&self, slot: &UpstreamSlot, mut request: http::Request<Body>) -> Result<http::Response<Incoming>, BoxError> {
@@ -258,7 +332,7 @@ mod tests {
     #[test]
     fn the_upstream_uri_keeps_its_prefix() {
         let uri = |upstream: &str, target: &'static str| {
-            let upstream = Upstream::new(&upstream.parse().unwrap(), Duration::from_secs(60)).unwrap();
+            let upstream = Upstream::new(&upstream.parse().unwrap(), Protocol::Http1, Duration::from_secs(60)).unwrap();
             let path = upstream.path(&http::uri::PathAndQuery::from_static(target)).unwrap();
             assert!(path.scheme().is_none() && path.authority().is_none(), "origin form on the agent's own connections");
             (upstream.absolute(&path).unwrap().to_string(), upstream.host.clone())

@@ -54,7 +54,7 @@ async fn streaming_upstream() -> SocketAddr {
 
 /// The agent's proxy in front of `upstream`, a caller having `head_timeout` for a head.
 async fn proxy(agent: &common::Agent, upstream: SocketAddr, head_timeout: Duration) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    common::proxy_with(agent, upstream, Timeouts { caller_head: head_timeout, ..Timeouts::default() }).await
+    common::proxy_with(agent, upstream, agent::preface::Protocol::Http1, Timeouts { caller_head: head_timeout, ..Timeouts::default() }).await
 }
 
 async fn enforcing_agent() -> common::Agent {

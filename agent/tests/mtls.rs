@@ -88,7 +88,7 @@ async fn tls_proxy(agent: &common::Agent, upstream: SocketAddr, ca: &CertifiedIs
     };
     let config = server_config(&write("cert.pem", &cert), &write("key.pem", &key), Some(&write("ca.pem", &ca.pem()))).unwrap();
     let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = agent::proxy::Proxy::new(agent.decider.clone(), &url, Timeouts::default()).unwrap();
+    let proxy = agent::proxy::Proxy::new(agent.decider.clone(), &url, agent::preface::Protocol::Http1, Timeouts::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let listener = TlsListener::new(listener, config).unwrap();
@@ -126,8 +126,20 @@ async fn client_certificates_authenticate_registered_identities_only() {
     let billing = client(&authority, Some(leaf(&authority, vec![uri(BILLING)], ExtendedKeyUsagePurpose::ClientAuth)));
     let answer = billing.get(format!("{base}/ledger")).send().await.unwrap();
     assert_eq!(answer.status(), 200);
+    assert_eq!(answer.version(), http::Version::HTTP_2, "ALPN: HTTP/2 for a caller that offers it");
     let seen: Value = answer.json().await.unwrap();
     assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+    // A caller that offers only HTTP/1.1 gets it, with the same identity.
+    let (cert, key) = leaf(&authority, vec![uri(BILLING)], ExtendedKeyUsagePurpose::ClientAuth);
+    let http1 = reqwest::Client::builder()
+        .use_rustls_tls()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(authority.pem().as_bytes()).unwrap())
+        .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let answer = http1.get(format!("{base}/ledger")).send().await.unwrap();
+    assert_eq!((answer.version(), answer.status().as_u16()), (http::Version::HTTP_11, 200));
     // A service identity rule names another identity.
     assert_eq!(code(billing.get(format!("{base}/reports")).send().await.unwrap()).await, (403, "identity_not_allowed".into()));
 
@@ -147,6 +159,7 @@ async fn client_certificates_authenticate_registered_identities_only() {
 
     let records = records(&agent).await;
     assert_eq!(records[0].caller.as_deref(), Some("app:7/billing-1"));
+    assert_eq!(records[1].caller.as_deref(), Some("app:7/billing-1"), "over HTTP/1.1");
 }
 
 /// A certificate as nginx's `$ssl_client_escaped_cert` passes it on: URL-escaped PEM.

@@ -8,6 +8,7 @@ use agent::authn::Authenticator;
 use agent::bundle_store;
 use agent::config::Mode;
 use agent::decide::Decider;
+use agent::preface::Protocol;
 use agent::limits::RateLimits;
 use agent::proxy::Proxy;
 use agent::timeouts::Timeouts;
@@ -240,7 +241,12 @@ pub async fn proxy_for(agent: &Agent, upstream: SocketAddr) -> String {
 
 /// As [`proxy_for`], with `timeouts`.
 pub async fn proxy_kept(agent: &Agent, upstream: SocketAddr, timeouts: Timeouts) -> String {
-    let (base, stop, serving) = proxy_with(agent, upstream, timeouts).await;
+    proxy_speaking(agent, upstream, Protocol::Http1, timeouts).await
+}
+
+/// As [`proxy_kept`], speaking `protocol` to the upstream.
+pub async fn proxy_speaking(agent: &Agent, upstream: SocketAddr, protocol: Protocol, timeouts: Timeouts) -> String {
+    let (base, stop, serving) = proxy_with(agent, upstream, protocol, timeouts).await;
     // A dropped switch would stop it: kept while it serves.
     tokio::spawn(async move {
         let _ = serving.await;
@@ -249,11 +255,11 @@ pub async fn proxy_kept(agent: &Agent, upstream: SocketAddr, timeouts: Timeouts)
     base
 }
 
-/// The agent's proxy in front of `upstream` with `timeouts`: its base URL, its stop switch
-/// and the serving task.
-pub async fn proxy_with(agent: &Agent, upstream: SocketAddr, timeouts: Timeouts) -> (String, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+/// The agent's proxy in front of `upstream`, spoken to in `protocol`, with `timeouts`: its
+/// base URL, its stop switch and the serving task.
+pub async fn proxy_with(agent: &Agent, upstream: SocketAddr, protocol: Protocol, timeouts: Timeouts) -> (String, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let url = format!("http://{upstream}").parse().unwrap();
-    let proxy = Proxy::new(agent.decider.clone(), &url, timeouts).unwrap();
+    let proxy = Proxy::new(agent.decider.clone(), &url, protocol, timeouts).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
