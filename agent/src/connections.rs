@@ -17,6 +17,7 @@ use axum::serve::{Listener, ListenerExt, TapIo};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -98,18 +99,20 @@ where
                     let http = Box::pin(http1.serve_connection(io, service).with_upgrades());
                     Served { http, connection, stop: Some(stop) }.await;
                 }
-                Protocol::Http2 => serve_http2(http2.serve_connection(io, service), stop).await,
+                // Its streams are tasks of their own (hyper spawns them).
+                Protocol::Http2 => until_stopped(http2.serve_connection(io, service), stop, "an HTTP/2 caller connection").await,
             }
         }
     })
     .await;
 }
 
-/// One HTTP/2 caller connection: its streams are tasks of their own (hyper spawns them);
-/// at the stop, the caller is told (GOAWAY) and the streams under way finish.
-async fn serve_http2<I>(served: http2::Connection<TokioIo<I>, ProxyService, TokioExecutor>, mut stop: StopSignal)
+/// Serves one connection until it ends; at the stop, the caller is told (`Connection:
+/// close` after the request under way, or HTTP/2's GOAWAY) and what is under way finishes.
+/// `what` names the connection in the log.
+async fn until_stopped<C>(served: C, mut stop: StopSignal, what: &str)
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    C: GracefulConnection<Error = hyper::Error>,
 {
     let mut served = std::pin::pin!(served);
     let ended = tokio::select! {
@@ -120,7 +123,7 @@ where
         }
     };
     if let Err(error) = ended {
-        tracing::debug!(%error, "an HTTP/2 caller connection ended with an error");
+        tracing::debug!(%error, "{what} ended with an error");
     }
 }
 
@@ -132,26 +135,13 @@ where
     L: Listener<Addr = SocketAddr>,
 {
     let builder = http1_builder(head_timeout);
-    accept_until_stopped(listener, stop, |io, address, mut stop| {
+    accept_until_stopped(listener, stop, |io, address, stop| {
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(address));
             tower::ServiceExt::oneshot(router.clone(), request)
         });
-        let served = builder.serve_connection(TokioIo::new(io), service);
-        async move {
-            let mut served = std::pin::pin!(served);
-            let ended = tokio::select! {
-                ended = served.as_mut() => ended,
-                () = &mut stop => {
-                    served.as_mut().graceful_shutdown();
-                    served.await
-                }
-            };
-            if let Err(error) = ended {
-                tracing::debug!(%error, "a connection to the decision endpoint ended with an error");
-            }
-        }
+        until_stopped(builder.serve_connection(TokioIo::new(io), service), stop, "a connection to the decision endpoint")
     })
     .await;
 }
