@@ -79,10 +79,10 @@ where
     L::Addr: Into<Caller>,
 {
     let timeouts = proxy.timeouts();
-    let http1 = http1_builder(timeouts.caller_head);
-    let http2 = http2_builder();
+    // Shared by the connections' tasks, not copied into each.
+    let builders = Arc::new((http1_builder(timeouts.caller_head), http2_builder()));
     accept_until_stopped(listener, stop, |io, caller, stop| {
-        let (proxy, http1, http2) = (proxy.clone(), http1.clone(), http2.clone());
+        let (proxy, builders) = (proxy.clone(), builders.clone());
         let caller = caller.into();
         async move {
             let io = WriteLimit::new(io, timeouts.caller_body);
@@ -94,6 +94,7 @@ where
             let connection = Arc::new(Connection { caller, upstream: proxy.link(protocol) });
             let service = ProxyService { proxy, connection: connection.clone() };
             let io = TokioIo::new(io);
+            let (http1, http2) = &*builders;
             match protocol {
                 Protocol::Http1 => {
                     let http = Box::pin(http1.serve_connection(io, service).with_upgrades());

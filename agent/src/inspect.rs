@@ -66,14 +66,7 @@ pub async fn apply(decider: &Decider, duty: ResponseDuty, response: Response) ->
 
 /// Whether reading a body failed at [`MAX_INSPECTED_BYTES`], not on the upstream's side.
 fn too_large(error: &axum::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = cause {
-        if error.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    crate::cause::<http_body_util::LengthLimitError>(error).is_some()
 }
 
 /// What the body holds, and the masked body when values were masked.

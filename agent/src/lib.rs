@@ -33,6 +33,19 @@ pub mod timeouts;
 pub mod tls;
 pub mod upstream;
 
+/// The error of type `E` that `error` stems from, if any: errors are wrapped on their way
+/// (a body's in hyper's, hyper's in the client's), so the whole chain of sources is searched.
+pub fn cause<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(found) = error.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cause = error.source();
+    }
+    None
+}
+
 /// Unix milliseconds now (0 before 1970, which no clock here reports).
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

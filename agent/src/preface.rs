@@ -36,11 +36,10 @@ pub async fn tell<I: AsyncRead + Unpin>(mut io: I) -> io::Result<(Protocol, Repl
         } else {
             None
         };
+        // Undecided only while what came is a strict prefix of the preface: under 24 bytes,
+        // well within the first allocation.
         if let Some(protocol) = protocol {
             return Ok((protocol, Replayed { read, at: 0, io }));
-        }
-        if read.len() == read.capacity() {
-            read.reserve(FIRST_READ);
         }
     }
 }

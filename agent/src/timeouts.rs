@@ -71,14 +71,7 @@ impl Error for TimedOut {}
 
 /// The time-out `error` stems from, if it does (bodies' errors are wrapped on their way).
 pub fn timed_out<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a TimedOut> {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if let Some(timed_out) = error.downcast_ref::<TimedOut>() {
-            return Some(timed_out);
-        }
-        cause = error.source();
-    }
-    None
+    crate::cause(error)
 }
 
 /// How long one side has kept the agent waiting: the clock runs only while the agent
